@@ -1,0 +1,40 @@
+"""NASWOT search on NAS-Bench-201 (Mellor et al. 2021, Table 2a protocol).
+
+Command:
+  python -m jaxnas.main --config=configs/nb201_naswot_search.py --workdir=runs/search
+
+R = 100 independent runs (seed s: run r uses `fold_in(key(s), r)`). Each run samples
+N = 100 cells uniformly with replacement, draws one batch of 128 real CIFAR-10 training
+images (from the 1,280 in `images/cifar10_jpeg_yoongikim_train1280_test1000.npz`, NB201
+normalisation, no augmentation) shared by all its candidates, scores each with NASWOT
+under one fresh initialisation (per run, shared by that run's candidates), and keeps the
+arg-max. Reports the chosen cells' 200-epoch test accuracies on CIFAR-10, CIFAR-100 and
+ImageNet16-120 (mean +- std over runs) and the optimum within each run's sample.
+
+Paper (500 runs, N=100): CIFAR-10 test 92.81 +- 0.99. Expected on a 2-core CPU: about
+0.4 s per candidate, ~70 min for 100 x 100. Measured figures are in WORKSPACE_NOTES.md.
+
+Arguments: `:runs=R,n=N,seed=S,batch=B`.
+"""
+
+from jaxnas import experiment
+
+
+def get_config(arg=None):
+    args = experiment.parse_arg(arg, runs=100, n=100, seed=0, batch=128)
+    config = experiment.default_config()
+    config.mode = "search"
+    config.seed = args.seed
+    config.search.num_runs = args.runs
+    config.search.population_size = args.n
+    config.archs_per_call = 20
+    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
+    config.data.source = "npz"
+    config.data.path = experiment.shared_path(
+        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
+    )
+    config.data.images_key = "train_images"
+    config.data.labels_key = "train_labels"
+    config.data.batch_size = args.batch
+    return config

@@ -1,0 +1,395 @@
+"""The edge of the library: run an experiment described by an `ml_collections` config.
+
+Names in the config (space, proxies, strategy, data source) are resolved here through the
+plain-dict registries; everything below this module takes Python objects. Modes:
+
+  * "score": score a population (a seeded sample, the whole space, or the cells of a
+    benchmark table) with one or more proxies over K initialisations; write
+    `scores.jsonl` and, when a benchmark table is given, a correlation `report.json`.
+  * "search": R independent seeded search runs of a strategy (default: NASWOT random
+    sampling, N architectures, keep the best); write `runs.jsonl` and `summary.json`
+    with the chosen architectures' benchmark accuracies.
+
+The resolved config is saved as `config.json` in the workdir.
+"""
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxnas import benchmarks, data, errors, evaluation, proxies, spaces, strategies
+from jaxnas.progress import Progress
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every field an experiment config may set, with defaults (the demo's settings)."""
+    c = ml_collections.ConfigDict()
+    c.mode = "score"
+    c.seed = 0
+    c.space = ml_collections.ConfigDict({"name": "nb201", "kwargs": {}})
+    c.proxies = ("naswot",)
+    c.num_inits = 1  # K random initialisations per architecture
+    c.aggregate = "mean"  # over the K initialisations
+    c.chunk_size = 1  # architectures vmapped together inside one compiled call
+    c.archs_per_call = 16  # architectures per compiled call (progress granularity)
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "synthetic"  # synthetic | npz | tfds
+    c.data.path = ""  # npz file
+    c.data.images_key = "images"
+    c.data.labels_key = "labels"
+    c.data.dataset = "cifar10"  # tfds dataset (cifar10 | cifar100 | imagenet16-120)
+    c.data.split = "train"
+    c.data.data_dir = ""
+    c.data.max_examples = 5000  # images read from tfds into the sampling pool
+    c.data.normalization = "cifar10"
+    c.data.batch_size = 64
+    c.data.image_size = 32  # synthetic images
+    c.data.num_classes = 10  # synthetic labels
+
+    c.population = ml_collections.ConfigDict()
+    c.population.source = "sample"  # sample | all | benchmark
+    c.population.size = 200  # for sample / benchmark: distinct cells drawn with the seed
+
+    c.benchmark = ml_collections.ConfigDict()
+    c.benchmark.path = ""  # CSV(.gz) table with an arch_str column; "" = none
+    c.benchmark.targets = ("cifar10_test",)  # accuracy columns to correlate with / report
+    c.benchmark.references = ()  # published proxy-score columns to compare against
+
+    c.search = ml_collections.ConfigDict()
+    c.search.strategy = "random_search"
+    c.search.population_size = 100  # N
+    c.search.num_generations = 1
+    c.search.num_runs = 1  # R independent seeded runs
+
+    c.report = ml_collections.ConfigDict()
+    c.report.num_bootstrap = 1000
+    return c
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses a config-file argument `"a=1,b=x,flag"` against typed defaults.
+
+    `--config=file.py:size=1000,quick` gives `{"size": 1000, "quick": True, ...}`; a bare
+    name sets a boolean default to True. Unknown names raise ConfigError.
+    """
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in defaults:
+            raise errors.ConfigError(
+                f"unknown config argument {name!r}; expected one of {sorted(defaults)}"
+            )
+        default = defaults[name]
+        if not value:
+            out[name] = True
+        elif isinstance(default, bool):
+            out[name] = value.lower() in ("1", "true", "yes")
+        else:
+            try:
+                out[name] = type(default)(value)
+            except ValueError as exc:
+                raise errors.ConfigError(f"config argument {name}={value!r}: {exc}") from exc
+    return out
+
+
+def shared_path(*parts: str) -> str:
+    """A file under the shared data directory (see `benchmarks.shared_data_dir`)."""
+    return os.path.join(benchmarks.shared_data_dir(), *parts)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Runs the experiment; returns the report (score) or the summary (search)."""
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    if config.mode == "score":
+        return _score(config, workdir)
+    if config.mode == "search":
+        return _search(config, workdir)
+    raise errors.ConfigError(f"unknown mode {config.mode!r}; expected 'score' or 'search'")
+
+
+# ------------------------------------------------------------------------------ edges
+
+
+def _space(config):
+    if config.space.name not in spaces.SPACES:
+        raise errors.ConfigError(
+            f"unknown space {config.space.name!r}; available: {sorted(spaces.SPACES)}"
+        )
+    try:
+        return spaces.SPACES[config.space.name](**config.space.kwargs)
+    except TypeError as exc:
+        raise errors.ConfigError(f"space {config.space.name!r}: {exc}") from exc
+
+
+def _benchmark(config):
+    if not config.benchmark.path:
+        return None
+    bench = benchmarks.Benchmark.from_csv(config.benchmark.path)
+    for column in (*config.benchmark.targets, *config.benchmark.references):
+        bench.column(column)
+    return bench
+
+
+class _Images:
+    """The configured image source: draws a batch per key."""
+
+    def __init__(self, config):
+        self.config = config.data
+        self.pool = None
+        if self.config.source == "npz":
+            if not self.config.path:
+                raise errors.ConfigError("data.source='npz' needs data.path")
+            self.pool = data.load_npz(
+                self.config.path, self.config.images_key, self.config.labels_key or None
+            )
+        elif self.config.source == "tfds":
+            self.pool = data.load_tfds(
+                self.config.dataset,
+                self.config.split,
+                self.config.data_dir or None,
+                self.config.max_examples,
+            )
+        elif self.config.source != "synthetic":
+            raise errors.ConfigError(
+                f"unknown data.source {self.config.source!r}; expected synthetic, npz or tfds"
+            )
+
+    def batch(self, key):
+        c = self.config
+        if self.pool is None:
+            shape = (c.image_size, c.image_size, 3)
+            return data.synthetic_batch(key, c.batch_size, shape, c.num_classes)
+        images, labels = self.pool
+        return data.sample_batch(key, images, labels, c.batch_size, c.normalization)
+
+
+def _scorer(config, space, spec):
+    proxy = proxies.get_proxy(spec)
+    chunk = config.chunk_size
+
+    @jax.jit
+    def scorer(population, batch, keys):
+        return proxies.score_population(proxy, space, population, batch, keys, chunk_size=chunk)
+
+    return scorer
+
+
+def _score_chunks(scorer, population, batch, keys, per_call, progress) -> np.ndarray:
+    """f32[P, K] scores of a host population, in fixed-size compiled calls (padded)."""
+    per_call = min(per_call, population.shape[0])
+    out = []
+    for start in range(0, population.shape[0], per_call):
+        chunk = population[start : start + per_call]
+        real = chunk.shape[0]
+        if real < per_call:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], per_call - real, axis=0)])
+        with jax.transfer_guard("disallow"):
+            scores = scorer(jax.device_put(chunk), batch, keys)
+            out.append(jax.device_get(scores)[:real])
+        progress.update(real)
+    return np.concatenate(out)
+
+
+def _check_finite_or_failed(name, scores):
+    failed = int(np.isnan(scores).sum())
+    if failed:
+        print(f"warning: {name}: {failed} evaluations returned NaN (failed); they never win")
+
+
+# ------------------------------------------------------------------------------ score
+
+
+def _population(config, space, bench, key) -> np.ndarray:
+    pop = config.population
+    if pop.source == "all":
+        return space.enumerate()
+    if pop.source == "sample":
+        if space.size <= 10**6:
+            rows = np.asarray(
+                jax.random.choice(key, space.size, (min(pop.size, space.size),), replace=False)
+            )
+            return space.enumerate()[np.sort(rows)]
+        return np.asarray(space.sample(key, pop.size))
+    if pop.source == "benchmark":
+        if bench is None:
+            raise errors.ConfigError("population.source='benchmark' needs benchmark.path")
+        n = min(pop.size, len(bench))
+        rows = np.sort(np.asarray(jax.random.choice(key, len(bench), (n,), replace=False)))
+        return np.stack([space.from_string(a) for a in bench.column(bench.key)[rows]])
+    raise errors.ConfigError(
+        f"unknown population.source {pop.source!r}; expected sample, all or benchmark"
+    )
+
+
+def _score(config, workdir) -> dict:
+    space = _space(config)
+    bench = _benchmark(config)
+    images = _Images(config)
+    key = jax.random.key(config.seed)
+    key_pop, key_data, key_init = jax.random.split(key, 3)
+    population = space.validate(_population(config, space, bench, key_pop))
+    batch = images.batch(key_data)
+    keys = jax.random.split(key_init, config.num_inits)
+    archs = [space.to_string(g) for g in population]
+
+    results, timing = {}, {}
+    for spec in config.proxies:
+        progress = Progress(len(population), f"score {spec}")
+        scorer = _scorer(config, space, spec)
+        scores = _score_chunks(scorer, population, batch, keys, config.archs_per_call, progress)
+        _check_finite_or_failed(spec, scores)
+        results[spec] = scores
+        timing[spec] = {
+            "seconds_total": time.perf_counter() - progress.start,
+            "archs_per_second_after_compile": progress.rate(),
+        }
+
+    with open(os.path.join(workdir, "scores.jsonl"), "w") as f:
+        for i, genotype in enumerate(population):
+            row = {"arch": archs[i], "genotype": genotype.tolist()}
+            if bench is not None and "index" in bench.columns and archs[i] in bench:
+                row["index"] = int(bench.lookup("index", [archs[i]])[0])
+            for spec, scores in results.items():
+                row[spec] = {
+                    "scores": [_json_float(v) for v in scores[i]],
+                    "score": _json_float(
+                        proxies.aggregate(jnp.asarray(scores[i : i + 1]), config.aggregate)[0]
+                    ),
+                }
+            f.write(json.dumps(row) + "\n")
+
+    report = {"num_archs": len(population), "timing": timing, "correlations": {}}
+    if bench is not None:
+        report["correlations"] = _correlations(config, bench, archs, results)
+    with open(os.path.join(workdir, "report.json"), "w") as f:
+        json.dump(report, f, indent=2, default=_json_float)
+    print(f"scored {len(population)} architectures -> {workdir}/scores.jsonl")
+    for spec, t in timing.items():
+        print(
+            f"{spec}: {1.0 / t['archs_per_second_after_compile']:.3f} s/arch after compile, "
+            f"{t['seconds_total']:.1f} s total"
+        )
+    return report
+
+
+def _correlations(config, bench, archs, results) -> dict:
+    present = [a in bench for a in archs]
+    if not any(present):
+        print(f"note: none of the scored architectures is in {bench.name}; no correlations")
+        return {}
+    rows = [a for a, p in zip(archs, present) if p]
+    nboot = config.report.num_bootstrap
+    out = {}
+    for spec, scores in results.items():
+        agg = np.asarray(proxies.aggregate(jnp.asarray(scores), config.aggregate))[
+            np.asarray(present)
+        ]
+        for target in config.benchmark.targets:
+            r = evaluation.rank_correlations(agg, bench.lookup(target, rows), num_bootstrap=nboot)
+            out[f"{spec} vs {target}"] = r
+        for ref in config.benchmark.references:
+            r = evaluation.rank_correlations(agg, bench.lookup(ref, rows), num_bootstrap=nboot)
+            out[f"{spec} vs reference {ref}"] = r
+    for ref in config.benchmark.references:
+        for target in config.benchmark.targets:
+            r = evaluation.rank_correlations(
+                bench.lookup(ref, rows), bench.lookup(target, rows), num_bootstrap=nboot
+            )
+            out[f"reference {ref} vs {target}"] = r
+    for name, r in out.items():
+        print(evaluation.format_correlation(name, r))
+    return out
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def _search(config, workdir) -> dict:
+    space = _space(config)
+    bench = _benchmark(config)
+    images = _Images(config)
+    s = config.search
+    if s.strategy not in strategies.STRATEGIES:
+        raise errors.ConfigError(
+            f"unknown strategy {s.strategy!r}; available: {sorted(strategies.STRATEGIES)}"
+        )
+    strategy = strategies.STRATEGIES[s.strategy](space, s.population_size)
+    spec = config.proxies[0]
+    scorer = _scorer(config, space, spec)
+    total = s.num_runs * s.num_generations * s.population_size
+    progress = Progress(total, f"search {spec}")
+    key = jax.random.key(config.seed)
+    runs = []
+    with open(os.path.join(workdir, "runs.jsonl"), "w") as f:
+        for r in range(s.num_runs):
+            start = time.perf_counter()
+            key_run = jax.random.fold_in(key, r)
+            key_state, key_data, key_init, key_loop = jax.random.split(key_run, 4)
+            # One batch per run, shared by all its candidates (the NASWOT protocol).
+            batch = images.batch(key_data)
+            keys = jax.random.split(key_init, config.num_inits)
+            state = strategy.init(key_state, strategy.default_params)
+            seen = []
+            for g in range(s.num_generations):
+                key_ask, key_tell = jax.random.split(jax.random.fold_in(key_loop, g))
+                population, state = strategy.ask(key_ask, state, strategy.default_params)
+                population = np.asarray(population)
+                scores = _score_chunks(
+                    scorer, population, batch, keys, config.archs_per_call, progress
+                )
+                agg = proxies.aggregate(jnp.asarray(scores), config.aggregate)
+                state, _ = strategy.tell(
+                    key_tell, jnp.asarray(population), agg, state, strategy.default_params
+                )
+                seen.extend(space.to_string(p) for p in population)
+            best = space.to_string(np.asarray(state.best.genotype))
+            record = {
+                "run": r,
+                "arch": best,
+                "score": _json_float(state.best.score),
+                "seconds": time.perf_counter() - start,
+            }
+            if bench is not None:
+                for target in config.benchmark.targets:
+                    record[target] = float(bench.lookup(target, [best])[0])
+                    record[f"optimal_in_sample/{target}"] = float(
+                        np.nanmax(bench.lookup(target, seen))
+                    )
+            runs.append(record)
+            f.write(json.dumps(record) + "\n")
+    summary = {
+        "num_runs": s.num_runs,
+        "population_size": s.population_size,
+        "num_generations": s.num_generations,
+        "proxy": spec,
+        "seconds_per_run": evaluation.mean_std([r["seconds"] for r in runs]),
+    }
+    if bench is not None:
+        for target in config.benchmark.targets:
+            for name in (target, f"optimal_in_sample/{target}"):
+                summary[name] = evaluation.mean_std([r[name] for r in runs])
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"{s.num_runs} search runs -> {workdir}/runs.jsonl")
+    for name, value in summary.items():
+        if isinstance(value, tuple):
+            print(f"{name}: {value[0]:.2f} +- {value[1]:.2f}")
+    return summary
+
+
+def _json_float(value):
+    value = float(value)
+    if np.isnan(value):
+        return None
+    if np.isinf(value):
+        return "-inf" if value < 0 else "inf"
+    return value

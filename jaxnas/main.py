@@ -1,0 +1,36 @@
+"""Command-line entry point.
+
+  python -m jaxnas.main --config=configs/nb201_naswot.py[:arg] --workdir=DIR
+
+This file is kept short on purpose: the experiment logic lives in `jaxnas.experiment`,
+which the end-to-end tests call directly. Bad input ends with one `error: ...` line and
+exit status 2, not a stack trace.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxnas import errors, experiment
+
+config_flags.DEFINE_config_file("config", None, "Experiment configuration file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for the results.")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # JAX logs backend probing (e.g. "Unable to initialize backend 'tpu'") at INFO.
+    logging.set_verbosity(logging.WARNING)
+    try:
+        experiment.run(FLAGS.config, FLAGS.workdir)
+    except errors.JaxnasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,58 @@
+"""Zero-cost proxies: registry and the population scorer.
+
+`PROXIES` maps a name to a factory returning a `ProxyFn`; `get_proxy` resolves a spec
+string such as `"naswot"` or `"naswot(count_relu_conv_bn_twice=True)"` at the edge (CLI).
+"""
+
+import ast
+import functools
+
+from jaxnas import errors, types
+from jaxnas.proxies import naswot
+from jaxnas.proxies.base import aggregate, score_inits, score_network, score_population
+
+PROXIES = {
+    "naswot": naswot.naswot,
+}
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """`"name(a=1, b='x')"` -> `("name", {"a": 1, "b": "x"})` (literal kwargs only)."""
+    try:
+        node = ast.parse(spec.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise errors.ConfigError(f"malformed proxy spec {spec!r}") from exc
+    if isinstance(node, ast.Name):
+        return node.id, {}
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args:
+        try:
+            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+        except ValueError as exc:
+            raise errors.ConfigError(
+                f"proxy spec {spec!r}: arguments must be literals (numbers, strings, ...)"
+            ) from exc
+        return node.func.id, kwargs
+    raise errors.ConfigError(f"malformed proxy spec {spec!r}; expected name or name(key=value)")
+
+
+@functools.cache
+def get_proxy(spec: str) -> types.ProxyFn:
+    """Resolves a spec string; the same spec gives the same function (jit cache reuse)."""
+    name, kwargs = parse_spec(spec)
+    if name not in PROXIES:
+        raise errors.ConfigError(f"unknown proxy {name!r}; available: {sorted(PROXIES)}")
+    try:
+        return PROXIES[name](**kwargs)
+    except TypeError as exc:
+        raise errors.ConfigError(f"proxy spec {spec!r}: {exc}") from exc
+
+
+__all__ = [
+    "PROXIES",
+    "aggregate",
+    "get_proxy",
+    "parse_spec",
+    "score_inits",
+    "score_network",
+    "score_population",
+]

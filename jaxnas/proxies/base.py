@@ -1,0 +1,144 @@
+"""Scoring populations of architectures with a proxy, over several random initialisations.
+
+A proxy is a pure function `proxy(network, params, batch, key) -> f32[]` (higher is
+better, NaN = failed). `score_population` turns it into `f32[P, K]` for P genotypes of a
+search space and K initialisation keys; it is a pure function of its inputs, so the
+caller decides where to `jax.jit` it (one compile serves every population of the same
+shape).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnas import errors, types
+from jaxnas.network import Network
+from jaxnas.spaces.base import SearchSpace
+
+
+def score_network(
+    proxy: types.ProxyFn, network: Network, batch: types.Batch, key: types.PRNGKey
+) -> types.Score:
+    """Initialises `network` with one key and scores it: f32[].
+
+    The key is split into an initialisation key and a proxy key (for proxies that draw
+    random numbers), so a score is a deterministic function of `(network, batch, key)`.
+    """
+    key_init, key_proxy = jax.random.split(key)
+    params = network.init(key_init, batch["x"])
+    return jnp.asarray(proxy(network, params, batch, key_proxy), jnp.float32)
+
+
+def score_inits(
+    proxy: types.ProxyFn, network: Network, batch: types.Batch, keys: types.PRNGKey
+) -> jax.Array:
+    """Scores one network under K initialisations, vmapped over `keys` (key[K]): f32[K]."""
+    return jax.vmap(lambda key: score_network(proxy, network, batch, key))(keys)
+
+
+def score_population(
+    proxy: types.ProxyFn,
+    space: SearchSpace,
+    population: types.Population,
+    batch: types.Batch,
+    keys: types.PRNGKey,
+    *,
+    network_kwargs: Mapping[str, Any] | None = None,
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Scores every genotype of a population under every initialisation key.
+
+    Score [p, k] equals `score_network(proxy, space.network(population[p]), batch,
+    key)` with the key of (p, k).
+
+    Args:
+      proxy: the proxy function.
+      space: the search space; `space.network(genotype, **network_kwargs)` builds each
+        network from a traced genotype, so the population is data and one compiled
+        program serves every architecture.
+      population: int32[P, D] genotypes.
+      batch: `{"x": f32[B, H, W, C], "y": int32[B]}`, shared by every architecture.
+      keys: key[K] shared by every architecture, or key[P, K] per architecture. With
+        shared keys the scores are common random numbers: a genotype's score does not
+        depend on the rest of the population, and since a space's parameters do not
+        depend on the genotype, the K initialisations are drawn once for the whole
+        population (architectures use the slices of them that they select).
+      network_kwargs: static overrides for `space.network` (e.g. a proxy network's width).
+      chunk_size: architectures evaluated together with `vmap`; the population is mapped
+        over in chunks of this size with `lax.map`. None (or 1) evaluates one
+        architecture at a time, which bounds memory and keeps "switch" dispatch a real
+        branch; larger chunks suit "mask" dispatch on accelerators.
+
+    Returns:
+      f32[P, K] scores; NaN marks a failed evaluation.
+    """
+    population = jnp.asarray(population)
+    if population.ndim != 2 or population.shape[1] != len(space.num_choices):
+        raise errors.ArchitectureError(
+            f"a {space.name} population is int32[P, {len(space.num_choices)}], got shape "
+            f"{tuple(population.shape)}"
+        )
+    _check_batch(batch)
+    num = population.shape[0]
+    kwargs = dict(network_kwargs or {})
+    batch_size = None if chunk_size is None or chunk_size <= 1 else min(chunk_size, num)
+
+    def network(genotype):
+        return space.network(genotype, **kwargs)
+
+    if keys.ndim == 1:
+        key_pairs = jax.vmap(jax.random.split)(keys)
+        template = network(population[0])
+        params = jax.vmap(template.init, in_axes=(0, None))(key_pairs[:, 0], batch["x"])
+
+        def score_shared(genotype):
+            net = network(genotype)
+            return jax.vmap(lambda p, k: jnp.asarray(proxy(net, p, batch, k), jnp.float32))(
+                params, key_pairs[:, 1]
+            )
+
+        return jax.lax.map(score_shared, population, batch_size=batch_size)
+
+    if keys.ndim != 2 or keys.shape[0] != num:
+        raise errors.ShapeError(
+            f"keys must be key[K] or key[P={num}, K], got shape {tuple(keys.shape)}"
+        )
+
+    def score_own(args):
+        genotype, arch_keys = args
+        return score_inits(proxy, network(genotype), batch, arch_keys)
+
+    return jax.lax.map(score_own, (population, keys), batch_size=batch_size)
+
+
+def _check_batch(batch: types.Batch) -> None:
+    if not isinstance(batch, Mapping) or "x" not in batch:
+        raise errors.ShapeError("a batch is a mapping with an image array under 'x'")
+    x = batch["x"]
+    if x.ndim != 4:
+        raise errors.ShapeError(f"batch['x'] must be f32[B, H, W, C], got shape {tuple(x.shape)}")
+    if "y" in batch and batch["y"].shape != x.shape[:1]:
+        raise errors.ShapeError(
+            f"batch['y'] must be int32[B={x.shape[0]}], got shape {tuple(batch['y'].shape)}"
+        )
+
+
+AGGREGATES = {
+    "mean": lambda s: jnp.mean(s, axis=-1),
+    "median": lambda s: jnp.median(s, axis=-1),
+    "max": lambda s: jnp.max(s, axis=-1),
+    "min": lambda s: jnp.min(s, axis=-1),
+}
+
+
+def aggregate(scores: jax.Array, how: str = "mean") -> jax.Array:
+    """Reduces f32[P, K] scores over initialisations to f32[P].
+
+    A NaN in any initialisation makes the architecture's score NaN (failed); -inf
+    (e.g. a singular NASWOT kernel) is a valid worst score and propagates as such.
+    """
+    if how not in AGGREGATES:
+        raise errors.ConfigError(f"unknown aggregate {how!r}; expected one of {list(AGGREGATES)}")
+    return AGGREGATES[how](scores)

@@ -1,0 +1,392 @@
+"""NAS-Bench-201 / NATS-Bench topology search space.
+
+Dong & Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture
+Search", ICLR 2020; Dong et al., "NATS-Bench", TPAMI 2021.
+
+A cell is a DAG on 4 nodes; each of its 6 edges (i -> j, i < j) carries one of 5 ops, so
+the space has 5**6 = 15,625 cells. A genotype is `int32[6]` over `EDGES` (the order of
+the benchmark's architecture string) with op indices into `OPS`.
+
+Macro network (NB201 `TinyNetwork`): 3x3 conv stem (C channels) + BN; three stages of
+N cells at C, 2C, 4C channels separated by residual reduction blocks (ReLUConvBN 3x3
+stride 2 -> ReLUConvBN 3x3, shortcut 2x2 average pool -> 1x1 conv); BN -> ReLU; global
+average pool; linear classifier. Conv ops are ReLU -> Conv -> BN; average pooling does
+not count padding; `none` multiplies by zero. BatchNorm uses batch statistics.
+
+Dispatch modes of the data-driven network (see `network`):
+  * "switch": every edge runs only its selected op through `lax.switch`; exact cost.
+    Map over a population with `lax.map` (vmapping turns the switch into a select).
+  * "mask": every edge runs all ops and sums them weighted by `f32[6, 5]` (a one-hot
+    genotype, or any op weights for a supernet). Vectorises across a population.
+"""
+
+import re
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import errors
+from jaxnas.network import sow_tap
+from jaxnas.spaces import base, ops
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (from, to), string order
+NUM_NODES = 4
+CONV_OPS = (OPS.index("nor_conv_1x1"), OPS.index("nor_conv_3x3"))
+_CONV_KERNEL = {"nor_conv_1x1": (1, 0), "nor_conv_3x3": (3, 1)}  # name -> (size, padding)
+
+# NASLib / NAS-Bench-Suite-Zero tuple notation: its own op indices and edge order.
+NASLIB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
+NASLIB_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+DISPATCH_MODES = ("switch", "mask")
+
+
+def _check_images(x: jax.Array, in_channels: int, num_stages: int) -> None:
+    if x.ndim != 4 or x.shape[-1] != in_channels:
+        raise errors.ShapeError(
+            f"NB201 expects NHWC images f32[B, H, W, {in_channels}], got shape "
+            f"{tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
+        )
+    factor = 2 ** (num_stages - 1)
+    if x.shape[1] % factor or x.shape[2] % factor:
+        raise errors.ShapeError(
+            f"NB201 with {num_stages} stages needs H and W divisible by {factor}, got "
+            f"{x.shape[1]}x{x.shape[2]}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise errors.ShapeError(f"NB201 expects floating-point images, got {x.dtype}")
+
+
+class _MixedEdge(nn.Module):
+    """One edge of the data-driven cell: all ops' parameters, one (or a mix) applied."""
+
+    channels: int
+    dispatch: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array, choice: jax.Array) -> jax.Array:
+        c = self.channels
+        conv = {
+            name: ops.ConvBN(c, c, size, 1, pad, relu=True, name=name).weights()
+            for name, (size, pad) in _CONV_KERNEL.items()
+        }
+        branches = (
+            lambda h: h * 0.0,  # not zeros_like: see WORKSPACE_NOTES.md (constant folding)
+            lambda h: h,
+            lambda h: ops.relu_conv_bn(conv["nor_conv_1x1"], h, 1, 0),
+            lambda h: ops.relu_conv_bn(conv["nor_conv_3x3"], h, 1, 1),
+            ops.avg_pool_3x3,
+        )
+        if self.dispatch == "switch":
+            sow_tap(self, "relu_conv_bn", x, (choice == CONV_OPS[0]) | (choice == CONV_OPS[1]))
+            return jax.lax.switch(choice, branches, x)
+        num_relus = sum((choice[o] != 0).astype(jnp.float32) for o in CONV_OPS)
+        sow_tap(self, "relu_conv_bn", x, num_relus)
+        out = choice[0] * branches[0](x)
+        for o in range(1, len(OPS)):
+            out = out + choice[o] * branches[o](x)
+        return out
+
+
+class _FixedEdge(nn.Module):
+    """One edge of a materialised cell: only the selected op exists."""
+
+    channels: int
+    op: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        name = OPS[self.op]
+        if name == "none":
+            return x * 0.0
+        if name == "skip_connect":
+            return x
+        if name == "avg_pool_3x3":
+            return ops.avg_pool_3x3(x)
+        size, pad = _CONV_KERNEL[name]
+        sow_tap(self, "relu_conv_bn", x)
+        c = self.channels
+        return ops.ConvBN(c, c, size, 1, pad, relu=True, track_running_stats=True, name=name)(
+            x, train
+        )
+
+
+def _cell(edge_fn, x: jax.Array) -> jax.Array:
+    """Node j = sum over i < j (in increasing i) of edge (i -> j) applied to node i."""
+    nodes = [x]
+    for j in range(1, NUM_NODES):
+        terms = [edge_fn(e, nodes[i]) for e, (i, to) in enumerate(EDGES) if to == j]
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        nodes.append(total)
+    return nodes[-1]
+
+
+class _MixedCell(nn.Module):
+    channels: int
+    dispatch: str
+
+    @nn.compact
+    def __call__(self, x, choices):
+        edges = [
+            _MixedEdge(self.channels, self.dispatch, name=f"edge_{e}") for e in range(len(EDGES))
+        ]
+        return _cell(lambda e, h: edges[e](h, choices[e]), x)
+
+
+class _FixedCell(nn.Module):
+    channels: int
+    genotype: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x, train):
+        edges = [
+            _FixedEdge(self.channels, op, name=f"edge_{e}") for e, op in enumerate(self.genotype)
+        ]
+        return _cell(lambda e, h: edges[e](h, train), x)
+
+
+class ReductionBlock(nn.Module):
+    """NB201's residual reduction block (`ResNetBasicblock`, stride 2)."""
+
+    in_features: int
+    features: int
+    track_running_stats: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        track = self.track_running_stats
+        sow_tap(self, "conv_a_relu_conv_bn", x)
+        a = ops.ConvBN(self.in_features, self.features, 3, 2, 1, True, track, name="conv_a")(
+            x, train
+        )
+        sow_tap(self, "conv_b_relu_conv_bn", a)
+        b = ops.ConvBN(self.features, self.features, 3, 1, 1, True, track, name="conv_b")(a, train)
+        shortcut = ops.Conv(self.in_features, self.features, 1, name="downsample")
+        return ops.conv2d(ops.avg_pool_2x2(x), shortcut.kernel) + b
+
+
+class _Macro(nn.Module):
+    """The NB201 macro skeleton around a cell; shared by both network kinds."""
+
+    channels: int
+    cells_per_stage: int
+    num_stages: int
+    num_classes: int
+    stem: bool
+    in_channels: int
+    track_running_stats: bool
+
+    def body(self, x, cell_fn, train):
+        _check_images(x, self.in_channels, self.num_stages)
+        track = self.track_running_stats
+        if self.stem:
+            x = ops.ConvBN(self.in_channels, self.channels, 3, 1, 1, False, track, name="stem")(
+                x, train
+            )
+        elif self.in_channels != self.channels:
+            raise errors.ShapeError(
+                f"NB201 without a stem needs in_channels == channels, got "
+                f"{self.in_channels} and {self.channels}"
+            )
+        c_prev = self.channels
+        for s in range(self.num_stages):
+            c = self.channels * 2**s
+            if s > 0:
+                x = ReductionBlock(c_prev, c, track, name=f"reduction{s}")(x, train)
+            for i in range(self.cells_per_stage):
+                x = cell_fn(c, f"stage{s}_cell{i}", x)
+            c_prev = c
+        x = ops.BatchNorm(c_prev, track, name="lastact")(x, train)
+        sow_tap(self, "lastact_relu", x)
+        x = ops.global_avg_pool(jax.nn.relu(x))
+        return ops.Dense(self.num_classes, name="classifier")(x)
+
+
+class NB201Network(_Macro):
+    """The data-driven NB201 network: the architecture is the call argument `genotype`.
+
+    Call as `module(x, genotype)` with x f32[B, H, W, C] and genotype int32[6]
+    (either dispatch) or op weights f32[6, 5] ("mask" only). Returns f32[B, classes].
+    """
+
+    dispatch: str = "switch"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
+        choices = _edge_choices(genotype, self.dispatch)
+        return self.body(
+            x, lambda c, name, h: _MixedCell(c, self.dispatch, name=name)(h, choices), True
+        )
+
+
+class NB201Model(_Macro):
+    """A materialised NB201 network for one fixed genotype; call as `module(x, train)`."""
+
+    genotype: tuple[int, ...] = ()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        return self.body(
+            x, lambda c, name, h: _FixedCell(c, self.genotype, name=name)(h, train), train
+        )
+
+
+def _edge_choices(genotype: jax.Array, dispatch: str) -> jax.Array:
+    if dispatch not in DISPATCH_MODES:
+        raise errors.ConfigError(
+            f"unknown NB201 dispatch {dispatch!r}; expected one of {DISPATCH_MODES}"
+        )
+    genotype = jnp.asarray(genotype)
+    if jnp.issubdtype(genotype.dtype, jnp.integer):
+        if genotype.shape != (len(EDGES),):
+            raise errors.ArchitectureError(
+                f"an NB201 genotype is int32[{len(EDGES)}], got shape {tuple(genotype.shape)}"
+            )
+        if dispatch == "mask":
+            return jax.nn.one_hot(genotype, len(OPS), dtype=jnp.float32)
+        return genotype
+    if dispatch == "switch" or genotype.shape != (len(EDGES), len(OPS)):
+        raise errors.ArchitectureError(
+            f"NB201 op weights must be f32[{len(EDGES)}, {len(OPS)}] with dispatch='mask', "
+            f"got {genotype.dtype}{list(genotype.shape)} with dispatch={dispatch!r}"
+        )
+    return genotype
+
+
+# ------------------------------------------------------------------------ notation
+
+
+def to_string(genotype: Sequence[int]) -> str:
+    """int32[6] -> `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`."""
+    g = [int(v) for v in np.asarray(genotype).reshape(-1)]
+    groups = []
+    for j in range(1, NUM_NODES):
+        entries = [f"{OPS[g[e]]}~{i}" for e, (i, to) in enumerate(EDGES) if to == j]
+        groups.append("|" + "|".join(entries) + "|")
+    return "+".join(groups)
+
+
+_ENTRY = re.compile(r"^([A-Za-z0-9_]+)~(\d+)$")
+
+
+def from_string(arch: str) -> np.ndarray:
+    """Parses an NB201 architecture string into int32[6]; raises ArchitectureError."""
+    if not isinstance(arch, str):
+        raise errors.ArchitectureError(f"NB201 architecture must be a string, got {arch!r}")
+    groups = arch.strip().split("+")
+    if len(groups) != NUM_NODES - 1:
+        raise errors.ArchitectureError(
+            f"malformed NB201 string {arch!r}: expected {NUM_NODES - 1} node groups "
+            f"separated by '+', got {len(groups)}"
+        )
+    genotype = np.zeros(len(EDGES), np.int32)
+    for j, group in enumerate(groups, start=1):
+        if len(group) < 2 or not (group.startswith("|") and group.endswith("|")):
+            raise errors.ArchitectureError(
+                f"malformed NB201 string {arch!r}: node group {group!r} must look like '|op~0|...|'"
+            )
+        entries = group[1:-1].split("|")
+        if len(entries) != j:
+            raise errors.ArchitectureError(
+                f"malformed NB201 string {arch!r}: node {j} needs {j} inputs, got "
+                f"{len(entries)} in {group!r}"
+            )
+        for i, entry in enumerate(entries):
+            m = _ENTRY.match(entry)
+            if m is None:
+                raise errors.ArchitectureError(
+                    f"malformed NB201 string {arch!r}: entry {entry!r} is not 'op~k'"
+                )
+            op, src = m.group(1), int(m.group(2))
+            if op not in OPS:
+                raise errors.ArchitectureError(
+                    f"unknown op {op!r} in NB201 string {arch!r}; expected one of {OPS}"
+                )
+            if src != i:
+                raise errors.ArchitectureError(
+                    f"malformed NB201 string {arch!r}: entry {entry!r} of node {j} must "
+                    f"come from node {i}"
+                )
+            genotype[EDGES.index((i, j))] = OPS.index(op)
+    return genotype
+
+
+def from_naslib(ops_tuple: Sequence[int] | str) -> np.ndarray:
+    """NASLib / Suite-Zero tuple (e.g. `(4,3,3,0,0,0)`) -> int32[6]."""
+    if isinstance(ops_tuple, str):
+        try:
+            ops_tuple = [int(v) for v in ops_tuple.strip().strip("()").split(",")]
+        except ValueError as exc:
+            raise errors.ArchitectureError(f"malformed NASLib NB201 tuple {ops_tuple!r}") from exc
+    values = list(ops_tuple)
+    if len(values) != len(EDGES) or any(not 0 <= v < len(OPS) for v in values):
+        raise errors.ArchitectureError(f"malformed NASLib NB201 tuple {tuple(values)}")
+    genotype = np.zeros(len(EDGES), np.int32)
+    for pos, edge in enumerate(NASLIB_EDGES):
+        genotype[EDGES.index(edge)] = OPS.index(NASLIB_OPS[values[pos]])
+    return genotype
+
+
+def to_naslib(genotype: Sequence[int]) -> tuple[int, ...]:
+    g = np.asarray(genotype).reshape(-1)
+    return tuple(NASLIB_OPS.index(OPS[g[EDGES.index(edge)]]) for edge in NASLIB_EDGES)
+
+
+# --------------------------------------------------------------------------- space
+
+
+def space(
+    channels: int = 16,
+    cells_per_stage: int = 5,
+    num_classes: int = 10,
+    dispatch: str = "switch",
+    stem: bool = True,
+    num_stages: int = 3,
+    in_channels: int = 3,
+) -> base.SearchSpace:
+    """The NB201 space; the arguments are the defaults of `network`/`materialize`.
+
+    Defaults are the benchmark's network (C=16, N=5, 10 classes). `network(g,
+    channels=3, cells_per_stage=1)` is TE-NAS's NTK proxy network, `network(g,
+    channels=1, cells_per_stage=1, stem=False, in_channels=1)` its thin network.
+    """
+    defaults = dict(
+        channels=channels,
+        cells_per_stage=cells_per_stage,
+        num_classes=num_classes,
+        stem=stem,
+        num_stages=num_stages,
+        in_channels=in_channels,
+    )
+    num_choices = (len(OPS),) * len(EDGES)
+
+    def network(genotype, **overrides):
+        settings = {**defaults, "dispatch": dispatch, **overrides}
+        module = NB201Network(**settings, track_running_stats=False)
+        return ops.supernet(module, genotype)
+
+    def materialize(genotype, **overrides):
+        settings = {**defaults, **overrides}
+        g = tuple(int(v) for v in validate(genotype).reshape(-1))
+        return NB201Model(**settings, track_running_stats=True, genotype=g)
+
+    validate = base.range_validator("nb201", num_choices)
+    return base.SearchSpace(
+        name="nb201",
+        num_choices=num_choices,
+        sample=base.uniform_sampler(num_choices),
+        mutate=base.one_position_mutator(num_choices),
+        network=network,
+        materialize=materialize,
+        to_string=to_string,
+        from_string=from_string,
+        validate=validate,
+        enumerate=base.product_enumerator(num_choices),
+        size=len(OPS) ** len(EDGES),
+    )

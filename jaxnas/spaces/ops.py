@@ -1,0 +1,311 @@
+"""Building blocks shared by the search spaces: pure op functions and Linen parameter holders.
+
+Each op is written once as a pure function of `(weights, x)`. The data-driven networks
+call these functions inside `lax.switch` branches (Linen modules cannot be called inside
+JAX control flow); the materialised networks call the same functions through the Linen
+modules below, which declare the parameters under the same names. Both paths therefore
+compute identical results from identical parameters.
+
+Conventions follow the PyTorch reference models: NHWC activations, HWIO kernels,
+explicit symmetric padding, BatchNorm eps 1e-5 with the biased batch variance, and
+PyTorch's default initialisation (kaiming-uniform with a=sqrt(5), i.e.
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for conv and linear weights and linear biases;
+BatchNorm gamma=1, beta=0).
+"""
+
+import functools
+import math
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.network import Network, from_linen
+
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1  # PyTorch convention: running = (1 - m) * running + m * batch.
+
+torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int):
+    """PyTorch's default bias init for a layer with `fan_in` inputs per output."""
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def torch_init(key: jax.Array, shapes) -> dict:
+    """PyTorch's default initialisation of a parameter tree, from a single RNG call.
+
+    Equivalent in distribution to initialising the Linen modules of this file, but the
+    random numbers come from one `jax.random.uniform` draw that is sliced per leaf.
+    Linen's own `init` derives a key and draws numbers per leaf: for a supernet with
+    hundreds of leaves that costs tens of seconds of XLA compile time (WORKSPACE_NOTES).
+
+    Rules by leaf name: `kernel` ~ U(+-1/sqrt(fan_in)) with fan_in the product of all
+    but the last axis (HWIO conv, [in, out] linear); `bias` next to a `kernel` (a
+    linear layer) ~ U(+-1/sqrt(fan_in)) of that kernel; BatchNorm `scale` = 1 and `bias`
+    = 0.
+
+    Args:
+      key: PRNG key.
+      shapes: nested dict of `jax.ShapeDtypeStruct` (e.g. from `jax.eval_shape`).
+
+    Returns:
+      A nested dict of f32 arrays with the structure of `shapes`.
+    """
+    bounds = {}  # path -> bound of a uniform leaf
+
+    def collect(tree, path):
+        for name, leaf in tree.items():
+            if isinstance(leaf, dict):
+                collect(leaf, path + (name,))
+            elif name == "kernel":
+                bounds[path + (name,)] = 1.0 / math.sqrt(math.prod(leaf.shape[:-1]))
+            elif name == "bias" and "kernel" in tree:
+                bounds[path + (name,)] = 1.0 / math.sqrt(math.prod(tree["kernel"].shape[:-1]))
+            elif name not in ("scale", "bias"):
+                raise ValueError(f"torch_init: no init rule for parameter {'/'.join(path)}/{name}")
+
+    collect(shapes, ())
+    sizes = [math.prod(_leaf(shapes, path).shape) for path in bounds]
+    flat = jax.random.uniform(key, (sum(sizes),), jnp.float32, -1.0, 1.0)
+    offsets = np.cumsum([0] + sizes)
+    drawn = {
+        path: flat[offsets[i] : offsets[i + 1]].reshape(_leaf(shapes, path).shape) * bound
+        for i, (path, bound) in enumerate(bounds.items())
+    }
+
+    def build(tree, path):
+        out = {}
+        for name, leaf in tree.items():
+            p = path + (name,)
+            if isinstance(leaf, dict):
+                out[name] = build(leaf, p)
+            elif p in drawn:
+                out[name] = drawn[p]
+            elif name == "scale":
+                out[name] = jnp.ones(leaf.shape, jnp.float32)
+            else:
+                out[name] = jnp.zeros(leaf.shape, jnp.float32)
+        return out
+
+    return build(shapes, ())
+
+
+def _leaf(tree, path):
+    for name in path:
+        tree = tree[name]
+    return tree
+
+
+# ----------------------------------------------------------------------------- pure ops
+
+
+def conv2d(
+    x: jax.Array,
+    kernel: jax.Array,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    groups: int = 1,
+) -> jax.Array:
+    """PyTorch-style 2-D convolution (no bias): f32[B, H, W, Ci] -> f32[B, H', W', Co]."""
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )
+
+
+def batch_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-channel mean and biased variance over (B, H, W): two f32[C]."""
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axis=axes)
+    var = jnp.mean(jnp.square(x - mean), axis=axes)
+    return mean, var
+
+
+def normalize(x, mean, var, scale, bias):
+    return (x - mean) * jax.lax.rsqrt(var + BN_EPS) * scale + bias
+
+
+def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
+    """BatchNorm in train mode: normalises with the statistics of this batch."""
+    mean, var = batch_stats(x)
+    return normalize(x, mean, var, scale, bias)
+
+
+def avg_pool_3x3(x: jax.Array) -> jax.Array:
+    """3x3 average pooling, stride 1, padding 1, `count_include_pad=False`."""
+    # Separable sums of shifted slices: several times faster on CPU than reduce_window.
+    h, w = x.shape[1], x.shape[2]
+    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = p[:, :h] + p[:, 1 : h + 1] + p[:, 2 : h + 2]
+    total = rows[:, :, :w] + rows[:, :, 1 : w + 1] + rows[:, :, 2 : w + 2]
+    # The divisors depend only on the static spatial shape: trace-time constants.
+    n_rows = np.minimum(np.arange(h) + 2, h) - np.maximum(np.arange(h) - 1, 0)
+    n_cols = np.minimum(np.arange(w) + 2, w) - np.maximum(np.arange(w) - 1, 0)
+    counts = (n_rows[:, None] * n_cols[None, :]).astype(np.float32)
+    return total / counts[None, :, :, None]
+
+
+def avg_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 average pooling with stride 2 (odd trailing rows/columns are dropped)."""
+    b, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2, :]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    return jnp.mean(x, axis=(1, 2))
+
+
+class ConvBNWeights(NamedTuple):
+    kernel: jax.Array  # f32[k, k, Ci, Co]
+    scale: jax.Array  # f32[Co]
+    bias: jax.Array  # f32[Co]
+
+
+def conv_bn(w: ConvBNWeights, x: jax.Array, stride: int, padding: int) -> jax.Array:
+    return batch_norm(conv2d(x, w.kernel, stride, padding), w.scale, w.bias)
+
+
+def relu_conv_bn(w: ConvBNWeights, x: jax.Array, stride: int, padding: int) -> jax.Array:
+    """NB201's ReLUConvBN: ReLU -> Conv (no bias) -> BatchNorm (train mode)."""
+    return conv_bn(w, jax.nn.relu(x), stride, padding)
+
+
+# ------------------------------------------------------------------ Linen declarations
+
+
+class BatchNorm(nn.Module):
+    """BatchNorm with PyTorch conventions.
+
+    `weights()` returns `(scale, bias)` for the pure functions. `__call__(x, train)`
+    uses batch statistics when `train` and, when `track_running_stats`, keeps running
+    statistics in the `batch_stats` collection for evaluation mode.
+    """
+
+    features: int
+    track_running_stats: bool = False
+
+    def setup(self):
+        self.scale = self.param("scale", nn.initializers.ones, (self.features,))
+        self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.track_running_stats:
+            self.running_mean = self.variable(
+                "batch_stats", "mean", jnp.zeros, (self.features,), jnp.float32
+            )
+            self.running_var = self.variable(
+                "batch_stats", "var", jnp.ones, (self.features,), jnp.float32
+            )
+
+    def weights(self) -> tuple[jax.Array, jax.Array]:
+        return self.scale, self.bias
+
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        if train or not self.track_running_stats:
+            mean, var = batch_stats(x)
+            if self.track_running_stats and not self.is_initializing():
+                n = x.size / x.shape[-1]
+                unbiased = var * n / max(n - 1, 1)
+                self.running_mean.value = (
+                    1 - BN_MOMENTUM
+                ) * self.running_mean.value + BN_MOMENTUM * mean
+                self.running_var.value = (
+                    1 - BN_MOMENTUM
+                ) * self.running_var.value + BN_MOMENTUM * unbiased
+        else:
+            mean, var = self.running_mean.value, self.running_var.value
+        return normalize(x, mean, var, self.scale, self.bias)
+
+
+class Conv(nn.Module):
+    """A bias-free convolution kernel `f32[k, k, Ci, Co]` with PyTorch's default init."""
+
+    in_features: int
+    features: int
+    kernel_size: int
+
+    def setup(self):
+        k = self.kernel_size
+        self.kernel = self.param(
+            "kernel", torch_kernel_init, (k, k, self.in_features, self.features)
+        )
+
+
+class ConvBN(nn.Module):
+    """Conv (no bias) -> BatchNorm; with `relu=True` it is NB201's ReLUConvBN."""
+
+    in_features: int
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    relu: bool = False
+    track_running_stats: bool = False
+
+    def setup(self):
+        self.conv = Conv(self.in_features, self.features, self.kernel_size)
+        self.bn = BatchNorm(self.features, self.track_running_stats)
+
+    def weights(self) -> ConvBNWeights:
+        return ConvBNWeights(self.conv.kernel, *self.bn.weights())
+
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        if self.relu:
+            x = jax.nn.relu(x)
+        return self.bn(conv2d(x, self.conv.kernel, self.stride, self.padding), train)
+
+
+class Dense(nn.Module):
+    """A linear classifier with PyTorch's default init."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        kernel = self.param("kernel", torch_kernel_init, (fan_in, self.features))
+        bias = self.param("bias", torch_bias_init(fan_in), (self.features,))
+        return x @ kernel + bias
+
+
+# -------------------------------------------------------------------- data-driven nets
+
+
+@functools.lru_cache(maxsize=128)
+def _param_shapes(module: nn.Module, x: jax.ShapeDtypeStruct, genotype: jax.ShapeDtypeStruct):
+    variables = jax.eval_shape(module.init, jax.random.key(0), x, genotype)
+    return variables["params"]
+
+
+def supernet(module: nn.Module, genotype: jax.Array) -> Network:
+    """The `Network` of a data-driven Linen module called as `module(x, genotype)`.
+
+    Its parameters (`{"params": ...}`) do not depend on the genotype's value, and `init`
+    uses `torch_init`, so one initialisation serves a whole population.
+    """
+    genotype = jnp.asarray(genotype)
+    linen = from_linen(module, genotype, mutable=())
+
+    def init(key, x):
+        shapes = _param_shapes(
+            module,
+            jax.ShapeDtypeStruct(x.shape, x.dtype),
+            jax.ShapeDtypeStruct(genotype.shape, genotype.dtype),
+        )
+        return {"params": torch_init(key, shapes)}
+
+    return Network(init, linen.apply)
