@@ -53,8 +53,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.num_classes = 10  # synthetic labels
 
     c.population = ml_collections.ConfigDict()
-    c.population.source = "sample"  # sample | all | benchmark
+    c.population.source = "sample"  # sample | all | benchmark | list
     c.population.size = 200  # for sample / benchmark: distinct cells drawn with the seed
+    c.population.archs = ()  # for list: architecture strings in the space's notation
 
     c.benchmark = ml_collections.ConfigDict()
     c.benchmark.path = ""  # CSV(.gz) table with an arch_str column; "" = none
@@ -225,8 +226,12 @@ def _population(config, space, bench, key) -> np.ndarray:
         n = min(pop.size, len(bench))
         rows = np.sort(np.asarray(jax.random.choice(key, len(bench), (n,), replace=False)))
         return np.stack([space.from_string(a) for a in bench.column(bench.key)[rows]])
+    if pop.source == "list":
+        if not pop.archs:
+            raise errors.ConfigError("population.source='list' needs population.archs")
+        return np.stack([space.from_string(a) for a in pop.archs])
     raise errors.ConfigError(
-        f"unknown population.source {pop.source!r}; expected sample, all or benchmark"
+        f"unknown population.source {pop.source!r}; expected sample, all, benchmark or list"
     )
 
 

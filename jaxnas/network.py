@@ -132,9 +132,10 @@ def from_nnx(factory: Callable[[Any], Any]) -> Network:
 
     def apply(params, x, *, taps=False):
         model = nnx.merge(graphdef, params)
-        if not taps:
-            return model(x)
+        # Run under `capture` either way: NNX deprecates `sow` outside of it.
         out, sown = nnx.capture(model, nnx.Intermediate)(x)
+        if not taps:
+            return out
         return out, collect_taps(nnx.to_pure_dict(sown))
 
     return Network(init, apply)

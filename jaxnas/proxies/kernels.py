@@ -66,7 +66,7 @@ def hamming_kernel(
 
 def _weighted_agreement(tap: types.Tap) -> jax.Array:
     codes, weights = binary_codes(tap)
-    weighted = codes * weights
+    weighted = codes * weights[None, :]
     ones = weighted.sum(axis=1)
     return 2.0 * (weighted @ codes.T) - ones[:, None] - ones[None, :] + weights.sum()
 

@@ -55,7 +55,8 @@ def uniform_sampler(num_choices: tuple[int, ...]):
     maxval = jnp.asarray(num_choices, jnp.int32)
 
     def sample(key, n):
-        return jax.random.randint(key, (n, len(num_choices)), 0, maxval, dtype=jnp.int32)
+        shape = (n, len(num_choices))
+        return jax.random.randint(key, shape, 0, jnp.broadcast_to(maxval, shape), jnp.int32)
 
     return sample
 

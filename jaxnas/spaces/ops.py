@@ -131,12 +131,15 @@ def conv2d(
 def batch_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-channel mean and biased variance over (B, H, W): two f32[C]."""
     axes = tuple(range(x.ndim - 1))
-    mean = jnp.mean(x, axis=axes)
+    mean = jnp.mean(x, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=axes)
-    return mean, var
+    return mean.reshape(-1), var
 
 
 def normalize(x, mean, var, scale, bias):
+    """Per-channel affine normalisation; the f32[C] vectors broadcast over NHW."""
+    shape = (1,) * (x.ndim - 1) + (-1,)
+    mean, var, scale, bias = (jnp.reshape(v, shape) for v in (mean, var, scale, bias))
     return (x - mean) * jax.lax.rsqrt(var + BN_EPS) * scale + bias
 
 
@@ -279,7 +282,7 @@ class Dense(nn.Module):
         fan_in = x.shape[-1]
         kernel = self.param("kernel", torch_kernel_init, (fan_in, self.features))
         bias = self.param("bias", torch_bias_init(fan_in), (self.features,))
-        return x @ kernel + bias
+        return x @ kernel + bias[None, :]
 
 
 # -------------------------------------------------------------------- data-driven nets

@@ -1,0 +1,69 @@
+"""Batches: normalisation, npz loading, synthetic data, offline tfds failures."""
+
+import os
+import time
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from jaxnas import data, errors
+
+
+def test_normalization_uses_the_nb201_constants():
+    images = np.full((2, 4, 4, 3), 255, np.uint8)
+    x = data.normalize(images, "cifar10")
+    mean, std = np.asarray(data.NORMALIZATION["cifar10"])
+    np.testing.assert_allclose(x[0, 0, 0], (1.0 - mean) / std, rtol=1e-6)
+    np.testing.assert_allclose(mean * 255, (125.3, 123.0, 113.9))
+
+
+def test_channels_first_images_are_rejected_with_a_hint():
+    with pytest.raises(errors.ShapeError, match=r"channels first\?"):
+        data.normalize(np.zeros((2, 3, 32, 32), np.uint8))
+    with pytest.raises(errors.ShapeError, match=r"\[N, H, W, C\]"):
+        data.normalize(np.zeros((3, 32, 32), np.uint8))
+    with pytest.raises(errors.ConfigError, match="unknown normalization"):
+        data.normalize(np.zeros((1, 2, 2, 3)), "mnist")
+
+
+def test_synthetic_batch_shapes_and_determinism(key):
+    a = data.synthetic_batch(key, 5, (8, 8, 3), 10)
+    b = data.synthetic_batch(key, 5, (8, 8, 3), 10)
+    chex.assert_shape(a["x"], (5, 8, 8, 3))
+    chex.assert_shape(a["y"], (5,))
+    chex.assert_trees_all_equal(a, b)
+
+
+def test_npz_round_trip_and_errors(tmp_path, key):
+    path = str(tmp_path / "imgs.npz")
+    np.savez(path, images=np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3),
+             labels=np.arange(6))
+    images, labels = data.load_npz(path)
+    batch = data.sample_batch(key, images, labels, 4)
+    chex.assert_shape(batch["x"], (4, 4, 4, 3))
+    assert len(set(np.asarray(batch["y"]).tolist())) == 4  # without replacement
+    with pytest.raises(errors.DataError, match="image file not found"):
+        data.load_npz(str(tmp_path / "missing.npz"))
+    with pytest.raises(errors.DataError, match="has no array 'pixels'"):
+        data.load_npz(path, images_key="pixels")
+    with pytest.raises(errors.DataError, match="exceeds the 6 images"):
+        data.sample_batch(key, images, labels, 7)
+
+
+def test_real_cifar10_batch_statistics(shared_data, key):
+    path = os.path.join(shared_data, "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
+    images, labels = data.load_npz(path, "train_images", "train_labels")
+    batch = data.sample_batch(key, images, labels, 256)
+    x = np.asarray(batch["x"])
+    assert abs(x.mean()) < 0.2 and 0.8 < x.std() < 1.2  # the constants fit the data
+
+
+def test_tfds_fails_fast_and_clearly_when_data_is_not_prepared(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(errors.DataError, match="not prepared .* never downloads"):
+        data.load_tfds("cifar10", data_dir=str(tmp_path))
+    assert time.perf_counter() - start < 30  # no DNS retries
+    with pytest.raises(errors.DataError, match="unknown tfds dataset"):
+        data.load_tfds("svhn", data_dir=str(tmp_path))

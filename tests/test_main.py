@@ -1,0 +1,96 @@
+"""End to end: the experiment runner on tiny configs, and the CLI's error messages."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxnas import experiment
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny(config):
+    config.space.kwargs = {"channels": 4, "cells_per_stage": 1}
+    config.data.image_size = 8
+    config.data.batch_size = 8
+    config.report.num_bootstrap = 50
+    return config
+
+
+def test_score_mode_writes_scores_and_correlations(tmp_path, shared_data):
+    config = _tiny(experiment.default_config())
+    config.population.size = 12
+    config.archs_per_call = 5  # two full calls and a padded one
+    config.num_inits = 2
+    config.benchmark.path = os.path.join(
+        shared_data, "nasbench201", "nb201_test_acc_200ep.csv.gz"
+    )
+    report = experiment.run(config, str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / "scores.jsonl")]
+    assert len(rows) == 12 and len({r["arch"] for r in rows}) == 12
+    assert all(len(r["naswot"]["scores"]) == 2 for r in rows)
+    np.testing.assert_allclose(
+        rows[0]["naswot"]["score"], np.mean(rows[0]["naswot"]["scores"]), rtol=1e-5
+    )
+    assert "index" in rows[0]
+    r = report["correlations"]["naswot vs cifar10_test"]
+    assert r["n"] == 12 and -1 <= r["spearman"] <= 1
+    saved = json.load(open(tmp_path / "config.json"))
+    assert saved["population"]["size"] == 12
+
+
+def test_search_mode_reports_the_chosen_cells(tmp_path, shared_data):
+    config = _tiny(experiment.default_config())
+    config.mode = "search"
+    config.search.num_runs = 2
+    config.search.population_size = 6
+    config.benchmark.path = os.path.join(
+        shared_data, "nasbench201", "nb201_test_acc_200ep.csv.gz"
+    )
+    summary = experiment.run(config, str(tmp_path))
+    runs = [json.loads(line) for line in open(tmp_path / "runs.jsonl")]
+    assert len(runs) == 2
+    for run in runs:
+        assert run["cifar10_test"] <= run["optimal_in_sample/cifar10_test"]
+    assert summary["num_runs"] == 2 and len(summary["cifar10_test"]) == 2
+
+
+def _cli(tmp_path, *overrides):
+    cmd = [
+        sys.executable, "-m", "jaxnas.main", "--config=configs/nb201_naswot.py:size=4",
+        f"--workdir={tmp_path}", *overrides,
+    ]
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["--config.population.source=list",
+             "--config.population.archs=('|conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|',)"],
+            "unknown op 'conv_7x7'",
+        ),
+        (
+            ["--config.population.source=list", "--config.population.archs=('|none~0|+|none~0|',)"],
+            "malformed NB201 string",
+        ),
+        (["--config.benchmark.path=/nonexistent/table.csv.gz"], "benchmark file not found"),
+        (["--config.data.source=npz", "--config.data.path=NCHW"], "channels first"),
+        (["--config.proxies=('nwot',)"], "unknown proxy 'nwot'"),
+    ],
+)
+def test_cli_bad_input_gives_one_line_error(tmp_path, overrides, message):
+    overrides = [o.replace("NCHW", str(tmp_path / "nchw.npz")) for o in overrides]
+    np.savez(tmp_path / "nchw.npz", images=np.zeros((70, 3, 32, 32), np.uint8),
+             labels=np.zeros(70, np.int64))
+    result = _cli(tmp_path, *overrides)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,63 @@
+"""Network adapters: a Linen module and an NNX model with the same weights score alike."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxnas import network, proxies, types
+
+
+class LinenNet(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape(x.shape[0], -1)
+        h = nn.Dense(16, name="hidden")(x)
+        network.sow_tap(self, "relu", h)
+        return nn.Dense(3, name="out")(jax.nn.relu(h))
+
+
+class NnxNet(nnx.Module):
+    def __init__(self, rngs):
+        self.hidden = nnx.Linear(12, 16, rngs=rngs)
+        self.out = nnx.Linear(16, 3, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.hidden(x.reshape(x.shape[0], -1))
+        self.sow(nnx.Intermediate, "relu", types.Tap(h, jnp.asarray(1.0)))
+        return self.out(jax.nn.relu(h))
+
+
+def test_linen_and_nnx_adapters_give_the_same_naswot_for_the_same_weights():
+    x = jax.random.normal(jax.random.key(0), (10, 2, 2, 3))
+    linen = network.from_linen(LinenNet())
+    nnx_net = network.from_nnx(NnxNet)
+    linen_params = linen.init(jax.random.key(1), x)
+    nnx_params = nnx_net.init(jax.random.key(2), x)
+    for layer in ("hidden", "out"):
+        nnx_params[layer]["kernel"].set_value(linen_params["params"][layer]["kernel"])
+        nnx_params[layer]["bias"].set_value(linen_params["params"][layer]["bias"])
+    np.testing.assert_allclose(nnx_net.apply(nnx_params, x), linen.apply(linen_params, x), atol=1e-6)
+    proxy = proxies.get_proxy("naswot")
+    batch = {"x": x}
+    a = jax.jit(lambda p: proxy(linen, p, batch, None))(linen_params)
+    b = jax.jit(lambda p: proxy(nnx_net, p, batch, None))(nnx_params)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert np.isfinite(a)
+
+
+def test_taps_are_only_collected_on_request_and_not_returned_by_init():
+    x = jnp.ones((2, 2, 2, 3))
+    linen = network.from_linen(LinenNet())
+    params = linen.init(jax.random.key(0), x)
+    assert set(params) == {"params"}
+    logits, taps = linen.apply(params, x, taps=True)
+    assert list(taps) == ["relu"] and taps["relu"].value.shape == (2, 16)
+    np.testing.assert_array_equal(linen.apply(params, x), logits)
+
+
+def test_collect_taps_accepts_plain_sown_arrays():
+    taps = network.collect_taps({"block": {"act": (jnp.ones((2, 3)),)}, "x": (jnp.ones(1), jnp.ones(1))})
+    assert set(taps) == {"block/act", "x/0", "x/1"}
+    assert float(taps["block/act"].weight) == 1.0

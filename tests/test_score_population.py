@@ -1,0 +1,91 @@
+"""score_population: shapes, compile once, key semantics, chunking."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnas import errors, proxies
+from jaxnas.spaces import nb201
+
+from conftest import TINY
+
+
+def test_scores_have_shape_p_by_k_and_do_not_retrace_for_a_new_population(
+    tiny_space, tiny_batch
+):
+    chex.clear_trace_counter()
+    proxy = proxies.get_proxy("naswot")
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def score(population, batch, keys):
+        return proxies.score_population(proxy, tiny_space, population, batch, keys)
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    dims = chex.Dimensions(P=4, K=3)
+    first = score(tiny_space.sample(jax.random.key(1), 4), tiny_batch, keys)
+    second = score(tiny_space.sample(jax.random.key(2), 4), tiny_batch, keys)
+    chex.assert_shape([first, second], dims["PK"])
+    chex.assert_tree_all_finite(first)
+    assert not np.allclose(first, second)
+
+
+def test_shared_keys_equal_scoring_each_network_on_its_own(tiny_space, tiny_batch):
+    proxy = proxies.get_proxy("naswot")
+    population = tiny_space.sample(jax.random.key(3), 3)
+    keys = jax.random.split(jax.random.key(4), 2)
+    shared = jax.jit(
+        lambda p: proxies.score_population(proxy, tiny_space, p, tiny_batch, keys)
+    )(population)
+    per_arch = jax.jit(
+        lambda p: proxies.score_population(
+            proxy, tiny_space, p, tiny_batch, jnp.broadcast_to(keys, (3, 2))
+        )
+    )(population)
+    single = jax.jit(
+        lambda g, k: proxies.score_network(proxy, tiny_space.network(g), tiny_batch, k)
+    )
+    np.testing.assert_allclose(shared, per_arch, rtol=1e-6)
+    for p in range(3):
+        for k in range(2):
+            np.testing.assert_allclose(shared[p, k], single(population[p], keys[k]), rtol=1e-6)
+
+
+def test_chunked_vmap_with_mask_dispatch_equals_sequential_switch(tiny_batch):
+    proxy = proxies.get_proxy("naswot")
+    switch = nb201.space(**TINY)
+    mask = nb201.space(**TINY, dispatch="mask")
+    population = switch.sample(jax.random.key(5), 4)
+    keys = jax.random.split(jax.random.key(6), 2)
+    sequential = jax.jit(
+        lambda p: proxies.score_population(proxy, switch, p, tiny_batch, keys)
+    )(population)
+    chunked = jax.jit(
+        lambda p: proxies.score_population(proxy, mask, p, tiny_batch, keys, chunk_size=2)
+    )(population)
+    np.testing.assert_allclose(chunked, sequential, rtol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors(tiny_space, tiny_batch):
+    proxy = proxies.get_proxy("naswot")
+    keys = jax.random.split(jax.random.key(0), 2)
+    with pytest.raises(errors.ArchitectureError, match=r"int32\[P, 6\]"):
+        proxies.score_population(proxy, tiny_space, jnp.zeros((2, 5), jnp.int32), tiny_batch, keys)
+    nchw = {"x": jnp.zeros((8, 3, 8, 8)), "y": tiny_batch["y"]}
+    with pytest.raises(errors.ShapeError, match=r"channels first\?"):
+        proxies.score_population(proxy, tiny_space, jnp.zeros((2, 6), jnp.int32), nchw, keys)
+    with pytest.raises(errors.ShapeError, match="keys must be"):
+        proxies.score_population(
+            proxy, tiny_space, jnp.zeros((2, 6), jnp.int32), tiny_batch, keys.reshape(1, 2, 1)
+        )
+
+
+def test_aggregate_propagates_nan_and_keeps_minus_infinity():
+    scores = jnp.asarray([[1.0, 3.0], [jnp.nan, 1.0], [-jnp.inf, 2.0]])
+    agg = proxies.aggregate(scores, "mean")
+    np.testing.assert_array_equal(agg[0], 2.0)
+    assert np.isnan(agg[1]) and agg[2] == -np.inf
+    with pytest.raises(errors.ConfigError, match="unknown aggregate"):
+        proxies.aggregate(scores, "mode")
