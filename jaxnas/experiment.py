@@ -371,6 +371,7 @@ def _search(config, workdir) -> dict:
                     )
             runs.append(record)
             f.write(json.dumps(record) + "\n")
+            f.flush()
     summary = {
         "num_runs": s.num_runs,
         "population_size": s.population_size,

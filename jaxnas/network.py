@@ -23,10 +23,29 @@ TAPS = "taps"
 
 
 class Network(NamedTuple):
-    """A network as a pair of pure functions; see the module docstring."""
+    """A network as a pair of pure functions; see the module docstring.
+
+    Attributes:
+      init: `(key, x) -> params`.
+      apply: `(params, x, *, taps=False) -> logits | (logits, taps)`.
+      param_mask: optional `(params) -> mask`, a pytree with the structure of `params`
+        whose leaves are f32 arrays broadcastable to the parameter: 1 where the
+        parameter belongs to the architecture, 0 where it does not (an unselected op of a
+        supernet, a masked channel). None means every parameter belongs. Parameter-based
+        proxies (parameter counts, norms) multiply by it, so unused branches of a
+        data-driven network never count.
+    """
 
     init: types.InitFn
     apply: types.ApplyFn
+    param_mask: Callable[[Any], Any] | None = None
+
+
+def masked_params(network: Network, params: Any) -> Any:
+    """`params` with every parameter outside the architecture set to zero."""
+    if network.param_mask is None:
+        return params
+    return jax.tree.map(lambda p, m: p * m, params, network.param_mask(params))
 
 
 def collect_taps(tree: Mapping[str, Any], prefix: str = "") -> dict[str, types.Tap]:

@@ -12,7 +12,8 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """Counts finished items; redraws one line on a terminal, else logs every 10 %.
+    """Counts finished items; redraws one line on a terminal, else logs a line every 10 %
+    of the total or every minute, whichever comes first.
 
     The rate excludes the first update (which includes XLA compilation), so the ETA
     reflects steady-state speed.
@@ -37,7 +38,12 @@ class Progress:
             self._steady = (now, self.done)
         if self.tty and now - self._last_draw < 0.25 and self.done < self.total:
             return
-        if not self.tty and self.done / self.total < self._next_log and self.done < self.total:
+        if (
+            not self.tty
+            and self.done / self.total < self._next_log
+            and now - self._last_draw < 60.0
+            and self.done < self.total
+        ):
             return
         self._next_log = (int(self.done / self.total * 10) + 1) / 10
         self._last_draw = now

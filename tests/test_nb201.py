@@ -174,7 +174,7 @@ def test_torch_init_matches_the_linen_declarations(tiny_space, tiny_batch, key):
     net = tiny_space.network(jnp.zeros(6, jnp.int32))
     fast = traverse_util.flatten_dict(net.init(key, tiny_batch["x"])["params"], sep="/")
     model = nb201.NB201Network(**TINY, num_classes=10, stem=True, num_stages=3,
-                               in_channels=3, track_running_stats=False)
+                               in_channels=3, track_running_stats=False, batch_norm=True)
     linen = traverse_util.flatten_dict(
         model.init(key, tiny_batch["x"], jnp.zeros(6, jnp.int32))["params"], sep="/"
     )
@@ -191,3 +191,37 @@ def test_torch_init_matches_the_linen_declarations(tiny_space, tiny_batch, key):
             bound = 1.0 / np.sqrt(fan_in)
             for v in (value, linen[name]):
                 assert np.abs(v).max() <= bound and np.abs(v).max() > 0.5 * bound, name
+
+
+def _count(tree):
+    return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(tree))
+
+
+def test_param_mask_counts_exactly_the_materialised_parameters(tiny_space, tiny_batch, key):
+    x = tiny_batch["x"]
+    for genotype in np.asarray(tiny_space.sample(jax.random.key(11), 6)):
+        net = tiny_space.network(jnp.asarray(genotype))
+        params = net.init(key, x)
+        mask = net.param_mask(params)
+        counted = sum(
+            float(jnp.sum(jnp.broadcast_to(m, p.shape)))
+            for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask))
+        )
+        model = tiny_space.materialize(genotype)
+        expected = _count(jax.eval_shape(model.init, key, x)["params"])
+        assert counted == expected, tiny_space.to_string(genotype)
+
+
+def test_batch_norm_override_makes_every_bn_the_identity(tiny_batch, key):
+    x = tiny_batch["x"]
+    genotype = jnp.asarray([3, 2, 4, 1, 3, 0])
+    plain = nb201.space(**TINY, batch_norm=False)
+    net = plain.network(genotype)
+    params = net.init(key, x)
+    scaled = jax.tree_util.tree_map_with_path(
+        lambda path, v: v * 3.0 + 1.0 if "bn" in str(path) or "lastact" in str(path) else v,
+        params,
+    )
+    np.testing.assert_allclose(jax.jit(net.apply)(scaled, x), jax.jit(net.apply)(params, x))
+    with_bn = nb201.space(**TINY).network(genotype)
+    assert not np.allclose(jax.jit(with_bn.apply)(params, x), jax.jit(net.apply)(params, x))

@@ -66,6 +66,7 @@ class _MixedEdge(nn.Module):
 
     channels: int
     dispatch: str
+    batch_norm: bool
 
     @nn.compact
     def __call__(self, x: jax.Array, choice: jax.Array) -> jax.Array:
@@ -77,8 +78,8 @@ class _MixedEdge(nn.Module):
         branches = (
             lambda h: h * 0.0,  # not zeros_like: see WORKSPACE_NOTES.md (constant folding)
             lambda h: h,
-            lambda h: ops.relu_conv_bn(conv["nor_conv_1x1"], h, 1, 0),
-            lambda h: ops.relu_conv_bn(conv["nor_conv_3x3"], h, 1, 1),
+            lambda h: ops.relu_conv_bn(conv["nor_conv_1x1"], h, 1, 0, self.batch_norm),
+            lambda h: ops.relu_conv_bn(conv["nor_conv_3x3"], h, 1, 1, self.batch_norm),
             ops.avg_pool_3x3,
         )
         if self.dispatch == "switch":
@@ -97,6 +98,7 @@ class _FixedEdge(nn.Module):
 
     channels: int
     op: int
+    batch_norm: bool
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -110,9 +112,8 @@ class _FixedEdge(nn.Module):
         size, pad = _CONV_KERNEL[name]
         sow_tap(self, "relu_conv_bn", x)
         c = self.channels
-        return ops.ConvBN(c, c, size, 1, pad, relu=True, track_running_stats=True, name=name)(
-            x, train
-        )
+        conv = ops.ConvBN(c, c, size, 1, pad, True, True, self.batch_norm, name=name)
+        return conv(x, train)
 
 
 def _cell(edge_fn, x: jax.Array) -> jax.Array:
@@ -130,11 +131,13 @@ def _cell(edge_fn, x: jax.Array) -> jax.Array:
 class _MixedCell(nn.Module):
     channels: int
     dispatch: str
+    batch_norm: bool
 
     @nn.compact
     def __call__(self, x, choices):
         edges = [
-            _MixedEdge(self.channels, self.dispatch, name=f"edge_{e}") for e in range(len(EDGES))
+            _MixedEdge(self.channels, self.dispatch, self.batch_norm, name=f"edge_{e}")
+            for e in range(len(EDGES))
         ]
         return _cell(lambda e, h: edges[e](h, choices[e]), x)
 
@@ -142,11 +145,13 @@ class _MixedCell(nn.Module):
 class _FixedCell(nn.Module):
     channels: int
     genotype: tuple[int, ...]
+    batch_norm: bool
 
     @nn.compact
     def __call__(self, x, train):
         edges = [
-            _FixedEdge(self.channels, op, name=f"edge_{e}") for e, op in enumerate(self.genotype)
+            _FixedEdge(self.channels, op, self.batch_norm, name=f"edge_{e}")
+            for e, op in enumerate(self.genotype)
         ]
         return _cell(lambda e, h: edges[e](h, train), x)
 
@@ -157,16 +162,17 @@ class ReductionBlock(nn.Module):
     in_features: int
     features: int
     track_running_stats: bool = False
+    batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        track = self.track_running_stats
+        track, bn = self.track_running_stats, self.batch_norm
         sow_tap(self, "conv_a_relu_conv_bn", x)
-        a = ops.ConvBN(self.in_features, self.features, 3, 2, 1, True, track, name="conv_a")(
-            x, train
-        )
+        a = ops.ConvBN(self.in_features, self.features, 3, 2, 1, True, track, bn, name="conv_a")
+        a = a(x, train)
         sow_tap(self, "conv_b_relu_conv_bn", a)
-        b = ops.ConvBN(self.features, self.features, 3, 1, 1, True, track, name="conv_b")(a, train)
+        b = ops.ConvBN(self.features, self.features, 3, 1, 1, True, track, bn, name="conv_b")
+        b = b(a, train)
         shortcut = ops.Conv(self.in_features, self.features, 1, name="downsample")
         return ops.conv2d(ops.avg_pool_2x2(x), shortcut.kernel) + b
 
@@ -181,14 +187,16 @@ class _Macro(nn.Module):
     stem: bool
     in_channels: int
     track_running_stats: bool
+    batch_norm: bool
 
     def body(self, x, cell_fn, train):
         _check_images(x, self.in_channels, self.num_stages)
-        track = self.track_running_stats
+        track, bn = self.track_running_stats, self.batch_norm
         if self.stem:
-            x = ops.ConvBN(self.in_channels, self.channels, 3, 1, 1, False, track, name="stem")(
-                x, train
+            stem = ops.ConvBN(
+                self.in_channels, self.channels, 3, 1, 1, False, track, bn, name="stem"
             )
+            x = stem(x, train)
         elif self.in_channels != self.channels:
             raise errors.ShapeError(
                 f"NB201 without a stem needs in_channels == channels, got "
@@ -198,11 +206,11 @@ class _Macro(nn.Module):
         for s in range(self.num_stages):
             c = self.channels * 2**s
             if s > 0:
-                x = ReductionBlock(c_prev, c, track, name=f"reduction{s}")(x, train)
+                x = ReductionBlock(c_prev, c, track, bn, name=f"reduction{s}")(x, train)
             for i in range(self.cells_per_stage):
                 x = cell_fn(c, f"stage{s}_cell{i}", x)
             c_prev = c
-        x = ops.BatchNorm(c_prev, track, name="lastact")(x, train)
+        x = ops.BatchNorm(c_prev, track, bn, name="lastact")(x, train)
         sow_tap(self, "lastact_relu", x)
         x = ops.global_avg_pool(jax.nn.relu(x))
         return ops.Dense(self.num_classes, name="classifier")(x)
@@ -221,7 +229,9 @@ class NB201Network(_Macro):
     def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
         choices = _edge_choices(genotype, self.dispatch)
         return self.body(
-            x, lambda c, name, h: _MixedCell(c, self.dispatch, name=name)(h, choices), True
+            x,
+            lambda c, name, h: _MixedCell(c, self.dispatch, self.batch_norm, name=name)(h, choices),
+            True,
         )
 
 
@@ -233,8 +243,31 @@ class NB201Model(_Macro):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         return self.body(
-            x, lambda c, name, h: _FixedCell(c, self.genotype, name=name)(h, train), train
+            x,
+            lambda c, name, h: _FixedCell(c, self.genotype, self.batch_norm, name=name)(h, train),
+            train,
         )
+
+
+def param_mask(params, genotype: jax.Array, dispatch: str):
+    """Which parameters of the data-driven network belong to `genotype` (f32 scalars).
+
+    The parameters of a conv op on edge e count iff that op is selected (its weight is
+    non-zero under "mask" dispatch); everything outside the cells always counts.
+    """
+    choices = _edge_choices(genotype, dispatch)
+
+    def leaf_mask(path, leaf):
+        names = [getattr(k, "key", str(k)) for k in path]
+        for depth, name in enumerate(names[:-1]):
+            if name.startswith("edge_") and names[depth + 1] in _CONV_KERNEL:
+                e, o = int(name[len("edge_") :]), OPS.index(names[depth + 1])
+                if dispatch == "mask":
+                    return (choices[e, o] != 0).astype(jnp.float32)
+                return (choices[e] == o).astype(jnp.float32)
+        return jnp.ones((), jnp.float32)
+
+    return jax.tree_util.tree_map_with_path(leaf_mask, params)
 
 
 def _edge_choices(genotype: jax.Array, dispatch: str) -> jax.Array:
@@ -349,12 +382,14 @@ def space(
     stem: bool = True,
     num_stages: int = 3,
     in_channels: int = 3,
+    batch_norm: bool = True,
 ) -> base.SearchSpace:
     """The NB201 space; the arguments are the defaults of `network`/`materialize`.
 
     Defaults are the benchmark's network (C=16, N=5, 10 classes). `network(g,
     channels=3, cells_per_stage=1)` is TE-NAS's NTK proxy network, `network(g,
-    channels=1, cells_per_stage=1, stem=False, in_channels=1)` its thin network.
+    channels=1, cells_per_stage=1, stem=False, in_channels=1)` its thin network, and
+    `network(g, batch_norm=False)` the BN-free network synflow scores.
     """
     defaults = dict(
         channels=channels,
@@ -363,13 +398,15 @@ def space(
         stem=stem,
         num_stages=num_stages,
         in_channels=in_channels,
+        batch_norm=batch_norm,
     )
     num_choices = (len(OPS),) * len(EDGES)
 
     def network(genotype, **overrides):
         settings = {**defaults, "dispatch": dispatch, **overrides}
         module = NB201Network(**settings, track_running_stats=False)
-        return ops.supernet(module, genotype)
+        mode = settings["dispatch"]
+        return ops.supernet(module, genotype, lambda params: param_mask(params, genotype, mode))
 
     def materialize(genotype, **overrides):
         settings = {**defaults, **overrides}

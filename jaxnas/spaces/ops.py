@@ -180,13 +180,19 @@ class ConvBNWeights(NamedTuple):
     bias: jax.Array  # f32[Co]
 
 
-def conv_bn(w: ConvBNWeights, x: jax.Array, stride: int, padding: int) -> jax.Array:
-    return batch_norm(conv2d(x, w.kernel, stride, padding), w.scale, w.bias)
+def conv_bn(
+    w: ConvBNWeights, x: jax.Array, stride: int, padding: int, bn: bool = True
+) -> jax.Array:
+    """Conv (no bias) -> BatchNorm (train mode; identity when `bn` is False)."""
+    y = conv2d(x, w.kernel, stride, padding)
+    return batch_norm(y, w.scale, w.bias) if bn else y
 
 
-def relu_conv_bn(w: ConvBNWeights, x: jax.Array, stride: int, padding: int) -> jax.Array:
+def relu_conv_bn(
+    w: ConvBNWeights, x: jax.Array, stride: int, padding: int, bn: bool = True
+) -> jax.Array:
     """NB201's ReLUConvBN: ReLU -> Conv (no bias) -> BatchNorm (train mode)."""
-    return conv_bn(w, jax.nn.relu(x), stride, padding)
+    return conv_bn(w, jax.nn.relu(x), stride, padding, bn)
 
 
 # ------------------------------------------------------------------ Linen declarations
@@ -197,11 +203,14 @@ class BatchNorm(nn.Module):
 
     `weights()` returns `(scale, bias)` for the pure functions. `__call__(x, train)`
     uses batch statistics when `train` and, when `track_running_stats`, keeps running
-    statistics in the `batch_stats` collection for evaluation mode.
+    statistics in the `batch_stats` collection for evaluation mode. With `enabled`
+    False the layer is the identity (its parameters still exist, unused): the
+    `batch_norm=False` network override that synflow needs.
     """
 
     features: int
     track_running_stats: bool = False
+    enabled: bool = True
 
     def setup(self):
         self.scale = self.param("scale", nn.initializers.ones, (self.features,))
@@ -218,6 +227,8 @@ class BatchNorm(nn.Module):
         return self.scale, self.bias
 
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        if not self.enabled:
+            return x
         if train or not self.track_running_stats:
             mean, var = batch_stats(x)
             if self.track_running_stats and not self.is_initializing():
@@ -258,10 +269,11 @@ class ConvBN(nn.Module):
     padding: int = 0
     relu: bool = False
     track_running_stats: bool = False
+    batch_norm: bool = True
 
     def setup(self):
         self.conv = Conv(self.in_features, self.features, self.kernel_size)
-        self.bn = BatchNorm(self.features, self.track_running_stats)
+        self.bn = BatchNorm(self.features, self.track_running_stats, self.batch_norm)
 
     def weights(self) -> ConvBNWeights:
         return ConvBNWeights(self.conv.kernel, *self.bn.weights())
@@ -294,11 +306,12 @@ def _param_shapes(module: nn.Module, x: jax.ShapeDtypeStruct, genotype: jax.Shap
     return variables["params"]
 
 
-def supernet(module: nn.Module, genotype: jax.Array) -> Network:
+def supernet(module: nn.Module, genotype: jax.Array, param_mask=None) -> Network:
     """The `Network` of a data-driven Linen module called as `module(x, genotype)`.
 
     Its parameters (`{"params": ...}`) do not depend on the genotype's value, and `init`
-    uses `torch_init`, so one initialisation serves a whole population.
+    uses `torch_init`, so one initialisation serves a whole population. `param_mask`
+    is passed through to the `Network`.
     """
     genotype = jnp.asarray(genotype)
     linen = from_linen(module, genotype, mutable=())
@@ -311,4 +324,4 @@ def supernet(module: nn.Module, genotype: jax.Array) -> Network:
         )
         return {"params": torch_init(key, shapes)}
 
-    return Network(init, linen.apply)
+    return Network(init, linen.apply, param_mask)
