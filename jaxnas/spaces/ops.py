@@ -108,24 +108,65 @@ def _leaf(tree, path):
 # ----------------------------------------------------------------------------- pure ops
 
 
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
 def conv2d(
     x: jax.Array,
     kernel: jax.Array,
-    stride: int = 1,
-    padding: int = 0,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
     dilation: int = 1,
     groups: int = 1,
 ) -> jax.Array:
-    """PyTorch-style 2-D convolution (no bias): f32[B, H, W, Ci] -> f32[B, H', W', Co]."""
+    """PyTorch-style 2-D convolution (no bias): f32[B, H, W, Ci] -> f32[B, H', W', Co].
+
+    `stride` and `padding` are an int or an (H, W) pair (e.g. NASNet's 1x7 convs);
+    `groups == Ci` with a kernel f32[k, k, 1, Ci] is a depthwise convolution.
+    """
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    if groups > 1 and groups == x.shape[-1] == kernel.shape[-1] and kernel.shape[2] == 1:
+        return _depthwise_conv2d(x, kernel, (sh, sw), (ph, pw), dilation)
     return jax.lax.conv_general_dilated(
         x,
         kernel,
-        window_strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
+        window_strides=(sh, sw),
+        padding=((ph, ph), (pw, pw)),
         rhs_dilation=(dilation, dilation),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=groups,
     )
+
+
+def _depthwise_conv2d(x, kernel, stride, padding, dilation):
+    """A depthwise convolution as a sum of shifted, strided slices times kernel taps.
+
+    XLA:CPU lowers grouped convolutions to a slow generic loop: on this project's CPU a
+    5x5 depthwise conv of f32[32, 32, 32, 32] took 745 ms with `conv_general_dilated`
+    and 2-22 ms as shifted multiply-adds (WORKSPACE_NOTES). `lax` primitives keep the
+    k * k terms cheap to trace.
+    """
+    (sh, sw), (ph, pw) = stride, padding
+    kh, kw, _, c = kernel.shape
+    p = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (ph, ph, 0), (pw, pw, 0), (0, 0, 0)))
+    b, hp, wp = p.shape[:3]
+    h = (hp - dilation * (kh - 1) - 1) // sh + 1
+    w = (wp - dilation * (kw - 1) - 1) // sw + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            r, col = i * dilation, j * dilation
+            window = jax.lax.slice(
+                p,
+                (0, r, col, 0),
+                (b, r + (h - 1) * sh + 1, col + (w - 1) * sw + 1, c),
+                (1, sh, sw, 1),
+            )
+            tap = jax.lax.broadcast_in_dim(kernel[i, j, 0], (b, h, w, c), (3,))
+            term = jax.lax.mul(window, tap)
+            out = term if out is None else jax.lax.add(out, term)
+    return out
 
 
 def batch_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -136,31 +177,65 @@ def batch_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mean.reshape(-1), var
 
 
-def normalize(x, mean, var, scale, bias):
-    """Per-channel affine normalisation; the f32[C] vectors broadcast over NHW."""
+def normalize(x, mean, var, scale=None, bias=None):
+    """Per-channel normalisation; the f32[C] vectors broadcast over NHW.
+
+    `scale` and `bias` None is PyTorch's `affine=False` (no learnable parameters).
+    """
     shape = (1,) * (x.ndim - 1) + (-1,)
-    mean, var, scale, bias = (jnp.reshape(v, shape) for v in (mean, var, scale, bias))
-    return (x - mean) * jax.lax.rsqrt(var + BN_EPS) * scale + bias
+    y = (x - jnp.reshape(mean, shape)) * jax.lax.rsqrt(jnp.reshape(var, shape) + BN_EPS)
+    if scale is None:
+        return y
+    return y * jnp.reshape(scale, shape) + jnp.reshape(bias, shape)
 
 
-def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
+def batch_norm(x: jax.Array, scale: jax.Array | None, bias: jax.Array | None) -> jax.Array:
     """BatchNorm in train mode: normalises with the statistics of this batch."""
     mean, var = batch_stats(x)
     return normalize(x, mean, var, scale, bias)
 
 
+def _separable_window(p: jax.Array, size: int, h: int, w: int, combine) -> jax.Array:
+    """Reduces `size` shifted slices along H, then along W, of a padded array."""
+    rows = p[:, :h]
+    for i in range(1, size):
+        rows = combine(rows, p[:, i : h + i])
+    out = rows[:, :, :w]
+    for i in range(1, size):
+        out = combine(out, rows[:, :, i : w + i])
+    return out
+
+
+def avg_pool(x: jax.Array, size: int, stride: int = 1) -> jax.Array:
+    """PyTorch `AvgPool2d(size, stride, padding=size // 2, count_include_pad=False)`.
+
+    Odd `size` only: f32[B, H, W, C] -> f32[B, ceil(H / stride), ceil(W / stride), C].
+    """
+    # Separable sums of shifted slices: several times faster on CPU than reduce_window.
+    # A strided pool is the stride-1 pool sampled every `stride` positions.
+    h, w, r = x.shape[1], x.shape[2], size // 2
+    p = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
+    total = _separable_window(p, size, h, w, jnp.add)
+    # The divisors depend only on the static spatial shape: trace-time constants.
+    n_rows = np.minimum(np.arange(h) + r + 1, h) - np.maximum(np.arange(h) - r, 0)
+    n_cols = np.minimum(np.arange(w) + r + 1, w) - np.maximum(np.arange(w) - r, 0)
+    counts = (n_rows[:, None] * n_cols[None, :]).astype(np.float32)
+    return (total / counts[None, :, :, None])[:, ::stride, ::stride]
+
+
 def avg_pool_3x3(x: jax.Array) -> jax.Array:
     """3x3 average pooling, stride 1, padding 1, `count_include_pad=False`."""
-    # Separable sums of shifted slices: several times faster on CPU than reduce_window.
-    h, w = x.shape[1], x.shape[2]
-    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    rows = p[:, :h] + p[:, 1 : h + 1] + p[:, 2 : h + 2]
-    total = rows[:, :, :w] + rows[:, :, 1 : w + 1] + rows[:, :, 2 : w + 2]
-    # The divisors depend only on the static spatial shape: trace-time constants.
-    n_rows = np.minimum(np.arange(h) + 2, h) - np.maximum(np.arange(h) - 1, 0)
-    n_cols = np.minimum(np.arange(w) + 2, w) - np.maximum(np.arange(w) - 1, 0)
-    counts = (n_rows[:, None] * n_cols[None, :]).astype(np.float32)
-    return total / counts[None, :, :, None]
+    return avg_pool(x, 3)
+
+
+def max_pool(x: jax.Array, size: int, stride: int = 1) -> jax.Array:
+    """PyTorch `MaxPool2d(size, stride, padding=size // 2)` (padding never wins).
+
+    Odd `size` only: f32[B, H, W, C] -> f32[B, ceil(H / stride), ceil(W / stride), C].
+    """
+    h, w, r = x.shape[1], x.shape[2], size // 2
+    p = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), constant_values=-jnp.inf)
+    return _separable_window(p, size, h, w, jnp.maximum)[:, ::stride, ::stride]
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:
@@ -195,6 +270,117 @@ def relu_conv_bn(
     return conv_bn(w, jax.nn.relu(x), stride, padding, bn)
 
 
+class ConvSpec(NamedTuple):
+    """A static bias-free convolution of a `ReLUConvsBN` chain (DARTS / NDS cell ops).
+
+    `depthwise` convolutions keep the channel count (kernel f32[kh, kw, 1, C]); the
+    others map to the chain's output width (kernel f32[kh, kw, Ci, Co]).
+    """
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: int = 1
+    depthwise: bool = False
+
+
+def relu_convs(kernels, x: jax.Array, convs) -> jax.Array:
+    """ReLU followed by a chain of bias-free convolutions (`convs`: ConvSpec, ...)."""
+    y = jax.nn.relu(x)
+    for kernel, spec in zip(kernels, convs, strict=True):
+        groups = y.shape[-1] if spec.depthwise else 1
+        y = conv2d(y, kernel, spec.stride, spec.padding, spec.dilation, groups)
+    return y
+
+
+class ReLUConvsBNWeights(NamedTuple):
+    kernels: tuple[jax.Array, ...]  # one kernel per ConvSpec
+    scale: jax.Array | None  # f32[Co]; None without affine BatchNorm parameters
+    bias: jax.Array | None
+
+
+def relu_convs_bn(w: ReLUConvsBNWeights, x: jax.Array, convs, bn: bool = True) -> jax.Array:
+    """ReLU -> convs -> BatchNorm (train mode; identity when `bn` is False).
+
+    With one conv it is DARTS' ReLUConvBN; depthwise + pointwise is DARTS' DilConv and
+    each half of its SepConv; a 1x7 then 7x1 conv is NASNet's `conv_7x1_1x7`.
+    """
+    y = relu_convs(w.kernels, x, convs)
+    return batch_norm(y, w.scale, w.bias) if bn else y
+
+
+def conv_specs(size: int, stride: int) -> tuple[ConvSpec]:
+    """One square conv, padding `size // 2` (DARTS / NDS `conv_1x1`, `conv_3x3`)."""
+    return (ConvSpec((size, size), (stride, stride), (size // 2, size // 2)),)
+
+
+def factorized_conv_specs(size: int, stride: int) -> tuple[ConvSpec, ConvSpec]:
+    """A 1xk then a kx1 conv (NASNet's `conv_3x1_1x3`, `conv_7x1_1x7`)."""
+    r = size // 2
+    return (
+        ConvSpec((1, size), (1, stride), (0, r)),
+        ConvSpec((size, 1), (stride, 1), (r, 0)),
+    )
+
+
+def dil_conv_specs(size: int, stride: int, dilation: int = 2) -> tuple[ConvSpec, ConvSpec]:
+    """Depthwise (dilated) kxk conv then pointwise 1x1 conv: DARTS' DilConv."""
+    pad = dilation * (size // 2)
+    return (
+        ConvSpec((size, size), (stride, stride), (pad, pad), dilation, depthwise=True),
+        ConvSpec((1, 1)),
+    )
+
+
+def sep_conv_specs(size: int, stride: int, dilation: int = 1):
+    """The two halves of DARTS' SepConv: (ReLU, depthwise, pointwise, BN) twice.
+
+    Only the first depthwise conv is strided; `dilation=2` is NDS' `dil_sep_conv`.
+    """
+    return dil_conv_specs(size, stride, dilation), dil_conv_specs(size, 1, dilation)
+
+
+def sep_conv(
+    w: tuple[ReLUConvsBNWeights, ReLUConvsBNWeights],
+    x: jax.Array,
+    specs,
+    bn: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    """DARTS' SepConv with `specs = sep_conv_specs(...)`.
+
+    Returns:
+      `(out, mid)`: the output and the input of the second ReLU (a pre-activation that
+      kernel proxies tap), both f32[B, H', W', C].
+    """
+    mid = relu_convs_bn(w[0], x, specs[0], bn)
+    return relu_convs_bn(w[1], mid, specs[1], bn), mid
+
+
+class FactorizedReduceWeights(NamedTuple):
+    conv_1: jax.Array  # f32[1, 1, Ci, Co // 2]
+    conv_2: jax.Array  # f32[1, 1, Ci, Co // 2]
+    scale: jax.Array | None  # f32[Co]
+    bias: jax.Array | None
+
+
+def factorized_reduce_convs(conv_1: jax.Array, conv_2: jax.Array, x: jax.Array) -> jax.Array:
+    """DARTS' FactorizedReduce without its BN: f32[B, H, W, Ci] -> f32[B, H', W', Co].
+
+    ReLU, then two stride-2 1x1 convs, the second on the input shifted by one pixel
+    (zero-padded at the bottom/right as in pycls, which also admits odd H and W), and
+    their outputs concatenated along channels.
+    """
+    x = jax.nn.relu(x)
+    shifted = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))[:, 1:, 1:]
+    return jnp.concatenate([conv2d(x, conv_1, 2), conv2d(shifted, conv_2, 2)], axis=-1)
+
+
+def factorized_reduce(w: FactorizedReduceWeights, x: jax.Array, bn: bool = True) -> jax.Array:
+    """DARTS' FactorizedReduce: halves H and W (ReLU -> two 1x1 convs -> BatchNorm)."""
+    y = factorized_reduce_convs(w.conv_1, w.conv_2, x)
+    return batch_norm(y, w.scale, w.bias) if bn else y
+
+
 # ------------------------------------------------------------------ Linen declarations
 
 
@@ -205,16 +391,21 @@ class BatchNorm(nn.Module):
     uses batch statistics when `train` and, when `track_running_stats`, keeps running
     statistics in the `batch_stats` collection for evaluation mode. With `enabled`
     False the layer is the identity (its parameters still exist, unused): the
-    `batch_norm=False` network override that synflow needs.
+    `batch_norm=False` network override that synflow needs. With `affine` False it
+    has no parameters (PyTorch `affine=False`) and `weights()` is `(None, None)`.
     """
 
     features: int
     track_running_stats: bool = False
     enabled: bool = True
+    affine: bool = True
 
     def setup(self):
-        self.scale = self.param("scale", nn.initializers.ones, (self.features,))
-        self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.affine:
+            self.scale = self.param("scale", nn.initializers.ones, (self.features,))
+            self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        else:
+            self.scale = self.bias = None
         if self.track_running_stats:
             self.running_mean = self.variable(
                 "batch_stats", "mean", jnp.zeros, (self.features,), jnp.float32
@@ -223,7 +414,7 @@ class BatchNorm(nn.Module):
                 "batch_stats", "var", jnp.ones, (self.features,), jnp.float32
             )
 
-    def weights(self) -> tuple[jax.Array, jax.Array]:
+    def weights(self) -> tuple[jax.Array | None, jax.Array | None]:
         return self.scale, self.bias
 
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -246,16 +437,20 @@ class BatchNorm(nn.Module):
 
 
 class Conv(nn.Module):
-    """A bias-free convolution kernel `f32[k, k, Ci, Co]` with PyTorch's default init."""
+    """A bias-free convolution kernel `f32[kh, kw, Ci, Co]` with PyTorch's default init.
+
+    `kernel_size` is an int (square) or an (H, W) pair; `in_features` is the number of
+    inputs per group (1 for a depthwise convolution).
+    """
 
     in_features: int
     features: int
-    kernel_size: int
+    kernel_size: int | tuple[int, int]
 
     def setup(self):
-        k = self.kernel_size
+        kh, kw = _pair(self.kernel_size)
         self.kernel = self.param(
-            "kernel", torch_kernel_init, (k, k, self.in_features, self.features)
+            "kernel", torch_kernel_init, (kh, kw, self.in_features, self.features)
         )
 
 
@@ -270,10 +465,11 @@ class ConvBN(nn.Module):
     relu: bool = False
     track_running_stats: bool = False
     batch_norm: bool = True
+    affine: bool = True
 
     def setup(self):
         self.conv = Conv(self.in_features, self.features, self.kernel_size)
-        self.bn = BatchNorm(self.features, self.track_running_stats, self.batch_norm)
+        self.bn = BatchNorm(self.features, self.track_running_stats, self.batch_norm, self.affine)
 
     def weights(self) -> ConvBNWeights:
         return ConvBNWeights(self.conv.kernel, *self.bn.weights())
@@ -282,6 +478,87 @@ class ConvBN(nn.Module):
         if self.relu:
             x = jax.nn.relu(x)
         return self.bn(conv2d(x, self.conv.kernel, self.stride, self.padding), train)
+
+
+class ReLUConvsBN(nn.Module):
+    """ReLU -> a chain of bias-free convs (`convs`: ConvSpec, ...) -> BatchNorm.
+
+    The Linen declaration of `relu_convs_bn`: kernels `conv0`, `conv1`, ... and `bn`.
+    """
+
+    in_features: int
+    features: int
+    convs: tuple[ConvSpec, ...]
+    affine: bool = True
+    track_running_stats: bool = False
+    batch_norm: bool = True
+
+    def setup(self):
+        width = self.in_features
+        for i, spec in enumerate(self.convs):
+            if spec.depthwise:
+                setattr(self, f"conv{i}", Conv(1, width, spec.kernel_size))
+            else:
+                setattr(self, f"conv{i}", Conv(width, self.features, spec.kernel_size))
+                width = self.features
+        self.bn = BatchNorm(width, self.track_running_stats, self.batch_norm, self.affine)
+
+    def kernels(self) -> tuple[jax.Array, ...]:
+        return tuple(getattr(self, f"conv{i}").kernel for i in range(len(self.convs)))
+
+    def weights(self) -> ReLUConvsBNWeights:
+        return ReLUConvsBNWeights(self.kernels(), *self.bn.weights())
+
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        return self.bn(relu_convs(self.kernels(), x, self.convs), train)
+
+
+class SepConv(nn.Module):
+    """The Linen declaration of `sep_conv`: two `ReLUConvsBN` halves `half1`, `half2`.
+
+    `__call__(x, train)` returns `(out, mid)` like `sep_conv`.
+    """
+
+    features: int
+    specs: tuple[tuple[ConvSpec, ...], tuple[ConvSpec, ...]]
+    affine: bool = True
+    track_running_stats: bool = False
+    batch_norm: bool = True
+
+    def setup(self):
+        c, args = self.features, (self.affine, self.track_running_stats, self.batch_norm)
+        self.half1 = ReLUConvsBN(c, c, self.specs[0], *args)
+        self.half2 = ReLUConvsBN(c, c, self.specs[1], *args)
+
+    def weights(self) -> tuple[ReLUConvsBNWeights, ReLUConvsBNWeights]:
+        return self.half1.weights(), self.half2.weights()
+
+    def __call__(self, x: jax.Array, train: bool = True) -> tuple[jax.Array, jax.Array]:
+        mid = self.half1(x, train)
+        return self.half2(mid, train), mid
+
+
+class FactorizedReduce(nn.Module):
+    """The Linen declaration of `factorized_reduce`: `conv_1`, `conv_2` and `bn`."""
+
+    in_features: int
+    features: int
+    affine: bool = True
+    track_running_stats: bool = False
+    batch_norm: bool = True
+
+    def setup(self):
+        if self.features % 2:
+            raise ValueError(f"FactorizedReduce needs an even width, got {self.features}")
+        self.conv_1 = Conv(self.in_features, self.features // 2, 1)
+        self.conv_2 = Conv(self.in_features, self.features // 2, 1)
+        self.bn = BatchNorm(self.features, self.track_running_stats, self.batch_norm, self.affine)
+
+    def weights(self) -> FactorizedReduceWeights:
+        return FactorizedReduceWeights(self.conv_1.kernel, self.conv_2.kernel, *self.bn.weights())
+
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        return self.bn(factorized_reduce_convs(self.conv_1.kernel, self.conv_2.kernel, x), train)
 
 
 class Dense(nn.Module):
