@@ -1,0 +1,95 @@
+"""Shared checks for the DARTS-style cell spaces (DARTS / NB301 and NDS)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import network, proxies, types
+from jaxnas.proxies import kernels
+
+TINY_CELLS = dict(channels=4, num_cells=3, reductions=(1,))  # normal, reduction, normal
+
+
+def count_params(tree) -> int:
+    return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(tree))
+
+
+@functools.cache
+def data_driven(space, batch_size=4, size=8, seed=0):
+    """Compiled once per space: `init(genotype, key) -> (params, count)` and
+    `apply(params, genotype) -> (logits, taps, naswot)` on a fixed batch `x`."""
+    x = jax.random.normal(jax.random.key(seed), (batch_size, size, size, 3))
+    proxy = proxies.naswot.naswot()
+
+    @jax.jit
+    def init(genotype, key):
+        net = space.network(genotype)
+        params = net.init(key, x)
+        mask = net.param_mask(params)
+        count = sum(
+            jnp.sum(jnp.broadcast_to(m, p.shape))
+            for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask))
+        )
+        return params, mask, count
+
+    @jax.jit
+    def apply(params, genotype):
+        net = space.network(genotype)
+        logits, taps = net.apply(params, x, taps=True)
+        return logits, taps, proxy(net, params, {"x": x}, None)
+
+    return x, init, apply
+
+
+def materialised(space, genotype, params, x):
+    """Logits, taps, NASWOT and parameter count of the materialised network (eager)."""
+    model = space.materialize(genotype)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    fixed = model.params_from_supernet(params["params"])
+    assert jax.tree.structure(fixed) == jax.tree.structure(shapes["params"])
+    for leaf, shape in zip(jax.tree.leaves(fixed), jax.tree.leaves(shapes["params"])):
+        assert leaf.shape == shape.shape
+    stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["batch_stats"])
+    net = network.from_linen(model, train=True)
+    variables = {"params": fixed, "batch_stats": stats}
+    logits, taps = net.apply(variables, x, taps=True)
+    score = kernels.logdet(kernels.hamming_kernel(taps))
+    return logits, taps, score, count_params(shapes["params"])
+
+
+def active(taps) -> dict[str, types.Tap]:
+    """Taps with any positive weight, restricted to their positive-weight channels."""
+    out = {}
+    for name, tap in taps.items():
+        weight = np.broadcast_to(np.asarray(tap.weight), tap.value.shape[1:])
+        if not (weight > 0).any():
+            continue
+        if weight.ndim and not (weight == weight.reshape(-1)[0]).all():
+            keep = weight[0, 0] > 0  # per-channel weights (masked concatenations)
+            out[name] = types.Tap(np.asarray(tap.value)[..., keep], weight[0, 0][keep])
+        else:
+            out[name] = types.Tap(np.asarray(tap.value), weight.reshape(-1)[0])
+    return out
+
+
+def assert_same_network(space, genotype, seed=0):
+    """The data-driven network equals the materialised one: logits, taps, NASWOT, count."""
+    x, init, apply = data_driven(space)
+    genotype = jnp.asarray(genotype)
+    params, _, count = init(genotype, jax.random.key(seed))
+    logits, taps, score = apply(params, genotype)
+    genotype = np.asarray(genotype)
+    fixed_logits, fixed_taps, fixed_score, fixed_count = materialised(space, genotype, params, x)
+    arch = space.to_string(genotype)
+    np.testing.assert_allclose(fixed_logits, logits, rtol=1e-5, atol=1e-5, err_msg=arch)
+    dd, fx = active(taps), active(fixed_taps)
+    assert set(dd) == set(fx), (arch, set(dd) ^ set(fx))
+    for name, tap in dd.items():
+        np.testing.assert_allclose(fx[name].value, tap.value, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_array_equal(
+            np.broadcast_to(fx[name].weight, tap.weight.shape), tap.weight
+        )
+    np.testing.assert_allclose(fixed_score, score, rtol=1e-6, err_msg=arch)
+    assert int(count) == fixed_count, arch
