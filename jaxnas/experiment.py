@@ -252,7 +252,10 @@ def _score(config, workdir) -> dict:
         scorer = _scorer(config, space, spec)
         scores = _score_chunks(scorer, population, batch, keys, config.archs_per_call, progress)
         _check_finite_or_failed(spec, scores)
-        results[spec] = scores
+        results[spec] = (
+            scores,
+            np.asarray(proxies.aggregate(jnp.asarray(scores), config.aggregate)),
+        )
         timing[spec] = {
             "seconds_total": time.perf_counter() - progress.start,
             "archs_per_second_after_compile": progress.rate(),
@@ -263,12 +266,10 @@ def _score(config, workdir) -> dict:
             row = {"arch": archs[i], "genotype": genotype.tolist()}
             if bench is not None and "index" in bench.columns and archs[i] in bench:
                 row["index"] = int(bench.lookup("index", [archs[i]])[0])
-            for spec, scores in results.items():
+            for spec, (scores, agg) in results.items():
                 row[spec] = {
                     "scores": [_json_float(v) for v in scores[i]],
-                    "score": _json_float(
-                        proxies.aggregate(jnp.asarray(scores[i : i + 1]), config.aggregate)[0]
-                    ),
+                    "score": _json_float(agg[i]),
                 }
             f.write(json.dumps(row) + "\n")
 
@@ -276,7 +277,7 @@ def _score(config, workdir) -> dict:
     if bench is not None:
         report["correlations"] = _correlations(config, bench, archs, results)
     with open(os.path.join(workdir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2, default=_json_float)
+        json.dump(_jsonable(report), f, indent=2)
     print(f"scored {len(population)} architectures -> {workdir}/scores.jsonl")
     for spec, t in timing.items():
         print(
@@ -294,10 +295,8 @@ def _correlations(config, bench, archs, results) -> dict:
     rows = [a for a, p in zip(archs, present) if p]
     nboot = config.report.num_bootstrap
     out = {}
-    for spec, scores in results.items():
-        agg = np.asarray(proxies.aggregate(jnp.asarray(scores), config.aggregate))[
-            np.asarray(present)
-        ]
+    for spec, (_, agg) in results.items():
+        agg = agg[np.asarray(present)]
         for target in config.benchmark.targets:
             r = evaluation.rank_correlations(agg, bench.lookup(target, rows), num_bootstrap=nboot)
             out[f"{spec} vs {target}"] = r
@@ -384,12 +383,23 @@ def _search(config, workdir) -> dict:
             for name in (target, f"optimal_in_sample/{target}"):
                 summary[name] = evaluation.mean_std([r[name] for r in runs])
     with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+        json.dump(_jsonable(summary), f, indent=2)
     print(f"{s.num_runs} search runs -> {workdir}/runs.jsonl")
     for name, value in summary.items():
         if isinstance(value, tuple):
             print(f"{name}: {value[0]:.2f} +- {value[1]:.2f}")
     return summary
+
+
+def _jsonable(value):
+    """Strict JSON: non-finite floats become null / "inf" / "-inf", tuples lists."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return _json_float(value)
+    return value
 
 
 def _json_float(value):
