@@ -48,7 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.data_dir = ""
     c.data.max_examples = 5000  # images read from tfds into the sampling pool
     c.data.normalization = "cifar10"
-    c.data.batch_size = 64
+    c.data.batch_size = 128  # NASWOT reference default (score_networks.py --batch_size)
     c.data.image_size = 32  # synthetic images
     c.data.num_classes = 10  # synthetic labels
 
