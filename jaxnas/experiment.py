@@ -10,7 +10,11 @@ plain-dict registries; everything below this module takes Python objects. Modes:
     sampling, N architectures, keep the best); write `runs.jsonl` and `summary.json`
     with the chosen architectures' benchmark accuracies.
 
-The resolved config is saved as `config.json` in the workdir.
+The resolved config is saved as `config.json` in the workdir. A search restarted in a
+workdir whose `config.json` equals the new config (except perhaps `search.num_runs`) keeps
+the runs already in `runs.jsonl` and continues with the next run: run r's keys depend only
+on the seed and r, so a resumed or extended search gives the same records as an
+uninterrupted one.
 """
 
 import json
@@ -108,12 +112,18 @@ def shared_path(*parts: str) -> str:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the experiment; returns the report (score) or the summary (search)."""
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    path = os.path.join(workdir, "config.json")
+    previous = json.load(open(path)) if os.path.exists(path) else None
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
+    with open(path, "w") as f:
+        f.write(text)
+    same_config = previous is not None and _without_num_runs(previous) == _without_num_runs(
+        json.loads(text)
+    )
     if config.mode == "score":
         return _score(config, workdir)
     if config.mode == "search":
-        return _search(config, workdir)
+        return _search(config, workdir, resume=same_config)
     raise errors.ConfigError(f"unknown mode {config.mode!r}; expected 'score' or 'search'")
 
 
@@ -317,7 +327,28 @@ def _correlations(config, bench, archs, results) -> dict:
 # ----------------------------------------------------------------------------- search
 
 
-def _search(config, workdir) -> dict:
+def _without_num_runs(config: dict) -> dict:
+    return {**config, "search": {**config.get("search", {}), "num_runs": None}}
+
+
+def _completed_runs(path: str, num_runs: int) -> list[dict]:
+    """The records 0, 1, ..., k-1 at the head of an earlier `runs.jsonl` (a partial last
+    line from an interrupted write is dropped)."""
+    runs = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                if record.get("run") != len(runs) or len(runs) == num_runs:
+                    break
+                runs.append(record)
+    return runs
+
+
+def _search(config, workdir, resume=False) -> dict:
     space = _space(config)
     bench = _benchmark(config)
     images = _Images(config)
@@ -329,12 +360,17 @@ def _search(config, workdir) -> dict:
     strategy = strategies.STRATEGIES[s.strategy](space, s.population_size)
     spec = config.proxies[0]
     scorer = _scorer(config, space, spec)
-    total = s.num_runs * s.num_generations * s.population_size
+    path = os.path.join(workdir, "runs.jsonl")
+    runs = _completed_runs(path, s.num_runs) if resume else []
+    if runs:
+        print(f"resuming: {len(runs)} of {s.num_runs} runs already in {path}")
+    total = (s.num_runs - len(runs)) * s.num_generations * s.population_size
     progress = Progress(total, f"search {spec}")
     key = jax.random.key(config.seed)
-    runs = []
-    with open(os.path.join(workdir, "runs.jsonl"), "w") as f:
-        for r in range(s.num_runs):
+    with open(path, "w") as f:
+        for record in runs:
+            f.write(json.dumps(record) + "\n")
+        for r in range(len(runs), s.num_runs):
             start = time.perf_counter()
             key_run = jax.random.fold_in(key, r)
             key_state, key_data, key_init, key_loop = jax.random.split(key_run, 4)
