@@ -2,6 +2,8 @@
 
 import csv
 import gzip
+import importlib.util
+import json
 import math
 import os
 
@@ -11,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import errors, network, proxies
+from jaxnas import errors, experiment, network, proxies
 from jaxnas.proxies import kernels
 from jaxnas.spaces import nb101, ops
 
@@ -390,3 +392,23 @@ def test_batch_norm_override_makes_every_bn_the_identity(images, key):
     )
     apply = jax.jit(plain.apply)
     np.testing.assert_allclose(apply(scaled, images), apply(params, images), rtol=1e-6)
+
+
+def test_experiment_scores_the_cells_of_the_nb101_table(tmp_path, shared_data):
+    # The shipped config, shrunk: the table is keyed by its `adjacency_rows` and `ops`.
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "nb101_naswot.py")
+    spec = importlib.util.spec_from_file_location("nb101_naswot", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("size=4")
+    config.space.kwargs = TINY
+    config.data.source = "synthetic"
+    config.data.image_size = 8
+    config.data.batch_size = 4
+    config.report.num_bootstrap = 20
+    report = experiment.run(config, str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / "scores.jsonl")]
+    table = {f"{r['adjacency_rows']};{r['ops']}" for r in _table(shared_data)}
+    assert len(rows) == 4 and all(r["arch"] in table for r in rows)
+    assert report["correlations"]["naswot vs val_acc"]["n"] == 4
+    assert "reference params vs val_acc" in report["correlations"]
