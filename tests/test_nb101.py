@@ -12,13 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
-from jaxnas import errors, experiment, network, proxies
+from jaxnas import benchmarks, errors, experiment, network, proxies
 from jaxnas.proxies import kernels
 from jaxnas.spaces import nb101, ops
 
 TINY = dict(stem_channels=8, num_stacks=2, cells_per_stack=1)  # 8 and 16 channels
 TABLE = os.path.join("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
+GOLDEN = os.path.join(os.path.dirname(__file__), "fixtures", "nb101_golden.npz")
 
 # Hand-made cells: (adjacency rows, interior ops), chosen for the channel rules.
 CELLS = {
@@ -264,15 +266,13 @@ def test_sample_gives_valid_cells_and_mutate_changes_one_position(tiny, key):
 
 @pytest.fixture(scope="module")
 def data_driven(tiny):
-    """(params, logits, taps, NASWOT score) of the data-driven network; one compile."""
+    """`(params, genotype, x) -> (logits, taps, NASWOT score)`; one compile for all cells."""
 
     @jax.jit
     @chex.assert_max_traces(n=1)
-    def run(genotype, x, key):
-        net = tiny.network(genotype)
-        params = net.init(key, x)
-        logits, taps = net.apply(params, x, taps=True)
-        return params, logits, taps, kernels.logdet(kernels.hamming_kernel(taps))
+    def run(params, genotype, x):
+        logits, taps = tiny.network(genotype).apply(params, x, taps=True)
+        return logits, taps, kernels.logdet(kernels.hamming_kernel(taps))
 
     chex.clear_trace_counter()
     return run
@@ -321,10 +321,11 @@ def _naswot_numpy(taps):
 def test_data_driven_network_equals_materialised_network(tiny, data_driven, images):
     """Same parameters in, same logits, taps and NASWOT score out: masked channels and
     pruned vertices never enter a kernel."""
-    cells = np.asarray(tiny.sample(jax.random.key(7), 3))
+    cells = np.asarray(tiny.sample(jax.random.key(7), 2))
     cells = np.concatenate([np.stack([_cell(name) for name in CELLS]), cells])
     for i, genotype in enumerate(cells):
-        params, logits, taps, score = data_driven(jnp.asarray(genotype), images, jax.random.key(i))
+        params = tiny.network(genotype).init(jax.random.key(i), images)
+        logits, taps, score = data_driven(params, jnp.asarray(genotype), images)
         fixed_logits, fixed_taps = _materialised(tiny, genotype, params, images)
         np.testing.assert_allclose(logits, fixed_logits, rtol=1e-4, atol=1e-4)
         _assert_same_taps(taps, fixed_taps)
@@ -337,7 +338,8 @@ def test_mask_dispatch_equals_switch_dispatch(data_driven, images, key):
     apply_mask = jax.jit(lambda p, g: mask.network(g).apply(p, images, taps=True))
     for name in ("truncation", "input_to_output_only", "wide"):
         genotype = jnp.asarray(_cell(name))
-        params, out_switch, taps_switch, _ = data_driven(genotype, images, key)
+        params = mask.network(genotype).init(key, images)
+        out_switch, taps_switch, _ = data_driven(params, genotype, images)
         out_mask, taps_mask = apply_mask(params, genotype)
         np.testing.assert_allclose(out_mask, out_switch, atol=1e-5)
         for tap_name, tap in taps_switch.items():
@@ -372,9 +374,41 @@ def test_score_population_compiles_once_for_the_whole_space(tiny, data_driven, i
     scores = np.concatenate([score(first), score(second)])
     chex.assert_shape(scores, (8, 1))
     key_init, _ = jax.random.split(keys[0])
+    params = tiny.network(first[0]).init(key_init, images)
     for genotype, value in zip(np.concatenate([first, second]), scores[:, 0]):
-        expected = data_driven(jnp.asarray(genotype), images, key_init)[-1]
+        expected = data_driven(params, jnp.asarray(genotype), images)[-1]
         np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+
+def _golden_weights(shapes, seed):
+    """The oracle's weights (`scripts/torch_nb101_oracle.py golden_weights`), redrawn."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for path in sorted(shapes):
+        low, high = (0.5, 1.5) if path.endswith("/scale") else (-1.0, 1.0)
+        out[path] = rng.uniform(low, high, shapes[path]).astype(np.float32)
+    return out
+
+
+def test_logits_and_naswot_match_the_pytorch_oracle(tiny, data_driven):
+    """Values from `scripts/torch_nb101_oracle.py golden` (an independent NB101 builder)."""
+    fixture = np.load(GOLDEN)
+    x = jnp.asarray(fixture["x_nhwc"])
+    for i in range(3):
+        genotype = nb101.from_string(str(fixture[f"arch_{i}"]))
+        shapes = jax.eval_shape(tiny.materialize(genotype).init, jax.random.key(0), x)
+        paths = traverse_util.flatten_dict(shapes["params"], sep="/")
+        assert sorted(paths) == fixture[f"param_paths_{i}"].tolist()
+        weights = _golden_weights({p: v.shape for p, v in paths.items()}, int(fixture["seed"]) + i)
+        # Oracle weights in the valid slices; the masked rest keeps its random values.
+        flat = traverse_util.flatten_dict(tiny.network(genotype).init(jax.random.key(i), x))
+        for path, w in weights.items():
+            leaf = ("params", *path.split("/"))
+            flat[leaf] = flat[leaf].at[tuple(slice(0, n) for n in w.shape)].set(w)
+        params = traverse_util.unflatten_dict(flat)
+        logits, _, score = data_driven(params, jnp.asarray(genotype), x)
+        np.testing.assert_allclose(logits, fixture[f"logits_{i}"], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(score, fixture[f"naswot_{i}"], rtol=1e-6)
 
 
 def test_parameters_do_not_depend_on_the_genotype(tiny, images, key):
@@ -394,6 +428,18 @@ def test_batch_norm_override_makes_every_bn_the_identity(images, key):
     np.testing.assert_allclose(apply(scaled, images), apply(params, images), rtol=1e-6)
 
 
+def test_benchmark_table_is_keyed_by_the_nb101_notation(shared_data):
+    table = benchmarks.Benchmark.from_csv(
+        os.path.join(shared_data, TABLE), key="arch", key_columns=("adjacency_rows", "ops")
+    )
+    row = _table(shared_data)[7]
+    genotype = nb101.from_naslib(row["naslib_tuple"])
+    assert table.lookup("val_acc", [nb101.to_string(genotype)])[0] == float(row["val_acc"])
+    with pytest.raises(errors.BenchmarkError, match=r"no key column\(s\) \['adjacency'\]"):
+        benchmarks.Benchmark.from_csv(os.path.join(shared_data, TABLE), key_columns=("adjacency",))
+
+
+@pytest.mark.slow
 def test_experiment_scores_the_cells_of_the_nb101_table(tmp_path, shared_data):
     # The shipped config, shrunk: the table is keyed by its `adjacency_rows` and `ops`.
     path = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "nb101_naswot.py")
