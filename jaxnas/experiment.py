@@ -63,6 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.benchmark = ml_collections.ConfigDict()
     c.benchmark.path = ""  # CSV(.gz) table with an arch_str column; "" = none
+    c.benchmark.key = "arch_str"  # column with each row's architecture in the space's notation
+    c.benchmark.key_columns = ()  # or: build `key` by joining these columns (NB101: rows;ops)
+    c.benchmark.key_separator = ";"
     c.benchmark.targets = ("cifar10_test",)  # accuracy columns to correlate with / report
     c.benchmark.references = ()  # published proxy-score columns to compare against
 
@@ -144,7 +147,10 @@ def _space(config):
 def _benchmark(config):
     if not config.benchmark.path:
         return None
-    bench = benchmarks.Benchmark.from_csv(config.benchmark.path)
+    b = config.benchmark
+    bench = benchmarks.Benchmark.from_csv(
+        b.path, key=b.key, key_columns=tuple(b.key_columns), separator=b.key_separator
+    )
     for column in (*config.benchmark.targets, *config.benchmark.references):
         bench.column(column)
     return bench
