@@ -375,3 +375,15 @@ def test_batch_norm_override_makes_every_bn_the_identity(tiny_batch, key):
     )
     apply = jax.jit(net.apply)
     np.testing.assert_allclose(apply(scaled, x), apply(params, x))
+
+
+def test_restrict_takes_leading_corners_and_rejects_other_shapes():
+    params = {"conv": {"kernel": jnp.arange(24.0).reshape(1, 2, 3, 4)}}
+    small = masking.restrict(
+        params, {"conv": {"kernel": jax.ShapeDtypeStruct((1, 2, 2, 3), jnp.float32)}}
+    )
+    np.testing.assert_array_equal(small["conv"]["kernel"], params["conv"]["kernel"][:, :, :2, :3])
+    with pytest.raises(errors.ShapeError, match="not a corner"):
+        masking.restrict(params, {"conv": {"kernel": jnp.zeros((1, 2, 3, 5))}})
+    with pytest.raises(errors.ShapeError, match="conv/bias is not in the supernet"):
+        masking.restrict(params, {"conv": {"bias": jnp.zeros(4)}})

@@ -396,7 +396,7 @@ def relative_indices(tokens: int, max_relative_position: int) -> tuple[np.ndarra
     return np.pad(vert, ((1, 0), (1, 0))), np.pad(horz, ((1, 0), (1, 0)))
 
 
-def _mlp_and_attention(w, x, *, head_dim, heads_mask, hidden_mask, embed_mask, embed_dim, rel):
+def _encoder_layer(w, x, *, head_dim, heads_mask, hidden_mask, embed_mask, embed_dim, rel):
     """One pre-norm encoder layer; returns (x', GeLU input f32[B, T, M])."""
     b, t, _ = x.shape
     h = layer_norm(x, *w["ln1"], embed_mask, embed_dim)
@@ -526,7 +526,7 @@ class AutoFormerNetwork(_Body):
         want_taps = self.is_mutable_collection("taps")
 
         def run(w, h, hm, mm):
-            return _mlp_and_attention(
+            return _encoder_layer(
                 w,
                 h,
                 head_dim=vit.head_dim,
@@ -579,7 +579,7 @@ class AutoFormerModel(_Body):
                 self.max_relative_position,
                 name=f"blocks_{i}",
             )
-            x, pre = _mlp_and_attention(
+            x, pre = _encoder_layer(
                 layer.weights(),
                 x,
                 head_dim=vit.head_dim,
