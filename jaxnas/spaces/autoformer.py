@@ -22,8 +22,10 @@ Search spaces (choices; supernet maxima):
 
 (base heads follow the paper's Table 1 and `experiments/subnet/AutoFormer-B.yaml`;
 `experiments/supernet/supernet-B.yaml` lists only 9 and 10). The MLP supernet width is
-int(supernet e * 4). The searched models AutoFormer-T/S/B have 5.9M / 22.9M / 53.7M
-parameters at 224x224 with 1000 classes (README: 5.8M / 22.9M / 53.7M).
+int(supernet e * 4). The published AutoFormer-T/S/B (`SEARCHED`) have 5,867,944 /
+22,891,432 / 53,691,688 parameters at 224x224 with 1000 classes (README: 5.8M / 22.9M /
+53.7M; without the relative-position tables 5.77M / 22.79M / 53.58M). AutoFormer-T uses
+MLP ratio 3.0 in four layers, which the tiny search space (3.5, 4) does not contain.
 
 Genotype: `int32[2 + 2 L]` with L the largest depth: [embed index, depth index, heads
 index of layers 0..L-1, mlp-ratio index of layers 0..L-1]. Layers at or beyond the
