@@ -332,12 +332,16 @@ def _param_shapes(module: nn.Module, x: jax.ShapeDtypeStruct, genotype: jax.Shap
     return variables["params"]
 
 
-def supernet(module: nn.Module, genotype: jax.Array, param_mask=None) -> Network:
+def supernet(
+    module: nn.Module, genotype: jax.Array, param_mask=None, init_fn=torch_init
+) -> Network:
     """The `Network` of a data-driven Linen module called as `module(x, genotype)`.
 
     Its parameters (`{"params": ...}`) do not depend on the genotype's value, and `init`
-    uses `torch_init`, so one initialisation serves a whole population. `param_mask`
-    is passed through to the `Network`.
+    uses `init_fn(key, shapes)` (default `torch_init`; a space whose reference code
+    initialises differently passes its own one-RNG-call initialiser), so one
+    initialisation serves a whole population. `param_mask` is passed through to the
+    `Network`.
     """
     genotype = jnp.asarray(genotype)
     linen = from_linen(module, genotype, mutable=())
@@ -348,7 +352,7 @@ def supernet(module: nn.Module, genotype: jax.Array, param_mask=None) -> Network
             jax.ShapeDtypeStruct(x.shape, x.dtype),
             jax.ShapeDtypeStruct(genotype.shape, genotype.dtype),
         )
-        return {"params": torch_init(key, shapes)}
+        return {"params": init_fn(key, shapes)}
 
     return Network(init, linen.apply, param_mask)
 
