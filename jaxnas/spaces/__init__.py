@@ -1,12 +1,28 @@
 """Search spaces: registry of space factories."""
 
-from jaxnas.spaces import darts, nb201, nds_cells
+from jaxnas.spaces import autoformer, darts, nats_sss, nb101, nb201, nds, nds_cells
 from jaxnas.spaces.base import SearchSpace
 
 SPACES = {
     "nb201": nb201.space,
+    "nb101": nb101.space,
+    "nats_sss": nats_sss.space,
+    "nds_resnet": nds.resnet,
+    "nds_resnext_a": nds.resnext_a,
+    "nds_resnext_b": nds.resnext_b,
+    "autoformer": autoformer.space,
     "darts": darts.space,
     **nds_cells.FACTORIES,
 }
 
-__all__ = ["SPACES", "SearchSpace", "darts", "nb201", "nds_cells"]
+__all__ = [
+    "SPACES",
+    "SearchSpace",
+    "autoformer",
+    "darts",
+    "nats_sss",
+    "nb101",
+    "nb201",
+    "nds",
+    "nds_cells",
+]
