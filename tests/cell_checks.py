@@ -6,10 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import network, proxies, types
+from jaxnas import network, types
 from jaxnas.proxies import kernels
 
-TINY_CELLS = dict(channels=4, num_cells=3, reductions=(1,))  # normal, reduction, normal
+# A reduction cell on the stem, then a normal cell whose first input is preprocessed by a
+# FactorizedReduce: both cell kinds and both preprocessings at the smallest compile.
+TINY_CELLS = dict(channels=4, num_cells=2, reductions=(0,))
 
 
 def count_params(tree) -> int:
@@ -18,10 +20,13 @@ def count_params(tree) -> int:
 
 @functools.cache
 def data_driven(space, batch_size=4, size=8, seed=0):
-    """Compiled once per space: `init(genotype, key) -> (params, count)` and
-    `apply(params, genotype) -> (logits, taps, naswot)` on a fixed batch `x`."""
+    """Compiled once per space: `init(genotype, key) -> (params, mask, count)` and
+    `apply(params, genotype) -> (logits, taps, naswot)` on a fixed batch `x`.
+
+    NASWOT is computed from the returned taps, as `proxies.naswot` computes it, rather
+    than by calling the proxy: a second trace of the network would double the compile.
+    """
     x = jax.random.normal(jax.random.key(seed), (batch_size, size, size, 3))
-    proxy = proxies.naswot.naswot()
 
     @jax.jit
     def init(genotype, key):
@@ -38,13 +43,17 @@ def data_driven(space, batch_size=4, size=8, seed=0):
     def apply(params, genotype):
         net = space.network(genotype)
         logits, taps = net.apply(params, x, taps=True)
-        return logits, taps, proxy(net, params, {"x": x}, None)
+        return logits, taps, kernels.logdet(kernels.hamming_kernel(taps))
 
     return x, init, apply
 
 
 def materialised(space, genotype, params, x):
-    """Logits, taps, NASWOT and parameter count of the materialised network (eager)."""
+    """Logits, taps, NASWOT and parameter count of the materialised network.
+
+    Jitted per genotype: on CPU that is about 2.5x faster than running the tiny
+    materialised network op by op.
+    """
     model = space.materialize(genotype)
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     fixed = model.params_from_supernet(params["params"])
@@ -54,7 +63,7 @@ def materialised(space, genotype, params, x):
     stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["batch_stats"])
     net = network.from_linen(model, train=True)
     variables = {"params": fixed, "batch_stats": stats}
-    logits, taps = net.apply(variables, x, taps=True)
+    logits, taps = jax.jit(functools.partial(net.apply, taps=True))(variables, x)
     score = kernels.logdet(kernels.hamming_kernel(taps))
     return logits, taps, score, count_params(shapes["params"])
 

@@ -250,7 +250,7 @@ def test_parameters_do_not_depend_on_the_genotype(tiny, key):
     chex.assert_trees_all_equal(a, b)
     flat = traverse_util.flatten_dict(a["params"], sep="/")
     depthwise = flat["cell0/edge_0/sep_conv_5x5/half1/conv0/kernel"]
-    assert depthwise.shape == (5, 5, 1, 4)
+    assert depthwise.shape == (5, 5, 1, 8)  # cell 0 is a reduction cell: 2C channels
     assert 0.5 / 5 < np.abs(depthwise).max() <= 1 / 5  # PyTorch fan_in = 25 per group
 
 
