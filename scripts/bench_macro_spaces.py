@@ -1,8 +1,13 @@
-"""NASWOT speed per architecture on the macro spaces (NDS ResNet/ResNeXt, AutoFormer).
+"""NASWOT speed per architecture on the macro and cell spaces (NDS, AutoFormer, DARTS).
 
   python scripts/bench_macro_spaces.py --space nds_resnet [--num-archs 8] [--batch-size 64]
   python scripts/bench_macro_spaces.py --space autoformer-tiny --image-size 224
   python scripts/bench_macro_spaces.py --space nds_resnet --materialised 3
+  python scripts/bench_macro_spaces.py --space darts  # NB301 network: C=32, 8 cells
+  python scripts/bench_macro_spaces.py --space nds_enas --setting channels=16
+
+`--space` is `autoformer-<size>` or a key of `jaxnas.spaces.SPACES`; `--setting k=v`
+(repeatable, integer values) passes a space setting, e.g. the width of a cell space.
 
 Scores seeded random architectures of one space with NASWOT through `score_population`,
 jitted once (one shared initialisation key, architectures mapped one at a time), on this
@@ -31,13 +36,13 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from jaxnas import benchmarks, data, proxies  # noqa: E402
 from jaxnas.network import from_linen  # noqa: E402
-from jaxnas.spaces import autoformer, nds  # noqa: E402
+from jaxnas.spaces import SPACES, autoformer  # noqa: E402
 
 
-def make_space(name):
+def make_space(name, settings):
     if name.startswith("autoformer-"):
-        return autoformer.space(name.split("-", 1)[1], num_classes=10)
-    return nds.space(name)
+        return autoformer.space(name.split("-", 1)[1], num_classes=10, **settings)
+    return SPACES[name](**settings)
 
 
 def make_batch(name, batch_size, image_size, seed):
@@ -66,9 +71,11 @@ def main():
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--materialised", type=int, default=0)
+    parser.add_argument("--setting", action="append", default=[])
     args = parser.parse_args()
 
-    space = make_space(args.space)
+    settings = {k: int(v) for k, v in (s.split("=", 1) for s in args.setting)}
+    space = make_space(args.space, settings)
     batch, source = make_batch(args.space, args.batch_size, args.image_size, args.seed)
     proxy = proxies.get_proxy("naswot")
     keys = jax.random.split(jax.random.key(args.seed), 1)
@@ -92,6 +99,7 @@ def main():
         print(f"  score {float(score):9.2f}  {space.to_string(genotype)}")
     result = {
         "space": args.space,
+        "settings": settings,
         "batch_size": args.batch_size,
         "images": source,
         "num_archs_per_call": n,
