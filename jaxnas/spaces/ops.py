@@ -116,7 +116,18 @@ def conv2d(
     dilation: int = 1,
     groups: int = 1,
 ) -> jax.Array:
-    """PyTorch-style 2-D convolution (no bias): f32[B, H, W, Ci] -> f32[B, H', W', Co]."""
+    """PyTorch-style 2-D convolution (no bias): f32[B, H, W, Ci] -> f32[B, H', W', Co].
+
+    Ungrouped convolutions differentiate through `_conv2d` (a custom VJP); they support
+    reverse-mode differentiation only (`jax.linear_transpose` of a VJP gives
+    Jacobian-vector products).
+    """
+    if groups == 1:
+        return _conv2d(x, kernel, stride, padding, dilation)
+    return _conv(x, kernel, stride, padding, dilation, groups)
+
+
+def _conv(x, kernel, stride, padding, dilation, groups=1):
     return jax.lax.conv_general_dilated(
         x,
         kernel,
@@ -126,6 +137,38 @@ def conv2d(
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=groups,
     )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv2d(x, kernel, stride, padding, dilation):
+    return _conv(x, kernel, stride, padding, dilation)
+
+
+def _conv2d_fwd(x, kernel, stride, padding, dilation):
+    return _conv(x, kernel, stride, padding, dilation), (x, kernel)
+
+
+def _conv2d_bwd(stride, padding, dilation, residuals, g):
+    # JAX's own kernel gradient is a convolution with permuted dimension labels. Inside a
+    # `lax.switch` branch XLA:CPU leaves it in that layout and runs a generic convolution
+    # ~50x slower than the same gradient outside (measured: 2.1 s vs 0.04 s for one 3x3
+    # conv, batch 64, 32x32x16). Writing it as a standard NHWC convolution of the
+    # transposed input with the transposed cotangent keeps every branch on the fast path.
+    x, kernel = residuals
+    dx = jax.vjp(lambda v: _conv(v, kernel, stride, padding, dilation), x)[1](g)[0]
+    dk = jax.lax.conv_general_dilated(
+        x.transpose(3, 1, 2, 0),  # [Ci, H, W, B]: input channels act as the batch
+        g.transpose(1, 2, 0, 3),  # [H', W', B, Co]: the cotangent acts as the kernel
+        window_strides=(dilation, dilation),
+        padding=((padding, padding), (padding, padding)),
+        rhs_dilation=(stride, stride),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    size_h, size_w = kernel.shape[0], kernel.shape[1]
+    return dx, dk[:, :size_h, :size_w, :].transpose(1, 2, 0, 3)
+
+
+_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 def batch_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
