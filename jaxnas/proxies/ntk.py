@@ -1,4 +1,4 @@
-"""TE-NAS's NTK condition number, with the empirical NTK computed by `jax.vjp`.
+"""TE-NAS's NTK condition number, with the empirical NTK from `jax.vjp` / `jax.jvp`.
 
 Chen, Gong, Wang, "Neural Architecture Search on ImageNet in Four GPU Hours: A
 Theoretically Inspired Perspective" (TE-NAS), ICLR 2021; reference code
@@ -48,10 +48,10 @@ class NtkImpl(enum.IntEnum):
       parameter) with one forward pass and B vectorised VJPs, then contract J J^T leaf by
       leaf. Memory O(B * P). The fastest choice whenever J fits in memory, which is the
       case for TE-NAS's proxy networks (P ~ 10^4).
-    VECTOR_PRODUCTS: never materialise J. Column j of Theta is J (J^T e_j): a VJP gives
-      J^T e_j (a parameter-shaped vector) and the transpose of the VJP, a linear map,
-      gives J v. Vectorised over j. Memory O(P) per column plus activations; about twice
-      the arithmetic. Use it when B * P does not fit.
+    VECTOR_PRODUCTS: never materialise J. Column j of Theta is J (J^T e_j): `jax.vjp`
+      gives J^T e_j (a parameter-shaped vector) and `jax.jvp` along it gives J v.
+      Vectorised over j. Memory O(P) per column plus activations; about twice the
+      arithmetic. Use it when B * P does not fit.
     """
 
     JACOBIAN_CONTRACTION = 1
@@ -104,13 +104,11 @@ def ntk_fn(
         return kernel
 
     def vector_products(params, x):
-        out, vjp = jax.vjp(lambda p: outputs(p, x), params)
-        # The VJP is linear in its cotangent; its transpose is v -> J v. (A `jax.jvp`
-        # would also do, but the networks' convolutions define reverse mode only.)
-        jvp = jax.linear_transpose(lambda c: vjp(c)[0], out)
+        _, vjp = jax.vjp(lambda p: outputs(p, x), params)
 
         def column(e):
-            return jvp(vjp(e)[0])[0]
+            # Theta e = J (J^T e): a VJP, then a JVP along the resulting parameter vector.
+            return jax.jvp(lambda p: outputs(p, x), (params,), vjp(e))[1]
 
         return jax.vmap(column)(jnp.eye(x.shape[0], dtype=jnp.float32))
 
