@@ -4,7 +4,6 @@ import os
 import time
 
 import chex
-import jax
 import numpy as np
 import pytest
 
@@ -38,8 +37,11 @@ def test_synthetic_batch_shapes_and_determinism(key):
 
 def test_npz_round_trip_and_errors(tmp_path, key):
     path = str(tmp_path / "imgs.npz")
-    np.savez(path, images=np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3),
-             labels=np.arange(6))
+    np.savez(
+        path,
+        images=np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3),
+        labels=np.arange(6),
+    )
     images, labels = data.load_npz(path)
     batch = data.sample_batch(key, images, labels, 4)
     chex.assert_shape(batch["x"], (4, 4, 4, 3))
