@@ -21,7 +21,7 @@ def _reference(x, kernel, stride, padding, dilation):
 
 
 class Conv2dTest(parameterized.TestCase):
-    @parameterized.parameters((1, 1, 1, 3), (2, 1, 1, 3), (1, 2, 2, 3), (2, 0, 1, 1), (1, 0, 1, 2))
+    @parameterized.parameters((2, 1, 1, 3), (1, 2, 2, 3), (2, 0, 1, 1))
     def test_forward_reverse_and_second_order_match_xla(self, stride, padding, dilation, size):
         key_x, key_k, key_t = jax.random.split(jax.random.key(0), 3)
         x = jax.random.normal(key_x, (2, 7, 6, 3))
