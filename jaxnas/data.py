@@ -90,6 +90,46 @@ def synthetic_batch(
     }
 
 
+def random_crops(
+    key: jax.Array, images: jax.Array, count: int, size: int = 3, channels: int = 1
+) -> jax.Array:
+    """TE-NAS's linear-region inputs: random `size`x`size` crops of random channels.
+
+    Each crop comes from an image drawn uniformly (with replacement when `count` exceeds
+    the number of images), at a uniform position, keeping `channels` channels drawn
+    without replacement in increasing order (TE-NAS `RandomCrop(3)` + `RandChannel(1)`).
+
+    Args:
+      key: PRNG key.
+      images: f32[N, H, W, C] normalised images.
+      count: number of crops.
+      size: crop height and width.
+      channels: channels kept per crop.
+
+    Returns:
+      f32[count, size, size, channels].
+    """
+    images = jnp.asarray(images)
+    n, h, w, c = images.shape
+    if size > min(h, w) or channels > c:
+        raise errors.ShapeError(
+            f"cannot cut {size}x{size}x{channels} crops from images of shape {images.shape}"
+        )
+    key_img, key_y, key_x, key_c = jax.random.split(key, 4)
+    index = jax.random.randint(key_img, (count,), 0, n)
+    top = jax.random.randint(key_y, (count,), 0, h - size + 1)
+    left = jax.random.randint(key_x, (count,), 0, w - size + 1)
+    picks = jax.vmap(lambda k: jnp.sort(jax.random.permutation(k, c)[:channels]))(
+        jax.random.split(key_c, count)
+    )
+
+    def crop(i, y, x, chans):
+        patch = jax.lax.dynamic_slice(images[i], (y, x, 0), (size, size, c))
+        return patch[:, :, chans]
+
+    return jax.vmap(crop)(index, top, left, picks)
+
+
 def load_npz(
     path: str, images_key: str = "images", labels_key: str | None = "labels"
 ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -55,6 +55,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.batch_size = 128  # NASWOT reference default (score_networks.py --batch_size)
     c.data.image_size = 32  # synthetic images
     c.data.num_classes = 10  # synthetic labels
+    # > 0: the batch is this many random crop_size x crop_size single-channel crops of
+    # the (normalised) images instead (TE-NAS's linear-region inputs, 3000 crops of 3x3).
+    c.data.crops = 0
+    c.data.crop_size = 3
 
     c.population = ml_collections.ConfigDict()
     c.population.source = "sample"  # sample | all | benchmark | list
@@ -182,11 +186,21 @@ class _Images:
 
     def batch(self, key):
         c = self.config
+        if c.crops > 0:
+            return {"x": data.random_crops(key, self._all_images(key), c.crops, c.crop_size)}
         if self.pool is None:
             shape = (c.image_size, c.image_size, 3)
             return data.synthetic_batch(key, c.batch_size, shape, c.num_classes)
         images, labels = self.pool
         return data.sample_batch(key, images, labels, c.batch_size, c.normalization)
+
+    def _all_images(self, key):
+        """Every pool image, normalised (synthetic: `batch_size` N(0, 1) images)."""
+        c = self.config
+        if self.pool is None:
+            shape = (c.image_size, c.image_size, 3)
+            return data.synthetic_batch(jax.random.fold_in(key, 1), c.batch_size, shape)["x"]
+        return jnp.asarray(data.normalize(self.pool[0], c.normalization))
 
 
 def _scorer(config, space, spec):

@@ -8,11 +8,21 @@ import ast
 import functools
 
 from jaxnas import errors, types
-from jaxnas.proxies import naswot
+from jaxnas.proxies import aznas, knas, lswag, meco, naswot, ntk, regions, swap, zico
 from jaxnas.proxies.base import aggregate, score_inits, score_network, score_population
 
 PROXIES = {
     "naswot": naswot.naswot,
+    "ntk_cond": ntk.ntk_cond,
+    "linear_regions": regions.linear_regions,
+    "knas": knas.knas,
+    "zico": zico.zico,
+    "swap": swap.swap,
+    "lswag": lswag.lswag,
+    "meco": meco.meco,
+    "az_expressivity": aznas.az_expressivity,
+    "az_progressivity": aznas.az_progressivity,
+    "az_trainability": aznas.az_trainability,
 }
 
 

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from jaxnas.network import Network, from_linen
 
@@ -123,20 +124,42 @@ def conv2d(
     """PyTorch-style 2-D convolution (no bias): f32[B, H, W, Ci] -> f32[B, H', W', Co].
 
     `stride` and `padding` are an int or an (H, W) pair (e.g. NASNet's 1x7 convs);
-    `groups == Ci` with a kernel f32[k, k, 1, Ci] is a depthwise convolution.
+    `groups == Ci` with a kernel f32[k, k, 1, Ci] is a depthwise convolution. Ungrouped
+    convolutions differentiate through `_conv2d` (a custom JVP, so forward and reverse
+    mode both work), whose kernel gradient avoids a slow XLA:CPU path.
     """
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    stride, padding = _pair(stride), _pair(padding)
     if groups > 1 and groups == x.shape[-1] == kernel.shape[-1] and kernel.shape[2] == 1:
-        return _depthwise_conv2d(x, kernel, (sh, sw), (ph, pw), dilation)
+        return _depthwise_conv2d(x, kernel, stride, padding, dilation)
+    if groups == 1:
+        return _conv2d(x, kernel, stride, padding, dilation)
+    return _conv(x, kernel, stride, padding, dilation, groups)
+
+
+def _conv(x, kernel, stride, padding, dilation, groups=1):
     return jax.lax.conv_general_dilated(
         x,
         kernel,
-        window_strides=(sh, sw),
-        padding=((ph, ph), (pw, pw)),
+        window_strides=stride,
+        padding=[(padding[0], padding[0]), (padding[1], padding[1])],
         rhs_dilation=(dilation, dilation),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=groups,
     )
+
+
+def _shifted_windows(x, kernel_size, stride, padding, dilation):
+    """Yields `(i, j, window)`: the strided input slice that kernel tap (i, j) multiplies."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    p = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (ph, ph, 0), (pw, pw, 0), (0, 0, 0)))
+    b, hp, wp, c = p.shape
+    h = (hp - dilation * (kh - 1) - 1) // sh + 1
+    w = (wp - dilation * (kw - 1) - 1) // sw + 1
+    for i in range(kh):
+        for j in range(kw):
+            r, col = i * dilation, j * dilation
+            limit = (b, r + (h - 1) * sh + 1, col + (w - 1) * sw + 1, c)
+            yield i, j, jax.lax.slice(p, (0, r, col, 0), limit, (1, sh, sw, 1))
 
 
 def _depthwise_conv2d(x, kernel, stride, padding, dilation):
@@ -147,25 +170,47 @@ def _depthwise_conv2d(x, kernel, stride, padding, dilation):
     `conv_general_dilated` and 7 ms as shifted multiply-adds (both under a load of 8 on
     2 cores). `lax` primitives keep the k * k terms cheap to trace.
     """
-    (sh, sw), (ph, pw) = stride, padding
-    kh, kw, _, c = kernel.shape
-    p = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (ph, ph, 0), (pw, pw, 0), (0, 0, 0)))
-    b, hp, wp = p.shape[:3]
-    h = (hp - dilation * (kh - 1) - 1) // sh + 1
-    w = (wp - dilation * (kw - 1) - 1) // sw + 1
     out = None
-    for i in range(kh):
-        for j in range(kw):
-            r, col = i * dilation, j * dilation
-            window = jax.lax.slice(
-                p,
-                (0, r, col, 0),
-                (b, r + (h - 1) * sh + 1, col + (w - 1) * sw + 1, c),
-                (1, sh, sw, 1),
-            )
-            tap = jax.lax.broadcast_in_dim(kernel[i, j, 0], (b, h, w, c), (3,))
-            term = jax.lax.mul(window, tap)
-            out = term if out is None else jax.lax.add(out, term)
+    for i, j, window in _shifted_windows(x, kernel.shape[:2], stride, padding, dilation):
+        tap = jax.lax.broadcast_in_dim(kernel[i, j, 0], window.shape, (3,))
+        term = jax.lax.mul(window, tap)
+        out = term if out is None else jax.lax.add(out, term)
+    return out
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _conv2d(x, kernel, stride, padding, dilation):
+    return _conv(x, kernel, stride, padding, dilation)
+
+
+@functools.partial(_conv2d.defjvp, symbolic_zeros=True)
+def _conv2d_jvp(stride, padding, dilation, primals, tangents):
+    x, kernel = primals
+    dx, dk = tangents
+    out = _conv(x, kernel, stride, padding, dilation)
+    tangent = jnp.zeros_like(out)
+    if not isinstance(dx, SymbolicZero):
+        tangent = tangent + _conv(dx, kernel, stride, padding, dilation)
+    if not isinstance(dk, SymbolicZero):
+        # Reverse mode transposes this term into the kernel gradient. JAX's own rule for a
+        # convolution's kernel is a convolution with permuted dimension labels; inside a
+        # `lax.switch` branch XLA:CPU keeps that layout and runs a generic convolution
+        # ~50x slower than outside (measured: 2.1 s vs 0.04 s for one 3x3 conv, batch 64,
+        # 32x32x16). As a sum of shifted-input matrix products, its transpose is plain
+        # matrix products. `checkpoint` keeps only x for the backward pass (not k*k
+        # shifted copies).
+        tangent = tangent + jax.checkpoint(_conv_by_kernel, static_argnums=(2, 3, 4))(
+            x, dk, stride, padding, dilation
+        )
+    return out, tangent
+
+
+def _conv_by_kernel(x, kernel, stride, padding, dilation):
+    """`_conv(x, kernel)` as a sum over kernel taps of strided input slices times kernel[i, j]."""
+    out = None
+    for i, j, window in _shifted_windows(x, kernel.shape[:2], stride, padding, dilation):
+        term = jnp.einsum("bhwc,co->bhwo", window, kernel[i, j])
+        out = term if out is None else out + term
     return out
 
 
