@@ -8,11 +8,45 @@ import ast
 import functools
 
 from jaxnas import errors, types
-from jaxnas.proxies import naswot
-from jaxnas.proxies.base import aggregate, score_inits, score_network, score_population
+from jaxnas.proxies import (
+    epe_nas,
+    fisher,
+    flops,
+    grad_norm,
+    grasp,
+    jacob_cov,
+    l2_norm,
+    naswot,
+    params,
+    plain,
+    snip,
+    synflow,
+    zen,
+)
+from jaxnas.proxies.base import (
+    aggregate,
+    network_overrides,
+    score_inits,
+    score_network,
+    score_population,
+    with_network_overrides,
+)
 
 PROXIES = {
     "naswot": naswot.naswot,
+    # The NAS-Bench-Suite-Zero family (NASLib `zerocost` measures).
+    "epe_nas": epe_nas.epe_nas,
+    "fisher": fisher.fisher,
+    "flops": flops.flops,
+    "grad_norm": grad_norm.grad_norm,
+    "grasp": grasp.grasp,
+    "jacob_cov": jacob_cov.jacob_cov,
+    "l2_norm": l2_norm.l2_norm,
+    "params": params.params,
+    "plain": plain.plain,
+    "snip": snip.snip,
+    "synflow": synflow.synflow,
+    "zen": zen.zen,
 }
 
 
@@ -51,8 +85,10 @@ __all__ = [
     "PROXIES",
     "aggregate",
     "get_proxy",
+    "network_overrides",
     "parse_spec",
     "score_inits",
     "score_network",
     "score_population",
+    "with_network_overrides",
 ]
