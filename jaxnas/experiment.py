@@ -48,6 +48,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.data_dir = ""
     c.data.max_examples = 5000  # images read from tfds into the sampling pool
     c.data.normalization = "cifar10"
+    c.data.augment = False  # random crop (crop_padding) + flip, as NASLib's train loader
+    c.data.crop_padding = 4
     c.data.batch_size = 64
     c.data.image_size = 32  # synthetic images
     c.data.num_classes = 10  # synthetic labels
@@ -61,6 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.benchmark.path = ""  # CSV(.gz) table with an arch_str column; "" = none
     c.benchmark.targets = ("cifar10_test",)  # accuracy columns to correlate with / report
     c.benchmark.references = ()  # published proxy-score columns to compare against
+    # proxy spec -> its own published column (ours vs that column only), e.g.
+    # {"jacob_cov": "jacov"}; the columns are also correlated with every target.
+    c.benchmark.reference_of = ml_collections.ConfigDict()
 
     c.search = ml_collections.ConfigDict()
     c.search.strategy = "random_search"
@@ -135,7 +140,8 @@ def _benchmark(config):
     if not config.benchmark.path:
         return None
     bench = benchmarks.Benchmark.from_csv(config.benchmark.path)
-    for column in (*config.benchmark.targets, *config.benchmark.references):
+    paired = tuple(config.benchmark.reference_of.values())
+    for column in (*config.benchmark.targets, *config.benchmark.references, *paired):
         bench.column(column)
     return bench
 
@@ -170,7 +176,8 @@ class _Images:
             shape = (c.image_size, c.image_size, 3)
             return data.synthetic_batch(key, c.batch_size, shape, c.num_classes)
         images, labels = self.pool
-        return data.sample_batch(key, images, labels, c.batch_size, c.normalization)
+        padding = c.crop_padding if c.augment else None
+        return data.sample_batch(key, images, labels, c.batch_size, c.normalization, padding)
 
 
 def _scorer(config, space, spec):
@@ -301,10 +308,14 @@ def _correlations(config, bench, archs, results) -> dict:
         for target in config.benchmark.targets:
             r = evaluation.rank_correlations(agg, bench.lookup(target, rows), num_bootstrap=nboot)
             out[f"{spec} vs {target}"] = r
-        for ref in config.benchmark.references:
+        paired = config.benchmark.reference_of.get(spec)
+        for ref in (*config.benchmark.references, *([paired] if paired else [])):
             r = evaluation.rank_correlations(agg, bench.lookup(ref, rows), num_bootstrap=nboot)
             out[f"{spec} vs reference {ref}"] = r
-    for ref in config.benchmark.references:
+    all_refs = dict.fromkeys(
+        (*config.benchmark.references, *config.benchmark.reference_of.values())
+    )
+    for ref in all_refs:
         for target in config.benchmark.targets:
             r = evaluation.rank_correlations(
                 bench.lookup(ref, rows), bench.lookup(target, rows), num_bootstrap=nboot
