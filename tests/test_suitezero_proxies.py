@@ -166,7 +166,8 @@ def test_synflow_in_log_space_equals_float64_where_float32_overflows():
         return layerwise.layer_sum(lambda w, d: jnp.sum(w * d), mask, p, g)
 
     assert not np.isfinite(direct(big, jnp.float32))  # the overflow this version avoids
-    with jax.enable_x64(True):
+    # float64 meets float32 constants inside the (traced, unselected) pooling branches.
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
         expected = float(jnp.log(direct(big, jnp.float64)))
     assert expected > 89.0  # beyond float32's range (log 3.4e38 = 88.7)
     np.testing.assert_allclose(ours, expected, rtol=1e-5)
