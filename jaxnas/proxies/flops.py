@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
+from jaxnas.proxies import layerwise
 
 
 def count_flops(network, params: types.Params, x: jax.Array) -> jax.Array:
@@ -22,6 +23,9 @@ def count_flops(network, params: types.Params, x: jax.Array) -> jax.Array:
         raise errors.ConfigError(
             "flops: the network records no op costs; build it from jaxnas.spaces.ops"
         )
+    # Conv / linear layers and BatchNorms must all count (a partly instrumented space).
+    for leaf in (layerwise.WEIGHT_LEAF, "scale"):
+        layerwise.require_probes("flops", params, probes.costs, leaf, "flops")
     return jnp.sum(jnp.stack([probes.costs[name] for name in sorted(probes.costs)]))
 
 

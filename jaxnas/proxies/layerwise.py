@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
 from jaxnas import errors, types
 from jaxnas.network import Network
@@ -104,3 +105,31 @@ def finite_or_nan(score: jax.Array) -> jax.Array:
     """`score` as f32[], with any non-finite value (overflow, NaN) marked failed (NaN)."""
     score = jnp.asarray(score, jnp.float32)
     return jnp.where(jnp.isfinite(score), score, jnp.nan)
+
+
+def require_probes(proxy: str, params: types.Params, recorded: dict, leaf: str, probe: str) -> None:
+    """Raises unless every module holding a `leaf` parameter recorded the probe `probe`.
+
+    A space that calls the pure op functions (`ops.conv2d`, `ops.conv_bn`, ...) without
+    the modules' `record` methods records probes for only some of its layers; a proxy
+    summing over probes would then silently score a part of the network.
+
+    Args:
+      proxy: the proxy's name, for the message.
+      params: `{"params": ...}` of the network.
+      recorded: one collection of `Probes` (`{"a/b/out": ...}`), or its shapes.
+      leaf: parameter name marking the modules that must record, e.g. `"kernel"`.
+      probe: the name each such module records, e.g. `"out"`.
+
+    Raises:
+      errors.ConfigError: naming the first uninstrumented module and the count.
+    """
+    paths = traverse_util.flatten_dict(params.get("params", params), sep="/")
+    modules = sorted(p[: -len(leaf) - 1] for p in paths if p.split("/")[-1] == leaf)
+    missing = [m for m in modules if f"{m}/{probe}" not in recorded]
+    if missing:
+        raise errors.ConfigError(
+            f"{proxy}: {len(missing)} of {len(modules)} modules with a {leaf!r} parameter "
+            f"record no {probe!r} probe (first: {missing[0]}); this space is not "
+            "instrumented for it (its ops must record through jaxnas.spaces.ops modules)"
+        )

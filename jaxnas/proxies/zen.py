@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import errors, types
+from jaxnas.proxies import layerwise
 
 MIXUP_GAMMA = 1e-2
 BN_MOMENTUM = 0.1
@@ -74,6 +75,7 @@ def zen_score(network, params: types.Params, x: jax.Array, x_mixed: jax.Array) -
             "zen: the network records no 'pre_gap' feature map (the input of its final "
             "global pooling); build it with jaxnas.spaces.ops.global_pool_features"
         )
+    layerwise.require_probes("zen", params, first.norms, "scale", "stats")
     diff = jnp.abs(first.features["pre_gap"] - second.features["pre_gap"])
     delta = jnp.mean(jnp.sum(diff.reshape(diff.shape[0], -1), axis=1))
     bn_terms = [
