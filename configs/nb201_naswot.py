@@ -4,12 +4,14 @@ Command (no downloads, CPU):
   python -m jaxnas.main --config=configs/nb201_naswot.py --workdir=runs/demo
 
 Scores 200 distinct seeded NB201 cells (C=16, N=5, 10 classes) with NASWOT on one
-synthetic N(0, 1) batch of 64 images (the paper reports the score is robust to Gaussian
-inputs). When `../shared/data/nasbench201/nb201_test_acc_200ep.csv.gz` exists, it also
-reports Spearman / Kendall (bootstrap 95 % CIs) against 200-epoch CIFAR-10 test accuracy.
+synthetic N(0, 1) batch of 128 images, the reference's batch size (the paper reports the
+score is robust to Gaussian inputs). When
+`../shared/data/nasbench201/nb201_test_acc_200ep.csv.gz` exists, it also reports Spearman /
+Kendall (bootstrap 95 % CIs) against the 200-epoch test accuracies on CIFAR-10,
+CIFAR-100 and ImageNet16-120.
 
-Expected on a 2-core CPU: ~20 s compile, ~0.2 s per cell, ~1 min in all; Spearman
-around 0.75 on the 200 cells (see WORKSPACE_NOTES.md for the measured figure).
+Expected on a 2-core CPU: ~20 s compile, ~0.4 s per cell, under 2 min in all; Spearman
+around 0.8 on the 200 cells (measured figures: WORKSPACE_NOTES.md).
 
 Arguments: `:size=N,seed=S` (e.g. `--config=configs/nb201_naswot.py:size=50`).
 """

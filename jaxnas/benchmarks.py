@@ -42,8 +42,23 @@ class Benchmark:
         )
 
     @classmethod
-    def from_csv(cls, path: str, key: str = "arch_str") -> "Benchmark":
-        """Reads a CSV table (`.csv` or `.csv.gz`); numeric columns become float64."""
+    def from_csv(
+        cls,
+        path: str,
+        key: str = "arch_str",
+        key_columns: Sequence[str] = (),
+        separator: str = ";",
+    ) -> "Benchmark":
+        """Reads a CSV table (`.csv` or `.csv.gz`); numeric columns become float64.
+
+        Args:
+          path: the table.
+          key: the column holding each row's architecture in the space's notation.
+          key_columns: when given, the `key` column is built by joining these columns
+            with `separator`, e.g. NB101's `adjacency_rows` and `ops` into the NB101
+            notation `ROWS;OPS` (`jaxnas.spaces.nb101.to_string`).
+          separator: see `key_columns`.
+        """
         if not os.path.exists(path):
             raise errors.BenchmarkError(
                 f"benchmark file not found: {path} (a CSV table with an {key!r} column; "
@@ -62,6 +77,15 @@ class Benchmark:
         for j, name in enumerate(header):
             values = [r[j] if j < len(r) else "" for r in body]
             columns[name] = _as_column(values)
+        if key_columns:
+            missing = [name for name in key_columns if name not in columns]
+            if missing:
+                raise errors.BenchmarkError(
+                    f"benchmark table {path} has no key column(s) {missing}; it has "
+                    f"{sorted(columns)}"
+                )
+            parts = zip(*(columns[name].astype(str) for name in key_columns))
+            columns[key] = np.asarray([separator.join(p) for p in parts], dtype=object)
         return cls(columns, name=os.path.basename(path), key=key)
 
     def __len__(self) -> int:

@@ -41,22 +41,31 @@ NORMALIZATION = {
 }
 
 
-def normalize(images, normalization: str = "cifar10") -> np.ndarray:
-    """uint8 (0..255) or float (0..1) NHWC images -> f32 normalised NHWC images."""
+def check_images(images, channels: int = 3) -> np.ndarray:
+    """Returns `images` as an array after checking it is NHWC with `channels` channels."""
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise errors.ShapeError(f"images must be [N, H, W, C], got shape {images.shape}")
+    if images.shape[-1] != channels:
+        raise errors.ShapeError(
+            f"images must be NHWC with {channels} channels, got shape {images.shape}"
+            + (" (channels first?)" if images.shape[1] == channels else "")
+        )
+    return images
+
+
+def _mean_std(normalization: str) -> tuple[np.ndarray, np.ndarray]:
     if normalization not in NORMALIZATION:
         raise errors.ConfigError(
             f"unknown normalization {normalization!r}; expected one of {list(NORMALIZATION)}"
         )
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise errors.ShapeError(f"images must be [N, H, W, C], got shape {images.shape}")
-    mean, std = (np.asarray(v, np.float32) for v in NORMALIZATION[normalization])
-    if images.shape[-1] != mean.shape[0]:
-        raise errors.ShapeError(
-            f"images must be NHWC with {mean.shape[0]} channels for {normalization!r} "
-            f"normalization, got shape {images.shape}"
-            + (" (channels first?)" if images.shape[1] == mean.shape[0] else "")
-        )
+    return tuple(np.asarray(v, np.float32) for v in NORMALIZATION[normalization])
+
+
+def normalize(images, normalization: str = "cifar10") -> np.ndarray:
+    """uint8 (0..255) or float (0..1) NHWC images -> f32 normalised NHWC images."""
+    mean, std = _mean_std(normalization)
+    images = check_images(images, mean.shape[0])
     scaled = images.astype(np.float32)
     if np.issubdtype(images.dtype, np.integer):
         scaled = scaled / 255.0
@@ -153,6 +162,7 @@ def sample_batch(
         NAS-Bench-Suite-Zero loaders: random crop with k pixels of zero padding and a
         random horizontal flip (`random_crop_flip`), before normalisation.
     """
+    images = check_images(images, _mean_std(normalization)[0].shape[0])
     if batch_size > images.shape[0]:
         raise errors.DataError(
             f"batch size {batch_size} exceeds the {images.shape[0]} images available"

@@ -10,7 +10,11 @@ plain-dict registries; everything below this module takes Python objects. Modes:
     sampling, N architectures, keep the best); write `runs.jsonl` and `summary.json`
     with the chosen architectures' benchmark accuracies.
 
-The resolved config is saved as `config.json` in the workdir.
+The resolved config is saved as `config.json` in the workdir. A search restarted in a
+workdir whose `config.json` equals the new config (except perhaps `search.num_runs`) keeps
+the runs already in `runs.jsonl` and continues with the next run: run r's keys depend only
+on the seed and r, so a resumed or extended search gives the same records as an
+uninterrupted one.
 """
 
 import json
@@ -50,7 +54,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.normalization = "cifar10"
     c.data.augment = False  # random crop (crop_padding) + flip, as NASLib's train loader
     c.data.crop_padding = 4
-    c.data.batch_size = 64
+    c.data.batch_size = 128  # NASWOT reference default (score_networks.py --batch_size)
     c.data.image_size = 32  # synthetic images
     c.data.num_classes = 10  # synthetic labels
 
@@ -61,6 +65,9 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.benchmark = ml_collections.ConfigDict()
     c.benchmark.path = ""  # CSV(.gz) table with an arch_str column; "" = none
+    c.benchmark.key = "arch_str"  # column with each row's architecture in the space's notation
+    c.benchmark.key_columns = ()  # or: build `key` by joining these columns (NB101: rows;ops)
+    c.benchmark.key_separator = ";"
     c.benchmark.targets = ("cifar10_test",)  # accuracy columns to correlate with / report
     c.benchmark.references = ()  # published proxy-score columns to compare against
     # proxy spec -> its own published column (ours vs that column only), e.g.
@@ -113,12 +120,18 @@ def shared_path(*parts: str) -> str:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the experiment; returns the report (score) or the summary (search)."""
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    path = os.path.join(workdir, "config.json")
+    previous = json.load(open(path)) if os.path.exists(path) else None
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
+    with open(path, "w") as f:
+        f.write(text)
+    same_config = previous is not None and _without_num_runs(previous) == _without_num_runs(
+        json.loads(text)
+    )
     if config.mode == "score":
         return _score(config, workdir)
     if config.mode == "search":
-        return _search(config, workdir)
+        return _search(config, workdir, resume=same_config)
     raise errors.ConfigError(f"unknown mode {config.mode!r}; expected 'score' or 'search'")
 
 
@@ -139,9 +152,12 @@ def _space(config):
 def _benchmark(config):
     if not config.benchmark.path:
         return None
-    bench = benchmarks.Benchmark.from_csv(config.benchmark.path)
-    paired = tuple(config.benchmark.reference_of.values())
-    for column in (*config.benchmark.targets, *config.benchmark.references, *paired):
+    b = config.benchmark
+    bench = benchmarks.Benchmark.from_csv(
+        b.path, key=b.key, key_columns=tuple(b.key_columns), separator=b.key_separator
+    )
+    paired = tuple(b.reference_of.values())
+    for column in (*b.targets, *b.references, *paired):
         bench.column(column)
     return bench
 
@@ -259,7 +275,10 @@ def _score(config, workdir) -> dict:
         scorer = _scorer(config, space, spec)
         scores = _score_chunks(scorer, population, batch, keys, config.archs_per_call, progress)
         _check_finite_or_failed(spec, scores)
-        results[spec] = scores
+        results[spec] = (
+            scores,
+            np.asarray(proxies.aggregate(jnp.asarray(scores), config.aggregate)),
+        )
         timing[spec] = {
             "seconds_total": time.perf_counter() - progress.start,
             "archs_per_second_after_compile": progress.rate(),
@@ -270,12 +289,10 @@ def _score(config, workdir) -> dict:
             row = {"arch": archs[i], "genotype": genotype.tolist()}
             if bench is not None and "index" in bench.columns and archs[i] in bench:
                 row["index"] = int(bench.lookup("index", [archs[i]])[0])
-            for spec, scores in results.items():
+            for spec, (scores, agg) in results.items():
                 row[spec] = {
                     "scores": [_json_float(v) for v in scores[i]],
-                    "score": _json_float(
-                        proxies.aggregate(jnp.asarray(scores[i : i + 1]), config.aggregate)[0]
-                    ),
+                    "score": _json_float(agg[i]),
                 }
             f.write(json.dumps(row) + "\n")
 
@@ -283,7 +300,7 @@ def _score(config, workdir) -> dict:
     if bench is not None:
         report["correlations"] = _correlations(config, bench, archs, results)
     with open(os.path.join(workdir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2, default=_json_float)
+        json.dump(_jsonable(report), f, indent=2)
     print(f"scored {len(population)} architectures -> {workdir}/scores.jsonl")
     for spec, t in timing.items():
         print(
@@ -301,10 +318,8 @@ def _correlations(config, bench, archs, results) -> dict:
     rows = [a for a, p in zip(archs, present) if p]
     nboot = config.report.num_bootstrap
     out = {}
-    for spec, scores in results.items():
-        agg = np.asarray(proxies.aggregate(jnp.asarray(scores), config.aggregate))[
-            np.asarray(present)
-        ]
+    for spec, (_, agg) in results.items():
+        agg = agg[np.asarray(present)]
         for target in config.benchmark.targets:
             r = evaluation.rank_correlations(agg, bench.lookup(target, rows), num_bootstrap=nboot)
             out[f"{spec} vs {target}"] = r
@@ -329,7 +344,28 @@ def _correlations(config, bench, archs, results) -> dict:
 # ----------------------------------------------------------------------------- search
 
 
-def _search(config, workdir) -> dict:
+def _without_num_runs(config: dict) -> dict:
+    return {**config, "search": {**config.get("search", {}), "num_runs": None}}
+
+
+def _completed_runs(path: str, num_runs: int) -> list[dict]:
+    """The records 0, 1, ..., k-1 at the head of an earlier `runs.jsonl` (a partial last
+    line from an interrupted write is dropped)."""
+    runs = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                if record.get("run") != len(runs) or len(runs) == num_runs:
+                    break
+                runs.append(record)
+    return runs
+
+
+def _search(config, workdir, resume=False) -> dict:
     space = _space(config)
     bench = _benchmark(config)
     images = _Images(config)
@@ -341,12 +377,17 @@ def _search(config, workdir) -> dict:
     strategy = strategies.STRATEGIES[s.strategy](space, s.population_size)
     spec = config.proxies[0]
     scorer = _scorer(config, space, spec)
-    total = s.num_runs * s.num_generations * s.population_size
+    path = os.path.join(workdir, "runs.jsonl")
+    runs = _completed_runs(path, s.num_runs) if resume else []
+    if runs:
+        print(f"resuming: {len(runs)} of {s.num_runs} runs already in {path}")
+    total = (s.num_runs - len(runs)) * s.num_generations * s.population_size
     progress = Progress(total, f"search {spec}")
     key = jax.random.key(config.seed)
-    runs = []
-    with open(os.path.join(workdir, "runs.jsonl"), "w") as f:
-        for r in range(s.num_runs):
+    with open(path, "w") as f:
+        for record in runs:
+            f.write(json.dumps(record) + "\n")
+        for r in range(len(runs), s.num_runs):
             start = time.perf_counter()
             key_run = jax.random.fold_in(key, r)
             key_state, key_data, key_init, key_loop = jax.random.split(key_run, 4)
@@ -395,12 +436,23 @@ def _search(config, workdir) -> dict:
             for name in (target, f"optimal_in_sample/{target}"):
                 summary[name] = evaluation.mean_std([r[name] for r in runs])
     with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+        json.dump(_jsonable(summary), f, indent=2)
     print(f"{s.num_runs} search runs -> {workdir}/runs.jsonl")
     for name, value in summary.items():
         if isinstance(value, tuple):
             print(f"{name}: {value[0]:.2f} +- {value[1]:.2f}")
     return summary
+
+
+def _jsonable(value):
+    """Strict JSON: non-finite floats become null / "inf" / "-inf", tuples lists."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return _json_float(value)
+    return value
 
 
 def _json_float(value):

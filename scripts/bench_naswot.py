@@ -95,16 +95,21 @@ def main():
     args = parser.parse_args()
 
     space = nb201.space()
-    rows = np.asarray(jax.random.choice(jax.random.key(args.seed), NB201_SIZE, (args.num_archs,),
-                                        replace=False))
+    rows = np.asarray(
+        jax.random.choice(jax.random.key(args.seed), NB201_SIZE, (args.num_archs,), replace=False)
+    )
     cells = space.enumerate()[rows]
     batch, source = make_batch(args.batch_size, args.seed)
-    print(f"{len(cells)} NB201 cells (C=16, N=5), batch {args.batch_size} of {source} images, "
-          f"{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(
+        f"{len(cells)} NB201 cells (C=16, N=5), batch {args.batch_size} of {source} images, "
+        f"{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}"
+    )
 
     jax_scores, jax_s, compile_s = bench_jax(cells[: len(cells)], batch, args.archs_per_call)
-    print(f"jaxnas     : {jax_s * 1e3:8.1f} ms/arch after compile; compile {compile_s:.1f} s; "
-          f"all {NB201_SIZE} cells ~{jax_s * NB201_SIZE / 60:.0f} min")
+    print(
+        f"jaxnas     : {jax_s * 1e3:8.1f} ms/arch after compile; compile {compile_s:.1f} s; "
+        f"all {NB201_SIZE} cells ~{jax_s * NB201_SIZE / 60:.0f} min"
+    )
     if args.no_torch:
         return
     try:
@@ -116,9 +121,11 @@ def main():
     for protocol in ("reference", "forward"):
         torch_scores, torch_s = bench_torch(cells[:n], batch, protocol)
         rho = stats.spearmanr(torch_scores, jax_scores)[0]
-        print(f"torch {protocol:9s}: {torch_s * 1e3:8.1f} ms/arch (torch {torch.__version__}); "
-              f"jaxnas is {torch_s / jax_s:.2f}x faster; all {NB201_SIZE} cells "
-              f"~{torch_s * NB201_SIZE / 60:.0f} min; Spearman(jax, torch scores) {rho:.3f}")
+        print(
+            f"torch {protocol:9s}: {torch_s * 1e3:8.1f} ms/arch (torch {torch.__version__}); "
+            f"jaxnas is {torch_s / jax_s:.2f}x faster; all {NB201_SIZE} cells "
+            f"~{torch_s * NB201_SIZE / 60:.0f} min; Spearman(jax, torch scores) {rho:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -38,9 +38,9 @@ def main():
         table = benchmarks.Benchmark.from_csv(args.table)
         rows = [r for r in rows if r["arch"] in table]
         archs = [r["arch"] for r in rows]
-        proxies = [args.proxy] if args.proxy else [
-            k for k in rows[0] if isinstance(rows[0][k], dict)
-        ]
+        proxies = (
+            [args.proxy] if args.proxy else [k for k in rows[0] if isinstance(rows[0][k], dict)]
+        )
         columns = {f"reference {c}": table.lookup(c, archs) for c in args.reference}
         for p in proxies:
             columns[p] = np.asarray([_score(r[p]["score"]) for r in rows])

@@ -4,7 +4,6 @@ import os
 import time
 
 import chex
-import jax
 import numpy as np
 import pytest
 

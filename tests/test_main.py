@@ -26,9 +26,7 @@ def test_score_mode_writes_scores_and_correlations(tmp_path, shared_data):
     config.population.size = 12
     config.archs_per_call = 5  # two full calls and a padded one
     config.num_inits = 2
-    config.benchmark.path = os.path.join(
-        shared_data, "nasbench201", "nb201_test_acc_200ep.csv.gz"
-    )
+    config.benchmark.path = os.path.join(shared_data, "nasbench201", "nb201_test_acc_200ep.csv.gz")
     report = experiment.run(config, str(tmp_path))
     rows = [json.loads(line) for line in open(tmp_path / "scores.jsonl")]
     assert len(rows) == 12 and len({r["arch"] for r in rows}) == 12
@@ -48,9 +46,7 @@ def test_search_mode_reports_the_chosen_cells(tmp_path, shared_data):
     config.mode = "search"
     config.search.num_runs = 2
     config.search.population_size = 6
-    config.benchmark.path = os.path.join(
-        shared_data, "nasbench201", "nb201_test_acc_200ep.csv.gz"
-    )
+    config.benchmark.path = os.path.join(shared_data, "nasbench201", "nb201_test_acc_200ep.csv.gz")
     summary = experiment.run(config, str(tmp_path))
     runs = [json.loads(line) for line in open(tmp_path / "runs.jsonl")]
     assert len(runs) == 2
@@ -59,10 +55,45 @@ def test_search_mode_reports_the_chosen_cells(tmp_path, shared_data):
     assert summary["num_runs"] == 2 and len(summary["cifar10_test"]) == 2
 
 
+def test_search_resumes_and_extends_with_the_same_records(tmp_path):
+    config = _tiny(experiment.default_config())
+    config.mode = "search"
+    config.search.population_size = 4
+    config.search.num_runs = 3
+    experiment.run(config, str(tmp_path / "straight"))
+    straight = [json.loads(line) for line in open(tmp_path / "straight" / "runs.jsonl")]
+
+    config.search.num_runs = 2
+    experiment.run(config, str(tmp_path / "resumed"))
+    with open(tmp_path / "resumed" / "runs.jsonl", "a") as f:
+        f.write('{"run": 2, "arch": "|nor_')  # an interrupted write
+    first = [
+        json.loads(line)
+        for line in open(tmp_path / "resumed" / "runs.jsonl")
+        if line.endswith("\n")
+    ]
+    config.search.num_runs = 3
+    summary = experiment.run(config, str(tmp_path / "resumed"))
+    resumed = [json.loads(line) for line in open(tmp_path / "resumed" / "runs.jsonl")]
+
+    assert resumed[:2] == first  # kept verbatim, timings included
+    assert [(r["arch"], r["score"]) for r in resumed] == [(r["arch"], r["score"]) for r in straight]
+    assert summary["num_runs"] == 3
+
+    config.seed = 1  # a different experiment starts afresh
+    experiment.run(config, str(tmp_path / "resumed"))
+    fresh = [json.loads(line) for line in open(tmp_path / "resumed" / "runs.jsonl")]
+    assert [r["seconds"] for r in fresh] != [r["seconds"] for r in resumed]
+
+
 def _cli(tmp_path, *overrides):
     cmd = [
-        sys.executable, "-m", "jaxnas.main", "--config=configs/nb201_naswot.py:size=4",
-        f"--workdir={tmp_path}", *overrides,
+        sys.executable,
+        "-m",
+        "jaxnas.main",
+        "--config=configs/nb201_naswot.py:size=4",
+        f"--workdir={tmp_path}",
+        *overrides,
     ]
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
@@ -72,8 +103,10 @@ def _cli(tmp_path, *overrides):
     "overrides, message",
     [
         (
-            ["--config.population.source=list",
-             "--config.population.archs=('|conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|',)"],
+            [
+                "--config.population.source=list",
+                "--config.population.archs=('|conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|',)",
+            ],
             "unknown op 'conv_7x7'",
         ),
         (
@@ -87,8 +120,11 @@ def _cli(tmp_path, *overrides):
 )
 def test_cli_bad_input_gives_one_line_error(tmp_path, overrides, message):
     overrides = [o.replace("NCHW", str(tmp_path / "nchw.npz")) for o in overrides]
-    np.savez(tmp_path / "nchw.npz", images=np.zeros((70, 3, 32, 32), np.uint8),
-             labels=np.zeros(70, np.int64))
+    np.savez(
+        tmp_path / "nchw.npz",
+        images=np.zeros((70, 3, 32, 32), np.uint8),
+        labels=np.zeros(70, np.int64),
+    )
     result = _cli(tmp_path, *overrides)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]

@@ -46,9 +46,7 @@ class GoldenTest(parameterized.TestCase):
         logits = jax.jit(net.apply)(params, x)
         np.testing.assert_allclose(logits, self.fixture[f"logits_{i}"], atol=1e-5)
 
-    @parameterized.parameters(
-        (i, double) for i in range(4) for double in (False, True)
-    )
+    @parameterized.parameters((i, double) for i in range(4) for double in (False, True))
     def test_naswot_matches_the_hook_based_oracle(self, i, double):
         net, params, x = _golden_case(self.fixture, i)
         proxy = proxies.naswot.naswot(count_relu_conv_bn_twice=double)
@@ -68,7 +66,6 @@ class GoldenTest(parameterized.TestCase):
 
 
 class KernelTest(chex.TestCase):
-
     def _taps(self, key):
         k1, k2 = jax.random.split(key)
         return {
@@ -101,7 +98,10 @@ class KernelTest(chex.TestCase):
 
     def test_zero_weight_taps_do_not_count(self):
         taps = self._taps(jax.random.key(2))
-        dead = {**taps, "c": types.Tap(jax.random.normal(jax.random.key(3), (6, 7)), jnp.asarray(0.0))}
+        dead = {
+            **taps,
+            "c": types.Tap(jax.random.normal(jax.random.key(3), (6, 7)), jnp.asarray(0.0)),
+        }
         np.testing.assert_array_equal(kernels.hamming_kernel(dead), kernels.hamming_kernel(taps))
 
     def test_identical_codes_give_minus_infinity_not_nan(self):
@@ -110,16 +110,13 @@ class KernelTest(chex.TestCase):
 
 
 class NaswotProxyTest(chex.TestCase):
-
     @chex.variants(with_jit=True, without_jit=True)
     def test_returns_a_finite_scalar_on_a_real_cell(self):
         space = nb201.space(channels=4, cells_per_stage=1)
         x = jax.random.normal(jax.random.key(0), (8, 8, 8, 3))
         net = space.network(jnp.asarray([3, 2, 4, 1, 3, 0]))
         params = net.init(jax.random.key(1), x)
-        score = self.variant(lambda p: proxies.get_proxy("naswot")(net, p, {"x": x}, None))(
-            params
-        )
+        score = self.variant(lambda p: proxies.get_proxy("naswot")(net, p, {"x": x}, None))(params)
         chex.assert_shape(score, ())
         chex.assert_tree_all_finite(score)
 

@@ -60,7 +60,9 @@ def test_naslib_tuples_match_the_suite_zero_table(shared_data):
     for row in rows:
         genotype = nb201.from_naslib(row["naslib_ops"])
         assert nb201.to_string(genotype) == row["arch_str"]
-        assert nb201.to_naslib(genotype) == tuple(int(v) for v in row["naslib_ops"][1:-1].split(","))
+        assert nb201.to_naslib(genotype) == tuple(
+            int(v) for v in row["naslib_ops"][1:-1].split(",")
+        )
 
 
 def test_validate_rejects_out_of_range_and_misshapen_genotypes():
@@ -109,8 +111,10 @@ def _data_driven(space, genotype, x, key):
 @functools.partial(jax.jit, static_argnums=0)
 def _materialised(model, params, x):
     variables = model.init(jax.random.key(99), x)
-    fixed = {"params": _restrict(params["params"], variables["params"]),
-             "batch_stats": variables["batch_stats"]}
+    fixed = {
+        "params": _restrict(params["params"], variables["params"]),
+        "batch_stats": variables["batch_stats"],
+    }
     return model.apply(fixed, x, train=True, mutable=["batch_stats", "taps"])
 
 
@@ -173,8 +177,15 @@ def test_parameters_do_not_depend_on_the_genotype(tiny_space, tiny_batch, key):
 def test_torch_init_matches_the_linen_declarations(tiny_space, tiny_batch, key):
     net = tiny_space.network(jnp.zeros(6, jnp.int32))
     fast = traverse_util.flatten_dict(net.init(key, tiny_batch["x"])["params"], sep="/")
-    model = nb201.NB201Network(**TINY, num_classes=10, stem=True, num_stages=3,
-                               in_channels=3, track_running_stats=False, batch_norm=True)
+    model = nb201.NB201Network(
+        **TINY,
+        num_classes=10,
+        stem=True,
+        num_stages=3,
+        in_channels=3,
+        track_running_stats=False,
+        batch_norm=True,
+    )
     linen = traverse_util.flatten_dict(
         model.init(key, tiny_batch["x"], jnp.zeros(6, jnp.int32))["params"], sep="/"
     )

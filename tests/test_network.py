@@ -38,7 +38,9 @@ def test_linen_and_nnx_adapters_give_the_same_naswot_for_the_same_weights():
     for layer in ("hidden", "out"):
         nnx_params[layer]["kernel"].set_value(linen_params["params"][layer]["kernel"])
         nnx_params[layer]["bias"].set_value(linen_params["params"][layer]["bias"])
-    np.testing.assert_allclose(nnx_net.apply(nnx_params, x), linen.apply(linen_params, x), atol=1e-6)
+    np.testing.assert_allclose(
+        nnx_net.apply(nnx_params, x), linen.apply(linen_params, x), atol=1e-6
+    )
     proxy = proxies.get_proxy("naswot")
     batch = {"x": x}
     a = jax.jit(lambda p: proxy(linen, p, batch, None))(linen_params)
@@ -58,6 +60,8 @@ def test_taps_are_only_collected_on_request_and_not_returned_by_init():
 
 
 def test_collect_taps_accepts_plain_sown_arrays():
-    taps = network.collect_taps({"block": {"act": (jnp.ones((2, 3)),)}, "x": (jnp.ones(1), jnp.ones(1))})
+    taps = network.collect_taps(
+        {"block": {"act": (jnp.ones((2, 3)),)}, "x": (jnp.ones(1), jnp.ones(1))}
+    )
     assert set(taps) == {"block/act", "x/0", "x/1"}
     assert float(taps["block/act"].weight) == 1.0

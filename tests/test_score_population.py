@@ -12,9 +12,7 @@ from jaxnas.spaces import nb201
 from conftest import TINY
 
 
-def test_scores_have_shape_p_by_k_and_do_not_retrace_for_a_new_population(
-    tiny_space, tiny_batch
-):
+def test_scores_have_shape_p_by_k_and_do_not_retrace_for_a_new_population(tiny_space, tiny_batch):
     chex.clear_trace_counter()
     proxy = proxies.get_proxy("naswot")
 
@@ -36,9 +34,9 @@ def test_shared_keys_equal_scoring_each_network_on_its_own(tiny_space, tiny_batc
     proxy = proxies.get_proxy("naswot")
     population = tiny_space.sample(jax.random.key(3), 3)
     keys = jax.random.split(jax.random.key(4), 2)
-    shared = jax.jit(
-        lambda p: proxies.score_population(proxy, tiny_space, p, tiny_batch, keys)
-    )(population)
+    shared = jax.jit(lambda p: proxies.score_population(proxy, tiny_space, p, tiny_batch, keys))(
+        population
+    )
     per_arch = jax.jit(
         lambda p: proxies.score_population(
             proxy, tiny_space, p, tiny_batch, jnp.broadcast_to(keys, (3, 2))
@@ -59,9 +57,9 @@ def test_chunked_vmap_with_mask_dispatch_equals_sequential_switch(tiny_batch):
     mask = nb201.space(**TINY, dispatch="mask")
     population = switch.sample(jax.random.key(5), 4)
     keys = jax.random.split(jax.random.key(6), 2)
-    sequential = jax.jit(
-        lambda p: proxies.score_population(proxy, switch, p, tiny_batch, keys)
-    )(population)
+    sequential = jax.jit(lambda p: proxies.score_population(proxy, switch, p, tiny_batch, keys))(
+        population
+    )
     chunked = jax.jit(
         lambda p: proxies.score_population(proxy, mask, p, tiny_batch, keys, chunk_size=2)
     )(population)

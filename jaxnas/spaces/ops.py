@@ -188,6 +188,32 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
     return jnp.mean(x, axis=(1, 2))
 
 
+def max_pool_3x3(x: jax.Array) -> jax.Array:
+    """3x3 max pooling, stride 1, 'same' padding that never wins (TF `same`, PyTorch pad 1)."""
+    # Separable maxima of shifted slices, like `avg_pool_3x3` (reduce_window is slow on CPU).
+    h, w = x.shape[1], x.shape[2]
+    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    rows = jnp.maximum(jnp.maximum(p[:, :h], p[:, 1 : h + 1]), p[:, 2 : h + 2])
+    return jnp.maximum(jnp.maximum(rows[:, :, :w], rows[:, :, 1 : w + 1]), rows[:, :, 2 : w + 2])
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max pooling with stride 2 (odd trailing rows/columns are dropped)."""
+    b, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2, :]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def channel_mask(count: jax.Array, width: int) -> jax.Array:
+    """f32[width]: 1 for the first `count` channels (the valid ones), 0 for the rest."""
+    return (jnp.arange(width) < count).astype(jnp.float32)
+
+
+def mask_channels(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Multiplies NHWC activations by a per-channel mask f32[C] (explicit broadcast)."""
+    return x * jnp.reshape(mask, (1,) * (x.ndim - 1) + (-1,))
+
+
 # ----------------------------------------------------------------------- FLOP counts
 
 
@@ -453,12 +479,16 @@ def _param_shapes(module: nn.Module, x: jax.ShapeDtypeStruct, genotype: jax.Shap
     return variables["params"]
 
 
-def supernet(module: nn.Module, genotype: jax.Array, param_mask=None) -> Network:
+def supernet(
+    module: nn.Module, genotype: jax.Array, param_mask=None, init_fn=torch_init
+) -> Network:
     """The `Network` of a data-driven Linen module called as `module(x, genotype)`.
 
     Its parameters (`{"params": ...}`) do not depend on the genotype's value, and `init`
-    uses `torch_init`, so one initialisation serves a whole population. `param_mask`
-    is passed through to the `Network`.
+    uses `init_fn(key, shapes)` (default `torch_init`; a space whose reference code
+    initialises differently passes its own one-RNG-call initialiser), so one
+    initialisation serves a whole population. `param_mask` is passed through to the
+    `Network`.
     """
     genotype = jnp.asarray(genotype)
     linen = from_linen(module, genotype, mutable=())
@@ -469,6 +499,30 @@ def supernet(module: nn.Module, genotype: jax.Array, param_mask=None) -> Network
             jax.ShapeDtypeStruct(x.shape, x.dtype),
             jax.ShapeDtypeStruct(genotype.shape, genotype.dtype),
         )
-        return {"params": torch_init(key, shapes)}
+        return {"params": init_fn(key, shapes)}
 
     return Network(init, linen.apply, param_mask)
+
+
+def restrict_params(params, template):
+    """A materialised network's parameters, cut out of a data-driven network's.
+
+    Every leaf of `template` (the materialised network's parameters, arrays or
+    `jax.ShapeDtypeStruct`s) takes the data-driven parameter at the same path. Spaces
+    that mask channels keep a layer's valid channels first, so the materialised
+    parameter is the leading slice `[:n0, :n1, ...]` of the data-driven one.
+
+    Args:
+      params: nested dict of the data-driven network's parameters.
+      template: nested dict with a subset of the paths of `params`.
+
+    Returns:
+      A nested dict with the structure and shapes of `template`.
+    """
+    out = {}
+    for name, leaf in template.items():
+        if isinstance(leaf, dict):
+            out[name] = restrict_params(params[name], leaf)
+        else:
+            out[name] = params[name][tuple(slice(0, n) for n in leaf.shape)]
+    return out

@@ -1,0 +1,376 @@
+"""NATS-Bench size search space (SSS).
+
+Dong, Liu, Musial, Gabrys, "NATS-Bench: Benchmarking NAS Algorithms for Architecture
+Topology and Size", TPAMI 2021 (reference code: D-X-Y/AutoDL-Projects,
+`xautodl/models/shape_infers/InferTinyCellNet.py`, `exps/NATS-Bench/main-sss.py`).
+
+Every network has the fixed NB201 cell `TOPOLOGY` (the best cell of the topology space
+on CIFAR-100 validation) and five layers whose widths are searched, each from
+`CHANNELS` = {8, 16, ..., 64}: 8**5 = 32,768 architectures. A genotype is `int32[5]` of
+indices into `CHANNELS`; the notation is the benchmark's channel string, e.g.
+`64:32:16:8:64`. `enumerate()` lists the space in the benchmark's index order
+(`traverse_net`: the first layer varies slowest).
+
+Macro network (`DynamicShapeTinyNet` with one cell per stage): 3x3 conv stem with c0
+channels + BN; layer 0: cell c0 -> c0; layer 1: residual reduction block c0 -> c1
+(ReLUConvBN 3x3 stride 2 -> ReLUConvBN 3x3, shortcut 2x2 average pool -> 1x1 conv);
+layer 2: cell c1 -> c2; layer 3: reduction block c2 -> c3; layer 4: cell c3 -> c4; BN ->
+ReLU; global average pool; linear classifier. Inside a cell, edges leaving node 0 map the
+cell's input width to its output width: a conv edge is a ReLUConvBN from c_in to c_out,
+and the skip edge becomes a 1x1 conv + BN without ReLU (`FactorizedReduce` with stride 1)
+when the widths differ; edges between inner nodes keep c_out.
+
+The data-driven network masks channels to the maximum width 64: every layer computes 64
+channels, of which the first c are valid; activations are multiplied by the channel mask
+after every op, taps carry it as a per-channel weight, and `param_mask` marks the valid
+rows and columns of every kernel. One compiled program serves the whole space (and
+vmaps across a population); the materialised network's parameters are the leading slices
+of the data-driven ones (`ops.restrict_params`).
+
+Initialisation: the data-driven parameters are drawn once for the 64-wide network
+(PyTorch default init, bound 1/sqrt(fan_in) for fan-in at width 64), so a narrower layer
+sees weights drawn for the wider fan-in: smaller by sqrt(64 / c_in) than a network built
+for that architecture alone would draw. Layers followed by BatchNorm (all convs except the
+reduction shortcut) are unaffected in the forward pass; the reduction shortcut and the
+classifier are not.
+"""
+
+import re
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import errors
+from jaxnas.network import sow_tap
+from jaxnas.spaces import base, nb201, ops
+
+TOPOLOGY = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+    "nor_conv_3x3~2|"
+)
+CELL = tuple(nb201.OPS[o] for o in nb201.from_string(TOPOLOGY))  # op per nb201.EDGES
+CHANNELS = (8, 16, 24, 32, 40, 48, 56, 64)
+MAX_WIDTH = max(CHANNELS)
+NUM_LAYERS = 5
+NUM_NODES = nb201.NUM_NODES
+_CONV, _SKIP = "nor_conv_3x3", "skip_connect"
+_REDUCE = "factorized_reduce"  # parameters of a skip edge that changes the width
+
+
+def _layer_name(layer: int) -> str:
+    """Parameter scope of a layer, as in NB201 (`stageS_cell0`, `reductionS`)."""
+    return f"reduction{(layer + 1) // 2}" if layer % 2 else f"stage{layer // 2}_cell0"
+
+
+def _cell(edge_fn, x: jax.Array) -> jax.Array:
+    """Node j = sum over i < j (in increasing i) of edge (i -> j) applied to node i."""
+    nodes = [x]
+    for j in range(1, NUM_NODES):
+        terms = [edge_fn(e, i, nodes[i]) for e, (i, to) in enumerate(nb201.EDGES) if to == j]
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        nodes.append(total)
+    return nodes[-1]
+
+
+def _check_images(x: jax.Array, in_channels: int) -> None:
+    if x.ndim != 4 or x.shape[-1] != in_channels:
+        raise errors.ShapeError(
+            f"NATS-SSS expects NHWC images f32[B, H, W, {in_channels}], got shape "
+            f"{tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
+        )
+    if x.shape[1] % 4 or x.shape[2] % 4:
+        raise errors.ShapeError(
+            f"NATS-SSS needs H and W divisible by 4, got {x.shape[1]}x{x.shape[2]}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise errors.ShapeError(f"NATS-SSS expects floating-point images, got {x.dtype}")
+
+
+# ------------------------------------------------------------------ data-driven network
+
+
+class _MaskedEdge(nn.Module):
+    op: str
+    may_reduce: bool  # a skip edge leaving node 0 of a cell whose width may change
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x, in_mask, out_mask, same_width):
+        w = MAX_WIDTH
+        if self.op == _CONV:
+            conv = ops.ConvBN(w, w, 3, 1, 1, relu=True, name=_CONV).weights()
+            sow_tap(self, "relu_conv_bn", x, in_mask)
+            return ops.mask_channels(ops.relu_conv_bn(conv, x, 1, 1, self.batch_norm), out_mask)
+        if not self.may_reduce:
+            return x
+        reduce = ops.ConvBN(w, w, 1, name=_REDUCE).weights()
+        reduced = ops.mask_channels(ops.conv_bn(reduce, x, 1, 0, self.batch_norm), out_mask)
+        return jnp.where(same_width, x, reduced)
+
+
+class _MaskedCell(nn.Module):
+    may_change_width: bool
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x, in_mask, out_mask, same_width):
+        def edge(e, source, h):
+            module = _MaskedEdge(
+                CELL[e], self.may_change_width and source == 0, self.batch_norm, name=f"edge_{e}"
+            )
+            return module(h, in_mask if source == 0 else out_mask, out_mask, same_width)
+
+        return _cell(edge, x)
+
+
+class _MaskedReduction(nn.Module):
+    """NB201's residual reduction block at width 64, masked to the valid channels."""
+
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x, in_mask, out_mask):
+        w, bn = MAX_WIDTH, self.batch_norm
+        conv_a = ops.ConvBN(w, w, 3, 2, 1, relu=True, name="conv_a").weights()
+        conv_b = ops.ConvBN(w, w, 3, 1, 1, relu=True, name="conv_b").weights()
+        sow_tap(self, "conv_a_relu_conv_bn", x, in_mask)
+        h = ops.mask_channels(ops.relu_conv_bn(conv_a, x, 2, 1, bn), out_mask)
+        sow_tap(self, "conv_b_relu_conv_bn", h, out_mask)
+        h = ops.mask_channels(ops.relu_conv_bn(conv_b, h, 1, 1, bn), out_mask)
+        shortcut = ops.Conv(w, w, 1, name="downsample")
+        residual = ops.conv2d(ops.avg_pool_2x2(x), shortcut.kernel)
+        return ops.mask_channels(residual, out_mask) + h
+
+
+class NATSSizeNetwork(nn.Module):
+    """The data-driven NATS-SSS network: the layer widths are the call argument.
+
+    Call as `module(x, genotype)` with x f32[B, H, W, C] and genotype int32[5] (indices
+    into `CHANNELS`). Returns f32[B, num_classes].
+    """
+
+    num_classes: int
+    in_channels: int
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
+        _check_images(x, self.in_channels)
+        widths = jnp.asarray(CHANNELS, jnp.int32)[_check_genotype(genotype)]
+        masks = [ops.channel_mask(widths[i], MAX_WIDTH) for i in range(NUM_LAYERS)]
+        bn = self.batch_norm
+        stem = ops.ConvBN(self.in_channels, MAX_WIDTH, 3, name="stem").weights()
+        x = ops.mask_channels(ops.conv_bn(stem, x, 1, 1, bn), masks[0])
+        for layer in range(NUM_LAYERS):
+            previous = masks[max(layer - 1, 0)]
+            if layer % 2:
+                x = _MaskedReduction(bn, name=_layer_name(layer))(x, previous, masks[layer])
+            else:
+                cell = _MaskedCell(layer > 0, bn, name=_layer_name(layer))
+                x = cell(x, previous, masks[layer], widths[max(layer - 1, 0)] == widths[layer])
+        scale, bias = ops.BatchNorm(MAX_WIDTH, name="lastact").weights()
+        if bn:
+            x = ops.batch_norm(x, scale, bias)
+        x = ops.mask_channels(x, masks[-1])
+        sow_tap(self, "lastact_relu", x, masks[-1])
+        x = ops.global_avg_pool(jax.nn.relu(x))
+        return ops.Dense(self.num_classes, name="classifier")(x)
+
+
+def _check_genotype(genotype: jax.Array) -> jax.Array:
+    genotype = jnp.asarray(genotype)
+    if genotype.shape != (NUM_LAYERS,) or not jnp.issubdtype(genotype.dtype, jnp.integer):
+        raise errors.ArchitectureError(
+            f"a NATS-SSS genotype is int32[{NUM_LAYERS}] (indices into {CHANNELS}), got "
+            f"{genotype.dtype}{list(genotype.shape)}"
+        )
+    return genotype
+
+
+def param_mask(params, genotype: jax.Array):
+    """The valid rows and columns of every parameter for the widths of `genotype`.
+
+    A conv kernel counts on its valid input rows and output columns, a BatchNorm on its
+    valid channels; a cell's factorized-reduce 1x1 conv counts only when the cell changes
+    the width. Leaves are f32 arrays broadcastable to the parameters.
+    """
+    widths = jnp.asarray(CHANNELS, jnp.int32)[_check_genotype(genotype)]
+    masks = [ops.channel_mask(widths[i], MAX_WIDTH) for i in range(NUM_LAYERS)]
+    layer_of = {_layer_name(layer): layer for layer in range(NUM_LAYERS)}
+    images = jnp.ones((1,), jnp.float32)  # the stem reads every image channel
+
+    def io_masks(names):
+        """(input mask, output mask, keep) of the layer holding a parameter."""
+        scope = names[0]
+        if scope in ("stem", "lastact"):
+            return images, masks[0 if scope == "stem" else -1], 1.0
+        layer = layer_of[scope]
+        source, target = masks[max(layer - 1, 0)], masks[layer]
+        if scope.startswith("reduction"):
+            return (target if names[1] == "conv_b" else source), target, 1.0
+        edge = int(names[1][len("edge_") :])
+        if nb201.EDGES[edge][0] != 0:
+            source = target
+        if names[2] == _REDUCE:
+            return source, target, (widths[layer - 1] != widths[layer]).astype(jnp.float32)
+        return source, target, 1.0
+
+    def leaf_mask(path, leaf):
+        names = [getattr(k, "key", str(k)) for k in path][1:]  # below "params"
+        if names[0] == "classifier":
+            return masks[-1][:, None] if names[-1] == "kernel" else jnp.ones((), jnp.float32)
+        source, target, keep = io_masks(names)
+        if names[-1] != "kernel":
+            return keep * target
+        return keep * (source[:, None] * target[None, :]).reshape(1, 1, -1, MAX_WIDTH)
+
+    return jax.tree_util.tree_map_with_path(leaf_mask, params)
+
+
+# ------------------------------------------------------------------- materialised network
+
+
+class _FixedEdge(nn.Module):
+    op: str
+    in_features: int
+    features: int
+    track_running_stats: bool
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        settings = (self.track_running_stats, self.batch_norm)
+        if self.op == _CONV:
+            sow_tap(self, "relu_conv_bn", x)
+            conv = ops.ConvBN(self.in_features, self.features, 3, 1, 1, True, *settings, name=_CONV)
+            return conv(x, train)
+        if self.in_features == self.features:
+            return x
+        reduce = ops.ConvBN(
+            self.in_features, self.features, 1, 1, 0, False, *settings, name=_REDUCE
+        )
+        return reduce(x, train)
+
+
+class _FixedCell(nn.Module):
+    in_features: int
+    features: int
+    track_running_stats: bool
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        def edge(e, source, h):
+            c_in = self.in_features if source == 0 else self.features
+            module = _FixedEdge(
+                CELL[e],
+                c_in,
+                self.features,
+                self.track_running_stats,
+                self.batch_norm,
+                name=f"edge_{e}",
+            )
+            return module(h, train)
+
+        return _cell(edge, x)
+
+
+class NATSSizeModel(nn.Module):
+    """A materialised NATS-SSS network with fixed layer `channels`; call as `module(x, train)`."""
+
+    channels: tuple[int, ...]
+    num_classes: int
+    in_channels: int
+    track_running_stats: bool
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        _check_images(x, self.in_channels)
+        c, settings = self.channels, (self.track_running_stats, self.batch_norm)
+        x = ops.ConvBN(self.in_channels, c[0], 3, 1, 1, False, *settings, name="stem")(x, train)
+        for layer in range(NUM_LAYERS):
+            c_in, name = c[max(layer - 1, 0)], _layer_name(layer)
+            if layer % 2:
+                x = nb201.ReductionBlock(c_in, c[layer], *settings, name=name)(x, train)
+            else:
+                x = _FixedCell(c_in, c[layer], *settings, name=name)(x, train)
+        x = ops.BatchNorm(c[-1], *settings, name="lastact")(x, train)
+        sow_tap(self, "lastact_relu", x)
+        x = ops.global_avg_pool(jax.nn.relu(x))
+        return ops.Dense(self.num_classes, name="classifier")(x)
+
+
+# ------------------------------------------------------------------------ notation
+
+
+def to_string(genotype: Sequence[int]) -> str:
+    """int32[5] -> the benchmark's channel string, e.g. `64:32:16:8:64`."""
+    return ":".join(str(CHANNELS[int(v)]) for v in np.asarray(genotype).reshape(-1))
+
+
+_STRING = re.compile(r"^\d+(?::\d+)*$")
+
+
+def from_string(arch: str) -> np.ndarray:
+    """Parses a channel string such as `64:32:16:8:64` into int32[5]."""
+    if not isinstance(arch, str):
+        raise errors.ArchitectureError(f"NATS-SSS architecture must be a string, got {arch!r}")
+    text = arch.strip()
+    widths = text.split(":")
+    if not _STRING.match(text) or len(widths) != NUM_LAYERS:
+        raise errors.ArchitectureError(
+            f"malformed NATS-SSS string {arch!r}: expected {NUM_LAYERS} widths joined by "
+            f"':', e.g. '64:32:16:8:64'"
+        )
+    for layer, width in enumerate(widths):
+        if int(width) not in CHANNELS:
+            raise errors.ArchitectureError(
+                f"NATS-SSS string {arch!r}: width {width} of layer {layer} is not one of {CHANNELS}"
+            )
+    return np.asarray([CHANNELS.index(int(w)) for w in widths], np.int32)
+
+
+# --------------------------------------------------------------------------- space
+
+
+def space(num_classes: int = 10, in_channels: int = 3, batch_norm: bool = True) -> base.SearchSpace:
+    """The NATS-Bench size space; the arguments are the defaults of `network`/`materialize`.
+
+    `network(g, batch_norm=False)` is the BN-free network synflow scores. There is one
+    dispatch mode, channel masking, which vmaps across a population.
+    """
+    defaults = dict(num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm)
+    num_choices = (len(CHANNELS),) * NUM_LAYERS
+    validate = base.range_validator("nats_sss", num_choices)
+
+    def network(genotype, **overrides):
+        module = NATSSizeNetwork(**{**defaults, **overrides})
+        return ops.supernet(module, genotype, lambda params: param_mask(params, genotype))
+
+    def materialize(genotype, **overrides):
+        g = validate(genotype).reshape(-1)
+        return NATSSizeModel(
+            channels=tuple(CHANNELS[int(v)] for v in g),
+            **{**defaults, **overrides},
+            track_running_stats=True,
+        )
+
+    return base.SearchSpace(
+        name="nats_sss",
+        num_choices=num_choices,
+        sample=base.uniform_sampler(num_choices),
+        mutate=base.one_position_mutator(num_choices),
+        network=network,
+        materialize=materialize,
+        to_string=to_string,
+        from_string=from_string,
+        validate=validate,
+        enumerate=base.product_enumerator(num_choices),
+        size=len(CHANNELS) ** NUM_LAYERS,
+    )

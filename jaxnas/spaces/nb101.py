@@ -1,0 +1,737 @@
+"""NAS-Bench-101 search space.
+
+Ying et al., "NAS-Bench-101: Towards Reproducible Neural Architecture Search", ICML 2019
+(reference code: google-research/nasbench, `lib/model_builder.py`, `lib/model_spec.py`).
+
+A cell is a DAG on 7 vertices: vertex 0 is the input, vertex 6 the output, and each
+interior vertex 1..5 applies one op from `OPS` to the sum of its inputs. Vertices not on
+an input -> output path are pruned before anything is built (NB101's `ModelSpec`); a cell
+is valid when the input reaches the output and at most 9 edges remain after pruning.
+
+Genotype: `int32[26]`. Positions 0..20 are the 21 entries above the diagonal of the 7x7
+adjacency matrix in row-major order, `EDGES` = (0,1), (0,2), ..., (0,6), (1,2), ..., (5,6)
+(1 = edge from row vertex to column vertex). Positions 21..25 are the ops of vertices
+1..5 as indices into `OPS`, NB101's canonical op order. The encoding is the benchmark's
+unpruned (matrix, ops) form, so every 7x7 spec round-trips; pruned vertices keep their op.
+There are 1,538,083 valid matrices, hence 373,754,169 valid genotypes; they describe the
+benchmark's 423,624 distinct (pruned, non-isomorphic) models.
+
+Channel rules (NB101 `compute_vertex_channels`, on the pruned graph): a cell with C output
+channels splits C among the k interior vertices feeding the output (C // k each, the first
+C % k of them one more); every other vertex takes the maximum of its successors. Inputs
+from the cell input are projected by 1x1 conv-BN-ReLU to the vertex width, inputs from
+another vertex are truncated to it (they are at most one channel wider); vertex inputs are
+summed; the output concatenates the vertices feeding it, plus a 1x1 conv-BN-ReLU
+projection of the cell input when the input feeds the output directly.
+
+Macro network: 3x3 conv-BN-ReLU stem (128 channels in the benchmark; NASWOT scores a
+16-channel stem), 3 stacks of 3 cells, 2x2 max pooling (stride 2) before stacks 2 and 3,
+which double the channels; global average pooling; a linear classifier. Every conv op is
+Conv -> BN -> ReLU; taps record the ReLU inputs (the BN outputs).
+
+Vertex widths depend on the architecture. The data-driven network masks channels: each
+interior vertex of a C-channel cell computes C channels, of which the first `c_v` are
+valid; activations are multiplied by the channel mask after every op, taps carry it as a
+per-channel weight and `param_mask` marks the valid rows and columns of every kernel. So
+one compiled program serves the whole space, and the materialised network's parameters are
+the leading slices of the data-driven ones (`ops.restrict_params`).
+
+Dispatch modes of the data-driven network (see `network`):
+  * "switch": each vertex runs its op through `lax.switch` and each projection runs only
+    when its edge exists (`lax.cond`). Map over a population with `lax.map`.
+  * "mask": every op and projection runs and is weighted by 0/1 (vmappable).
+"""
+
+import re
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import errors
+from jaxnas.network import sow_tap
+from jaxnas.spaces import base, ops
+
+OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
+INPUT, OUTPUT = "input", "output"
+NUM_VERTICES = 7
+EDGES = tuple((i, j) for i in range(NUM_VERTICES) for j in range(i + 1, NUM_VERTICES))
+NUM_EDGES = len(EDGES)
+NUM_INTERIOR = NUM_VERTICES - 2
+GENOTYPE_LENGTH = NUM_EDGES + NUM_INTERIOR
+MAX_EDGES = 9
+NUM_VALID_MATRICES = 1_538_083
+NUM_UNIQUE_MODELS = 423_624  # distinct NB101 models (after pruning and isomorphism)
+DEAD = len(OPS)  # the op index given to a pruned vertex inside the data-driven network
+_CONV = {0: ("conv3x3", 3, 1), 1: ("conv1x1", 1, 0)}  # op index -> (param name, size, pad)
+
+# NASLib / NAS-Bench-Suite-Zero tuple: the 49 matrix entries, then one index per vertex
+# into this list (`naslib/search_spaces/nasbench101/conversions.py`).
+NASLIB_OPS = (INPUT, OUTPUT, "maxpool3x3", "conv1x1-bn-relu", "conv3x3-bn-relu")
+
+DISPATCH_MODES = ("switch", "mask")
+
+_EDGE_TO_MATRIX = np.zeros((NUM_EDGES, NUM_VERTICES, NUM_VERTICES), np.int32)
+for _e, (_i, _j) in enumerate(EDGES):
+    _EDGE_TO_MATRIX[_e, _i, _j] = 1
+
+
+# -------------------------------------------------------------------- graph structure
+# Written once for NumPy (host validation, materialised networks) and jax.numpy (traced
+# genotypes): `xp` is the array module.
+
+
+def adjacency(edges, xp=jnp):
+    """Edge bits int32[..., 21] -> the 7x7 upper-triangular 0/1 matrix int32[..., 7, 7]."""
+    return xp.einsum("...e,eij->...ij", edges.astype(np.int32), xp.asarray(_EDGE_TO_MATRIX))
+
+
+def prune(matrix, xp=jnp):
+    """NB101's pruning: keeps the vertices on an input -> output path.
+
+    Args:
+      matrix: int32[..., 7, 7] upper-triangular adjacency.
+      xp: `numpy` or `jax.numpy`.
+
+    Returns:
+      `(alive, pruned)`: bool[..., 7] (vertex on an input -> output path; all False when
+      the output is unreachable) and bool[..., 7, 7], the edges between alive vertices.
+    """
+    a = matrix > 0
+    batch = a.shape[:-2]
+    n = NUM_VERTICES
+    from_input = [xp.ones(batch, bool)]
+    for j in range(1, n):
+        reached = xp.zeros(batch, bool)
+        for i in range(j):
+            reached = reached | (from_input[i] & a[..., i, j])
+        from_input.append(reached)
+    to_output = [None] * n
+    to_output[n - 1] = xp.ones(batch, bool)
+    for i in range(n - 2, -1, -1):
+        reaches = xp.zeros(batch, bool)
+        for j in range(i + 1, n):
+            reaches = reaches | (to_output[j] & a[..., i, j])
+        to_output[i] = reaches
+    alive = xp.stack([from_input[v] & to_output[v] for v in range(n)], axis=-1)
+    return alive, a & alive[..., :, None] & alive[..., None, :]
+
+
+def vertex_channels(pruned, out_channels: int, xp=jnp):
+    """Channels of vertices 1..5 in a cell with `out_channels` outputs: int32[..., 5].
+
+    NB101's `compute_vertex_channels` on the pruned graph (pruned vertices get 0).
+    """
+    n = NUM_VERTICES
+    feeds = pruned[..., 1 : n - 1, n - 1].astype(np.int32)
+    k = xp.maximum(feeds.sum(axis=-1), 1)
+    size, extra = out_channels // k, out_channels % k
+    rank = xp.cumsum(feeds, axis=-1) - 1  # order among the vertices feeding the output
+    channels = [
+        xp.where(feeds[..., v] > 0, size + (rank[..., v] < extra).astype(np.int32), 0)
+        for v in range(n - 2)
+    ]
+    # Backwards: a vertex not feeding the output is as wide as its widest successor.
+    for v in range(n - 3, 0, -1):
+        widest = xp.zeros_like(channels[v - 1])
+        for dst in range(v + 1, n - 1):
+            widest = xp.maximum(widest, xp.where(pruned[..., v, dst], channels[dst - 1], 0))
+        channels[v - 1] = xp.where(feeds[..., v - 1] > 0, channels[v - 1], widest)
+    return xp.stack(channels, axis=-1).astype(np.int32)
+
+
+def _concat_index(channels: jax.Array, feeds: jax.Array, width: int, out_channels: int):
+    """Where each output channel of the concatenation comes from.
+
+    The vertex tensors (each `width` channels, `channels[v]` valid) are stacked along
+    the channel axis; output channel j reads stacked channel `source[j]`. `valid[j]` is 0
+    when no interior vertex feeds the output (the output is the input projection alone).
+    """
+    used = channels * feeds.astype(jnp.int32)
+    ends = jnp.cumsum(used)
+    j = jnp.arange(out_channels)
+    vertex = jnp.minimum(jnp.sum(ends[None, :] <= j[:, None], axis=1), NUM_INTERIOR - 1)
+    source = vertex * width + j - (ends[vertex] - used[vertex])
+    return source, (j < ends[-1]).astype(jnp.float32)
+
+
+def _traced_structure(genotype: jax.Array):
+    """(pruned bool[7, 7], op choice int32[5] with DEAD for pruned vertices)."""
+    alive, pruned = prune(adjacency(genotype[:NUM_EDGES], jnp), jnp)
+    choice = jnp.where(alive[1:-1], genotype[NUM_EDGES:], DEAD)
+    return pruned, choice
+
+
+def is_valid(genotypes, xp=jnp):
+    """bool[...]: the input reaches the output and at most 9 edges survive pruning."""
+    alive, pruned = prune(adjacency(genotypes[..., :NUM_EDGES], xp), xp)
+    return alive[..., 0] & (pruned.sum(axis=(-2, -1)) <= MAX_EDGES)
+
+
+# ------------------------------------------------------------------------------ modules
+
+
+def _select(dispatch: str, index: jax.Array, branches, operand: jax.Array) -> jax.Array:
+    """`branches[index](operand)`: a real branch ("switch") or a 0/1-weighted sum ("mask")."""
+    if dispatch == "switch":
+        return jax.lax.switch(index, branches, operand)
+    out = (index == 0).astype(jnp.float32) * branches[0](operand)
+    for i in range(1, len(branches)):
+        out = out + (index == i).astype(jnp.float32) * branches[i](operand)
+    return out
+
+
+class _MixedProjection(nn.Module):
+    """1x1 conv-BN-ReLU from the cell input to a vertex, computed when its edge exists."""
+
+    in_features: int
+    features: int
+    dispatch: str
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, present: jax.Array, mask: jax.Array) -> jax.Array:
+        conv = ops.Conv(self.in_features, self.features, 1, name="conv")
+        bn = ops.BatchNorm(self.features, name="bn")
+        w = ops.ConvBNWeights(conv.kernel, *bn.weights())
+        shape = (*x.shape[:-1], self.features)
+        pre = _select(
+            self.dispatch,
+            present.astype(jnp.int32),
+            (
+                lambda h: jnp.zeros(shape, h.dtype),
+                lambda h: ops.conv_bn(w, h, 1, 0, self.batch_norm),
+            ),
+            x,
+        )
+        weight = present.astype(jnp.float32) * mask
+        sow_tap(self, "conv_bn_relu", pre, weight)
+        return ops.mask_channels(jax.nn.relu(pre), weight)
+
+
+class _MixedVertex(nn.Module):
+    """An interior vertex: every op's parameters at full width, the selected op applied."""
+
+    features: int
+    dispatch: str
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, h: jax.Array, choice: jax.Array, mask: jax.Array) -> jax.Array:
+        c = self.features
+        w = {o: ops.ConvBN(c, c, size, name=name).weights() for o, (name, size, _) in _CONV.items()}
+        branches = (
+            lambda v: ops.conv_bn(w[0], v, 1, _CONV[0][2], self.batch_norm),
+            lambda v: ops.conv_bn(w[1], v, 1, _CONV[1][2], self.batch_norm),
+            ops.max_pool_3x3,
+            lambda v: v * 0.0,  # a pruned vertex
+        )
+        pre = _select(self.dispatch, choice, branches, h)
+        is_conv = choice < len(_CONV)
+        sow_tap(self, "conv_bn_relu", pre, jnp.where(is_conv, mask, 0.0))
+        return ops.mask_channels(jnp.where(is_conv, jax.nn.relu(pre), pre), mask)
+
+
+class _MixedCell(nn.Module):
+    in_features: int
+    features: int
+    dispatch: str
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x, pruned, choice, channels):
+        c, n = self.features, NUM_VERTICES
+        present = pruned.astype(jnp.float32)
+        tensors = [x]
+        for t in range(1, n - 1):
+            mask = ops.channel_mask(channels[t - 1], c)
+            projection = _MixedProjection(
+                self.in_features, c, self.dispatch, self.batch_norm, name=f"proj_{t}"
+            )(x, present[0, t], mask)
+            # Sources in increasing order, then the projection, as NB101 sums them; the
+            # mask truncates a source that is one channel wider than this vertex.
+            terms = [present[src, t] * tensors[src] for src in range(1, t)] + [projection]
+            h = terms[0]
+            for term in terms[1:]:
+                h = h + term
+            h = ops.mask_channels(h, mask)
+            vertex = _MixedVertex(c, self.dispatch, self.batch_norm, name=f"vertex_{t}")
+            tensors.append(vertex(h, choice[t - 1], mask))
+        source, valid = _concat_index(channels, pruned[1 : n - 1, n - 1], c, c)
+        out = jnp.take(jnp.concatenate(tensors[1:], axis=-1), source, axis=-1)
+        out = ops.mask_channels(out, valid)
+        projection = _MixedProjection(
+            self.in_features, c, self.dispatch, self.batch_norm, name=f"proj_{n - 1}"
+        )
+        return out + projection(x, present[0, n - 1], jnp.ones((c,), jnp.float32))
+
+
+class _FixedProjection(nn.Module):
+    in_features: int
+    features: int
+    track_running_stats: bool
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        conv = ops.Conv(self.in_features, self.features, 1, name="conv")
+        bn = ops.BatchNorm(self.features, self.track_running_stats, self.batch_norm, name="bn")
+        pre = bn(ops.conv2d(x, conv.kernel), train)
+        sow_tap(self, "conv_bn_relu", pre)
+        return jax.nn.relu(pre)
+
+
+class _FixedVertex(nn.Module):
+    features: int
+    op: int
+    track_running_stats: bool
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, h: jax.Array, train: bool) -> jax.Array:
+        if self.op not in _CONV:
+            return ops.max_pool_3x3(h)
+        name, size, pad = _CONV[self.op]
+        c = self.features
+        conv = ops.ConvBN(
+            c, c, size, 1, pad, False, self.track_running_stats, self.batch_norm, name=name
+        )
+        pre = conv(h, train)
+        sow_tap(self, "conv_bn_relu", pre)
+        return jax.nn.relu(pre)
+
+
+class _FixedCell(nn.Module):
+    """A materialised cell: only the alive vertices and present edges exist."""
+
+    in_features: int
+    features: int
+    pruned: tuple[tuple[bool, ...], ...]
+    choice: tuple[int, ...]
+    track_running_stats: bool
+    batch_norm: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        n, c = NUM_VERTICES, self.features
+        a = np.asarray(self.pruned)
+        channels = [int(v) for v in vertex_channels(a, c, np)]
+        settings = (self.track_running_stats, self.batch_norm)
+        tensors, concat = {0: x}, []
+        for t in range(1, n - 1):
+            if self.choice[t - 1] == DEAD:
+                continue
+            width = channels[t - 1]
+            terms = [tensors[src][..., :width] for src in range(1, t) if a[src, t]]
+            if a[0, t]:
+                terms.append(
+                    _FixedProjection(self.in_features, width, *settings, name=f"proj_{t}")(x, train)
+                )
+            h = terms[0]
+            for term in terms[1:]:
+                h = h + term
+            vertex = _FixedVertex(width, self.choice[t - 1], *settings, name=f"vertex_{t}")
+            tensors[t] = vertex(h, train)
+            if a[t, n - 1]:
+                concat.append(tensors[t])
+        out = jnp.concatenate(concat, axis=-1) if concat else None
+        if a[0, n - 1]:
+            projection = _FixedProjection(self.in_features, c, *settings, name=f"proj_{n - 1}")
+            skip = projection(x, train)
+            out = skip if out is None else out + skip
+        return out
+
+
+def _check_images(x: jax.Array, in_channels: int, num_stacks: int) -> None:
+    if x.ndim != 4 or x.shape[-1] != in_channels:
+        raise errors.ShapeError(
+            f"NB101 expects NHWC images f32[B, H, W, {in_channels}], got shape "
+            f"{tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
+        )
+    factor = 2 ** (num_stacks - 1)
+    if x.shape[1] % factor or x.shape[2] % factor:
+        raise errors.ShapeError(
+            f"NB101 with {num_stacks} stacks needs H and W divisible by {factor}, got "
+            f"{x.shape[1]}x{x.shape[2]}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise errors.ShapeError(f"NB101 expects floating-point images, got {x.dtype}")
+
+
+class _Macro(nn.Module):
+    """The NB101 skeleton (stem, stacks of cells, pooling, classifier) around a cell."""
+
+    stem_channels: int
+    num_stacks: int
+    cells_per_stack: int
+    num_classes: int
+    in_channels: int
+    track_running_stats: bool
+    batch_norm: bool
+
+    def body(self, x, cell_fn, train):
+        _check_images(x, self.in_channels, self.num_stacks)
+        stem = ops.ConvBN(
+            self.in_channels,
+            self.stem_channels,
+            3,
+            1,
+            1,
+            False,
+            self.track_running_stats,
+            self.batch_norm,
+            name="stem",
+        )
+        x = stem(x, train)
+        sow_tap(self, "stem_conv_bn_relu", x)
+        x = jax.nn.relu(x)
+        c_prev = self.stem_channels
+        for s in range(self.num_stacks):
+            c = self.stem_channels * 2**s
+            if s > 0:
+                x = ops.max_pool_2x2(x)
+            for i in range(self.cells_per_stack):
+                x = cell_fn(c_prev, c, f"stack{s}_cell{i}", x)
+                c_prev = c
+        return ops.Dense(self.num_classes, name="classifier")(ops.global_avg_pool(x))
+
+
+class NB101Network(_Macro):
+    """The data-driven NB101 network: the architecture is the call argument `genotype`.
+
+    Call as `module(x, genotype)` with x f32[B, H, W, C] and genotype int32[26] (a valid
+    cell; see `validate`). Returns f32[B, num_classes].
+    """
+
+    dispatch: str = "switch"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
+        if self.dispatch not in DISPATCH_MODES:
+            raise errors.ConfigError(
+                f"unknown NB101 dispatch {self.dispatch!r}; expected one of {DISPATCH_MODES}"
+            )
+        pruned, choice = _traced_structure(_check_genotype(genotype))
+
+        def cell(c_in, c, name, h):
+            channels = vertex_channels(pruned, c, jnp)
+            module = _MixedCell(c_in, c, self.dispatch, self.batch_norm, name=name)
+            return module(h, pruned, choice, channels)
+
+        return self.body(x, cell, True)
+
+
+class NB101Model(_Macro):
+    """A materialised NB101 network for one fixed cell; call as `module(x, train)`.
+
+    `pruned` is the pruned 7x7 adjacency (bools) and `choice` the op index of vertices
+    1..5 (`DEAD` for pruned ones); `space.materialize` fills both from a genotype.
+    """
+
+    pruned: tuple[tuple[bool, ...], ...] = ()
+    choice: tuple[int, ...] = ()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        def cell(c_in, c, name, h):
+            module = _FixedCell(
+                c_in,
+                c,
+                self.pruned,
+                self.choice,
+                self.track_running_stats,
+                self.batch_norm,
+                name=name,
+            )
+            return module(h, train)
+
+        return self.body(x, cell, train)
+
+
+def _check_genotype(genotype: jax.Array) -> jax.Array:
+    genotype = jnp.asarray(genotype)
+    if genotype.shape != (GENOTYPE_LENGTH,) or not jnp.issubdtype(genotype.dtype, jnp.integer):
+        raise errors.ArchitectureError(
+            f"an NB101 genotype is int32[{GENOTYPE_LENGTH}], got "
+            f"{genotype.dtype}{list(genotype.shape)}"
+        )
+    return genotype
+
+
+def param_mask(params, genotype: jax.Array):
+    """Which parameters of the data-driven network belong to `genotype`.
+
+    Inside cell `stackS_cellI` a vertex conv counts iff its vertex is alive and runs
+    that op, a projection `proj_t` iff the edge (0, t) survives pruning; of those, only
+    the rows and columns of valid channels count. Stem and classifier always count.
+    Leaves are f32 arrays broadcastable to the parameters.
+    """
+    pruned, choice = _traced_structure(_check_genotype(genotype))
+    names_of_ops = {name: o for o, (name, _, _) in _CONV.items()}
+    n = NUM_VERTICES
+    vertex_masks = {}  # cell width -> f32[5, width], computed once per width
+
+    def leaf_mask(path, leaf):
+        names = [getattr(k, "key", str(k)) for k in path][1:]  # below "params"
+        if not names[0].startswith("stack"):
+            return jnp.ones((), jnp.float32)
+        kind, t = names[1].split("_")
+        t, c = int(t), leaf.shape[-1]
+        if c not in vertex_masks:
+            widths = vertex_channels(pruned, c, jnp)
+            vertex_masks[c] = jnp.stack([ops.channel_mask(w, c) for w in widths])
+        mask = vertex_masks[c][t - 1] if t < n - 1 else jnp.ones((c,), jnp.float32)
+        if kind == "vertex":
+            keep = choice[t - 1] == names_of_ops[names[2]]
+        else:
+            keep = pruned[0, t]
+        out = jnp.where(keep, mask, 0.0)
+        if names[-1] != "kernel":
+            return out
+        if kind == "vertex":  # a square kernel: valid input rows and output columns
+            return (out[:, None] * mask[None, :]).reshape(1, 1, c, c)
+        return out.reshape(1, 1, 1, c)
+
+    return jax.tree_util.tree_map_with_path(leaf_mask, params)
+
+
+# ---------------------------------------------------------------------- notation
+
+
+def _matrix_string(matrix: np.ndarray) -> str:
+    return "/".join("".join(str(int(v)) for v in row) for row in matrix)
+
+
+def to_spec(genotype: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+    """int32[26] -> NB101's unpruned `(matrix int32[7, 7], ops)` (`ModelSpec` arguments)."""
+    g = np.asarray(genotype).reshape(-1)
+    matrix = adjacency(g[:NUM_EDGES], np)
+    return matrix, [INPUT, *(OPS[int(o)] for o in g[NUM_EDGES:]), OUTPUT]
+
+
+def _check_valid(genotype: np.ndarray) -> None:
+    alive, pruned = prune(adjacency(genotype[..., :NUM_EDGES], np), np)
+    no_path = np.flatnonzero(~alive[..., 0].reshape(-1))
+    if no_path.size:
+        row = genotype.reshape(-1, GENOTYPE_LENGTH)[no_path[0]]
+        raise errors.ArchitectureError(
+            f"invalid NB101 cell {_matrix_string(adjacency(row[:NUM_EDGES], np))}: no path "
+            f"from the input to the output vertex"
+        )
+    num_edges = pruned.sum(axis=(-2, -1)).reshape(-1)
+    too_many = np.flatnonzero(num_edges > MAX_EDGES)
+    if too_many.size:
+        row = genotype.reshape(-1, GENOTYPE_LENGTH)[too_many[0]]
+        raise errors.ArchitectureError(
+            f"invalid NB101 cell {_matrix_string(adjacency(row[:NUM_EDGES], np))}: "
+            f"{num_edges[too_many[0]]} edges after pruning, NB101 allows at most {MAX_EDGES}"
+        )
+
+
+def from_spec(matrix, ops_list: Sequence[str]) -> np.ndarray:
+    """NB101's `(matrix, ops)` -> int32[26]; raises ArchitectureError naming the problem.
+
+    Accepts the 7x7 form and the pruned n x n form of the benchmark's records (n <= 7):
+    interior vertices go to positions 1..n-2, the output to 6, and the unused vertices
+    are left unconnected (with op conv3x3-bn-relu, as NASLib fills them).
+    """
+    try:
+        m = np.asarray(matrix)
+    except (TypeError, ValueError) as exc:
+        raise errors.ArchitectureError(f"NB101 matrix is not an array: {matrix!r}") from exc
+    n = m.shape[0] if m.ndim == 2 else 0
+    if m.ndim != 2 or m.shape[1] != n or not 2 <= n <= NUM_VERTICES:
+        raise errors.ArchitectureError(
+            f"an NB101 adjacency matrix is square with 2 to {NUM_VERTICES} vertices, "
+            f"got shape {m.shape}"
+        )
+    if not np.isin(m, (0, 1)).all():
+        raise errors.ArchitectureError(f"NB101 adjacency entries must be 0 or 1, got {m.tolist()}")
+    below = np.argwhere(np.tril(m) != 0)
+    if below.size:
+        i, j = below[0]
+        raise errors.ArchitectureError(
+            f"NB101 adjacency matrix {_matrix_string(m)} is not upper-triangular: entry "
+            f"({i}, {j}) is 1 on or below the diagonal"
+        )
+    ops_list = list(ops_list)
+    if len(ops_list) != n:
+        raise errors.ArchitectureError(
+            f"NB101 ops must name each of the {n} vertices, got {len(ops_list)}: {ops_list}"
+        )
+    if ops_list[0] != INPUT or ops_list[-1] != OUTPUT:
+        raise errors.ArchitectureError(
+            f"NB101 ops must start with {INPUT!r} and end with {OUTPUT!r}, got {ops_list}"
+        )
+    for v, op in enumerate(ops_list[1:-1], start=1):
+        if op not in OPS:
+            raise errors.ArchitectureError(
+                f"unknown NB101 op {op!r} at vertex {v}; expected one of {OPS}"
+            )
+    full = np.zeros((NUM_VERTICES, NUM_VERTICES), np.int32)
+    position = [*range(n - 1), NUM_VERTICES - 1]  # vertex -> index in the 7x7 matrix
+    full[np.ix_(position, position)] = m
+    choice = [OPS.index(op) for op in ops_list[1:-1]] + [0] * (NUM_VERTICES - n)
+    genotype = np.asarray([full[i, j] for i, j in EDGES] + choice, np.int32)
+    _check_valid(genotype)
+    return genotype
+
+
+_STRING = re.compile(r"^([01]+(?:/[01]+)*);([^;]+)$")
+
+
+def to_string(genotype: Sequence[int]) -> str:
+    """int32[26] -> `adjacency rows;ops`, e.g.
+    `0100001/0010000/0001000/0000100/0000010/0000001/0000000;input|conv3x3-bn-relu|...|output`
+    (rows of the unpruned matrix joined by '/', then the 7 op names joined by '|': the
+    `adjacency_rows` and `ops` columns of the NAS-Bench-Suite-Zero NB101 table).
+    """
+    matrix, names = to_spec(genotype)
+    return f"{_matrix_string(matrix)};{'|'.join(names)}"
+
+
+def from_string(arch: str) -> np.ndarray:
+    """Parses `adjacency rows;ops` (see `to_string`) into int32[26]."""
+    if not isinstance(arch, str):
+        raise errors.ArchitectureError(f"NB101 architecture must be a string, got {arch!r}")
+    m = _STRING.match(arch.strip())
+    rows = m.group(1).split("/") if m else []
+    if m is None or any(len(r) != len(rows) for r in rows):
+        raise errors.ArchitectureError(
+            f"malformed NB101 string {arch!r}: expected 'ROWS;OPS' with n rows of n '0'/'1' "
+            f"characters joined by '/' and n op names joined by '|', e.g. "
+            f"'011/001/000;input|maxpool3x3|output'"
+        )
+    matrix = [[int(ch) for ch in row] for row in rows]
+    return from_spec(matrix, m.group(2).split("|"))
+
+
+def from_naslib(values: Sequence[int] | str) -> np.ndarray:
+    """NASLib / Suite-Zero tuple (49 matrix entries, then 7 indices into `NASLIB_OPS`)."""
+    if isinstance(values, str):
+        try:
+            values = [int(v) for v in values.strip().strip("()").split(",")]
+        except ValueError as exc:
+            raise errors.ArchitectureError(f"malformed NASLib NB101 tuple {values!r}") from exc
+    values = list(values)
+    n = NUM_VERTICES
+    if len(values) != n * n + n or any(not 0 <= v < len(NASLIB_OPS) for v in values[n * n :]):
+        raise errors.ArchitectureError(
+            f"malformed NASLib NB101 tuple {tuple(values)}: expected {n * n} matrix entries "
+            f"and {n} op indices into {NASLIB_OPS}"
+        )
+    matrix = np.asarray(values[: n * n]).reshape(n, n)
+    return from_spec(matrix, [NASLIB_OPS[v] for v in values[n * n :]])
+
+
+def to_naslib(genotype: Sequence[int]) -> tuple[int, ...]:
+    matrix, names = to_spec(genotype)
+    return tuple(int(v) for v in matrix.reshape(-1)) + tuple(NASLIB_OPS.index(o) for o in names)
+
+
+# --------------------------------------------------------------------------- space
+
+
+def space(
+    stem_channels: int = 128,
+    num_stacks: int = 3,
+    cells_per_stack: int = 3,
+    num_classes: int = 10,
+    dispatch: str = "switch",
+    in_channels: int = 3,
+    batch_norm: bool = True,
+) -> base.SearchSpace:
+    """The NB101 space; the arguments are the defaults of `network`/`materialize`.
+
+    Defaults are the benchmark's network (128-channel stem, 3 stacks of 3 cells, 10
+    classes). `network(g, stem_channels=16)` is the network NASWOT scores
+    (`nas_101_api/model.py`, `--stem_out_channels 16`), `network(g, batch_norm=False)`
+    the BN-free network synflow scores.
+
+    `sample` draws uniformly among valid genotypes (rejection, like NASLib's sampler);
+    `mutate` changes one position and redraws until the cell is valid. `enumerate`
+    raises: the space has `size` = 373,754,169 valid genotypes.
+    """
+    defaults = dict(
+        stem_channels=stem_channels,
+        num_stacks=num_stacks,
+        cells_per_stack=cells_per_stack,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        batch_norm=batch_norm,
+    )
+    num_choices = (2,) * NUM_EDGES + (len(OPS),) * NUM_INTERIOR
+    check_range = base.range_validator("nb101", num_choices)
+    draw = base.uniform_sampler(num_choices)
+    change_one = base.one_position_mutator(num_choices)
+
+    def validate(genotypes):
+        arr = check_range(genotypes)
+        _check_valid(arr)
+        return arr
+
+    def sample(key, n):
+        def missing(state):
+            return state[1] < n
+
+        def draw_more(state):
+            out, count, key = state
+            key, key_draw = jax.random.split(key)
+            candidates = draw(key_draw, n)
+            ok = is_valid(candidates, jnp)
+            slot = jnp.where(ok, count + jnp.cumsum(ok) - 1, n)
+            out = out.at[slot].set(candidates, mode="drop")
+            return out, count + jnp.sum(ok), key
+
+        init = (jnp.zeros((n, GENOTYPE_LENGTH), jnp.int32), jnp.zeros((), jnp.int32), key)
+        return jax.lax.while_loop(missing, draw_more, init)[0]
+
+    def mutate(key, genotype):
+        def redraw(state):
+            key, _ = state
+            key, key_change = jax.random.split(key)
+            return key, change_one(key_change, genotype)
+
+        def invalid(state):
+            return ~is_valid(state[1], jnp)
+
+        return jax.lax.while_loop(invalid, redraw, redraw((key, genotype)))[1]
+
+    def network(genotype, **overrides):
+        settings = {**defaults, "dispatch": dispatch, **overrides}
+        module = NB101Network(**settings, track_running_stats=False)
+        return ops.supernet(module, genotype, lambda params: param_mask(params, genotype))
+
+    def materialize(genotype, **overrides):
+        settings = {**defaults, **overrides}
+        g = validate(genotype).reshape(-1)
+        alive, pruned = prune(adjacency(g[:NUM_EDGES], np), np)
+        choice = np.where(alive[1:-1], g[NUM_EDGES:], DEAD)
+        return NB101Model(
+            **settings,
+            track_running_stats=True,
+            pruned=tuple(tuple(bool(v) for v in row) for row in pruned),
+            choice=tuple(int(v) for v in choice),
+        )
+
+    def enumerate_all():
+        raise errors.ConfigError(
+            f"nb101 has {NUM_VALID_MATRICES * len(OPS) ** NUM_INTERIOR:,} valid genotypes, too "
+            f"many to enumerate; sample it, or score the cells of a benchmark table"
+        )
+
+    return base.SearchSpace(
+        name="nb101",
+        num_choices=num_choices,
+        sample=sample,
+        mutate=mutate,
+        network=network,
+        materialize=materialize,
+        to_string=to_string,
+        from_string=from_string,
+        validate=validate,
+        enumerate=enumerate_all,
+        size=NUM_VALID_MATRICES * len(OPS) ** NUM_INTERIOR,
+    )
