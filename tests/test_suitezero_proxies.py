@@ -261,3 +261,40 @@ def test_score_population_applies_the_proxy_network_overrides(tiny_space, tiny_b
         )
     )
     assert seen and all(o == {"batch_norm": True} for o in seen)  # explicit kwargs win
+
+
+def _uninstrumented_spaces():
+    """The spaces whose ops record no probes, tiny, with an input (traced, not compiled)."""
+    from test_autoformer import SETTINGS, TINY
+    from test_nds import TINY_RESNET
+
+    from jaxnas.spaces import autoformer, nats_sss, nb101, nds
+
+    return {
+        "nb101": (nb101.space(stem_channels=8, num_stacks=2, cells_per_stack=1), 8),
+        "nats_sss": (nats_sss.space(), 8),
+        "nds": (nds.space(design=TINY_RESNET, stem_width=4), 8),
+        "autoformer": (autoformer.space(vit=TINY, **SETTINGS), 16),
+    }
+
+
+def test_probe_proxies_raise_on_spaces_that_record_no_probes():
+    """fisher, flops and zen refuse spaces whose layers record no probes (instead of
+    silently scoring the few that do, e.g. only a classifier built from ops.Dense)."""
+    expected = {  # no probe at all (AutoFormer), or some layers without one
+        "fisher": "no conv/linear layer probes|not instrumented",
+        "flops": "no op costs|not instrumented",
+        "zen": "no 'pre_gap' feature map",
+    }
+    for space_name, (space, size) in _uninstrumented_spaces().items():
+        genotype = jnp.asarray(space.sample(jax.random.key(1), 1))[0]
+        x = jnp.ones((2, size, size, 3))
+        batch = {"x": x, "y": jnp.zeros(2, jnp.int32)}
+        net = space.network(genotype)
+        params = jax.eval_shape(net.init, jax.random.key(0), x)
+        for name, message in expected.items():
+            score = functools.partial(
+                proxies.get_proxy(name), net, batch=batch, key=jax.random.key(0)
+            )
+            with np.testing.assert_raises_regex(errors.ConfigError, message, msg=space_name):
+                jax.eval_shape(score, params)

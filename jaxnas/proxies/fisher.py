@@ -38,8 +38,8 @@ def fisher() -> types.ProxyFn:
     """Returns the fisher proxy (higher is better; NaN if not finite).
 
     Raises:
-      errors.ConfigError: some conv / linear layer of the network records no layer
-        probe (a space not instrumented through `jaxnas.spaces.ops`).
+      errors.ConfigError: the network records no layer probes, or some of its conv /
+        linear layers record none (a space not instrumented through `jaxnas.spaces.ops`).
     """
 
     def fisher_fn(network, params, batch, key):
@@ -48,6 +48,11 @@ def fisher() -> types.ProxyFn:
             raise errors.ShapeError("fisher needs labels: batch['y'] int32[B]")
         x, y = batch["x"], batch["y"]
         shapes = jax.eval_shape(lambda p: network.apply(p, x, probes=True)[1].layers, params)
+        if not shapes:
+            raise errors.ConfigError(
+                "fisher: the network records no conv/linear layer probes; build it from "
+                "jaxnas.spaces.ops (Conv, ConvBN, Dense)"
+            )
         layerwise.require_probes("fisher", params, shapes, layerwise.WEIGHT_LEAF, "out")
         zeros = {name: jnp.zeros(s.value.shape, s.value.dtype) for name, s in shapes.items()}
 
