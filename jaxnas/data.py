@@ -30,6 +30,13 @@ NORMALIZATION = {
     ),
     # SamsungLabs/zero-cost-nas (`foresight/dataset.py`).
     "cifar10-zc": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    # NASLib / NAS-Bench-Suite-Zero (`naslib/utils/utils.py`, `_data_transforms_*`);
+    # its ImageNet16-120 statistics are NB201's ("imagenet16-120").
+    "cifar10-naslib": (
+        (0.49139968, 0.48215827, 0.44653124),
+        (0.24703233, 0.24348505, 0.26158768),
+    ),
+    "cifar100-naslib": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
 
@@ -156,21 +163,56 @@ def load_npz(
     return images, labels
 
 
+def random_crop_flip(key: jax.Array, images: np.ndarray, padding: int) -> np.ndarray:
+    """torchvision's `RandomCrop(size, padding)` + `RandomHorizontalFlip()` per image.
+
+    Pads every side with `padding` zeros (black, before normalisation, as torchvision
+    pads the PIL image), crops a random window of the original size and mirrors it
+    with probability 1/2. NHWC in, same shape and dtype out.
+    """
+    images = np.asarray(images)
+    n, h, w, _ = images.shape
+    key_y, key_x, key_flip = jax.random.split(key, 3)
+    top = np.asarray(jax.random.randint(key_y, (n,), 0, 2 * padding + 1))
+    left = np.asarray(jax.random.randint(key_x, (n,), 0, 2 * padding + 1))
+    flip = np.asarray(jax.random.bernoulli(key_flip, 0.5, (n,)))
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    out = np.stack([padded[i, top[i] : top[i] + h, left[i] : left[i] + w] for i in range(n)])
+    out[flip] = out[flip, :, ::-1]
+    return out
+
+
 def sample_batch(
     key: jax.Array,
     images: np.ndarray,
     labels: np.ndarray | None,
     batch_size: int,
     normalization: str = "cifar10",
+    crop_padding: int | None = None,
 ) -> dict[str, jax.Array]:
-    """Draws `batch_size` distinct images (uniformly, without replacement) into a batch."""
+    """Draws `batch_size` distinct images (uniformly, without replacement) into a batch.
+
+    Args:
+      key: PRNG key (image choice and augmentation).
+      images: NHWC images (uint8 0..255 or float 0..1).
+      labels: int labels per image, or None (zeros).
+      batch_size: images in the batch.
+      normalization: a key of `NORMALIZATION`.
+      crop_padding: None for no augmentation; k for the training augmentation of the
+        NAS-Bench-Suite-Zero loaders: random crop with k pixels of zero padding and a
+        random horizontal flip (`random_crop_flip`), before normalisation.
+    """
     images = check_images(images, _mean_std(normalization)[0].shape[0])
     if batch_size > images.shape[0]:
         raise errors.DataError(
             f"batch size {batch_size} exceeds the {images.shape[0]} images available"
         )
     idx = np.asarray(jax.random.choice(key, images.shape[0], (batch_size,), replace=False))
-    return make_batch(images[idx], None if labels is None else labels[idx], normalization)
+    chosen = images[idx]
+    if crop_padding is not None:
+        # fold_in keeps the image choice of a key the same with and without augmentation.
+        chosen = random_crop_flip(jax.random.fold_in(key, 1), chosen, crop_padding)
+    return make_batch(chosen, None if labels is None else labels[idx], normalization)
 
 
 TFDS_NAMES = {

@@ -52,6 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.data_dir = ""
     c.data.max_examples = 5000  # images read from tfds into the sampling pool
     c.data.normalization = "cifar10"
+    c.data.augment = False  # random crop (crop_padding) + flip, as NASLib's train loader
+    c.data.crop_padding = 4
     c.data.batch_size = 128  # NASWOT reference default (score_networks.py --batch_size)
     c.data.image_size = 32  # synthetic images
     c.data.num_classes = 10  # synthetic labels
@@ -72,6 +74,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.benchmark.key_separator = ";"
     c.benchmark.targets = ("cifar10_test",)  # accuracy columns to correlate with / report
     c.benchmark.references = ()  # published proxy-score columns to compare against
+    # proxy spec -> its own published column (ours vs that column only), e.g.
+    # {"jacob_cov": "jacov"}; the columns are also correlated with every target.
+    c.benchmark.reference_of = ml_collections.ConfigDict()
 
     c.search = ml_collections.ConfigDict()
     c.search.strategy = "random_search"
@@ -155,7 +160,8 @@ def _benchmark(config):
     bench = benchmarks.Benchmark.from_csv(
         b.path, key=b.key, key_columns=tuple(b.key_columns), separator=b.key_separator
     )
-    for column in (*config.benchmark.targets, *config.benchmark.references):
+    paired = tuple(b.reference_of.values())
+    for column in (*b.targets, *b.references, *paired):
         bench.column(column)
     return bench
 
@@ -192,7 +198,8 @@ class _Images:
             shape = (c.image_size, c.image_size, 3)
             return data.synthetic_batch(key, c.batch_size, shape, c.num_classes)
         images, labels = self.pool
-        return data.sample_batch(key, images, labels, c.batch_size, c.normalization)
+        padding = c.crop_padding if c.augment else None
+        return data.sample_batch(key, images, labels, c.batch_size, c.normalization, padding)
 
     def _all_images(self, key):
         """Every pool image, normalised (synthetic: `batch_size` N(0, 1) images)."""
@@ -330,10 +337,14 @@ def _correlations(config, bench, archs, results) -> dict:
         for target in config.benchmark.targets:
             r = evaluation.rank_correlations(agg, bench.lookup(target, rows), num_bootstrap=nboot)
             out[f"{spec} vs {target}"] = r
-        for ref in config.benchmark.references:
+        paired = config.benchmark.reference_of.get(spec)
+        for ref in (*config.benchmark.references, *([paired] if paired else [])):
             r = evaluation.rank_correlations(agg, bench.lookup(ref, rows), num_bootstrap=nboot)
             out[f"{spec} vs reference {ref}"] = r
-    for ref in config.benchmark.references:
+    all_refs = dict.fromkeys(
+        (*config.benchmark.references, *config.benchmark.reference_of.values())
+    )
+    for ref in all_refs:
         for target in config.benchmark.targets:
             r = evaluation.rank_correlations(
                 bench.lookup(ref, rows), bench.lookup(target, rows), num_bootstrap=nboot

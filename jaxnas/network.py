@@ -5,10 +5,16 @@ A `Network` is a pair of pure functions in the stax / neural-tangents convention
   params = network.init(key, x)                  # x: f32[B, H, W, C]
   logits = network.apply(params, x)               # f32[B, num_classes]
   logits, taps = network.apply(params, x, taps=True)
+  logits, probes = network.apply(params, x, probes=True)
 
 Proxies only ever see this pair, so any model can be scored: a built-in search space, a
 Linen module (`from_linen`) or an NNX model factory (`from_nnx`). Activations for kernel
 proxies come from `sow`-ed `Tap`s in the collection `"taps"`, never from hooks.
+
+Probes (`types.Probes`) are the second, optional instrumentation: conv / linear outputs
+(with zero-valued perturbation inputs that give their gradients), BatchNorm statistics,
+named feature maps and per-op FLOPs, sown by the shared ops of `jaxnas.spaces.ops` into
+the collections `PROBE_COLLECTIONS`. Like taps they cost nothing unless requested.
 """
 
 from collections.abc import Callable, Mapping
@@ -17,9 +23,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnas import types
+from jaxnas import errors, types
 
 TAPS = "taps"
+LAYERS = "layers"
+NORMS = "norms"
+FEATURES = "features"
+COSTS = "costs"
+PROBE_COLLECTIONS = (LAYERS, NORMS, FEATURES, COSTS)
+PERTURBATIONS = "perturbations"  # an input collection: zeros added to probed layer outputs
 
 
 class Network(NamedTuple):
@@ -27,7 +39,8 @@ class Network(NamedTuple):
 
     Attributes:
       init: `(key, x) -> params`.
-      apply: `(params, x, *, taps=False) -> logits | (logits, taps)`.
+      apply: `(params, x, *, taps=False, probes=False) -> logits | (logits, taps) |
+        (logits, probes) | (logits, taps, probes)`.
       param_mask: optional `(params) -> mask`, a pytree with the structure of `params`
         whose leaves are f32 arrays broadcastable to the parameter: 1 where the
         parameter belongs to the architecture, 0 where it does not (an unselected op of a
@@ -46,6 +59,25 @@ def masked_params(network: Network, params: Any) -> Any:
     if network.param_mask is None:
         return params
     return jax.tree.map(lambda p, m: p * m, params, network.param_mask(params))
+
+
+def flatten_sown(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flattens a nested sown collection into `{"a/b/name": value}` (values kept as is)."""
+    out = {}
+    for name, value in tree.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            out.update(flatten_sown(value, f"{path}/"))
+        else:
+            out[path] = value
+    return out
+
+
+def collect_probes(state: Mapping[str, Any]) -> types.Probes:
+    """The `Probes` in the sown collections `state` (missing collections are empty)."""
+    return types.Probes(
+        *(flatten_sown(state.get(collection, {})) for collection in PROBE_COLLECTIONS)
+    )
 
 
 def collect_taps(tree: Mapping[str, Any], prefix: str = "") -> dict[str, types.Tap]:
@@ -87,6 +119,81 @@ def sow_tap(module, name: str, value: jax.Array, weight: jax.Array | float = 1.0
     module.sow(TAPS, name, tap, init_fn=lambda: None, reduce_fn=lambda _, new: new)
 
 
+def _sow(module, collection: str, name: str, value) -> None:
+    module.sow(collection, name, value, init_fn=lambda: None, reduce_fn=lambda _, new: new)
+
+
+def perturbation(module, name: str = "out") -> jax.Array | None:
+    """The zero-valued perturbation `name` of a Linen module, if the caller passed one.
+
+    A caller that wants dL/d(output) of a probed layer passes a `"perturbations"`
+    collection of zeros in `params`; the layer adds it to its output. Otherwise None.
+    """
+    if module.has_variable(PERTURBATIONS, name):
+        return module.get_variable(PERTURBATIONS, name)
+    return None
+
+
+def probe_layer(
+    module,
+    value: jax.Array,
+    fan_in: jax.Array | float,
+    weight: jax.Array | float = 1.0,
+    name: str = "out",
+    add_perturbation: bool = True,
+) -> jax.Array:
+    """Marks `value` as the output of a conv / linear layer held by a Linen module.
+
+    Adds the module's perturbation (if passed; see `perturbation`) and, when probes are
+    requested, sows a `LayerProbe`. A no-op otherwise.
+
+    Args:
+      module: the Linen module that owns the layer's weights.
+      value: f32[B, ..., C_out] the layer output, before any normalisation.
+      fan_in: inputs read per output unit (k_h * k_w * C_in / groups, or in_features).
+      weight: 1 if the layer belongs to the architecture, 0 if not.
+      name: probe name inside the module's scope.
+      add_perturbation: False when the caller already added it (inside a `lax.switch`
+        branch, where the module cannot be called).
+
+    Returns:
+      `value` plus the perturbation, or `value`.
+    """
+    if add_perturbation:
+        eps = perturbation(module, name)
+        if eps is not None:
+            value = value + eps
+    probe = types.LayerProbe(
+        value, jnp.asarray(weight, jnp.float32), jnp.asarray(fan_in, jnp.float32)
+    )
+    _sow(module, LAYERS, name, probe)
+    return value
+
+
+def probe_norm(
+    module,
+    variance: jax.Array,
+    count: jax.Array | float,
+    weight: jax.Array | float = 1.0,
+    name: str = "stats",
+) -> None:
+    """Sows a BatchNorm layer's batch statistics (`NormProbe`) when probes are requested."""
+    probe = types.NormProbe(
+        variance, jnp.asarray(count, jnp.float32), jnp.asarray(weight, jnp.float32)
+    )
+    _sow(module, NORMS, name, probe)
+
+
+def sow_feature(module, name: str, value: jax.Array) -> None:
+    """Sows a named feature map (e.g. `"pre_gap"`) when probes are requested."""
+    _sow(module, FEATURES, name, value)
+
+
+def sow_cost(module, name: str, flops: jax.Array | float) -> None:
+    """Sows the FLOPs per image of an op (f32[]) when probes are requested."""
+    _sow(module, COSTS, name, jnp.asarray(flops, jnp.float32))
+
+
 def from_linen(
     module,
     *args,
@@ -104,23 +211,31 @@ def from_linen(
       **kwargs: extra keyword call arguments.
 
     Returns:
-      A `Network`; `init` returns every variable collection except the taps.
+      A `Network`; `init` returns every variable collection except the sown taps and
+      probes.
     """
+
+    sown = (TAPS, *PROBE_COLLECTIONS)
 
     def init(key, x):
         variables = module.init(key, x, *args, **kwargs)
-        return {name: value for name, value in variables.items() if name != TAPS}
+        return {name: value for name, value in variables.items() if name not in sown}
 
-    def apply(params, x, *, taps=False):
+    def apply(params, x, *, taps=False, probes=False):
         collections = [name for name in mutable if name in params]
         if taps:
             collections.append(TAPS)
+        if probes:
+            collections.extend(PROBE_COLLECTIONS)
         if not collections:
             return module.apply(params, x, *args, **kwargs)
         out, state = module.apply(params, x, *args, mutable=collections, **kwargs)
+        extra = []
         if taps:
-            return out, collect_taps(state.get(TAPS, {}))
-        return out
+            extra.append(collect_taps(state.get(TAPS, {})))
+        if probes:
+            extra.append(collect_probes(state))
+        return (out, *extra) if extra else out
 
     return Network(init, apply)
 
@@ -149,7 +264,13 @@ def from_nnx(factory: Callable[[Any], Any]) -> Network:
         _, state = nnx.split(factory(nnx.Rngs(key)))
         return state
 
-    def apply(params, x, *, taps=False):
+    def apply(params, x, *, taps=False, probes=False):
+        if probes:
+            raise errors.ConfigError(
+                "NNX networks do not record probes (conv/linear outputs, BatchNorm "
+                "statistics, FLOPs); proxies that need them (fisher, zen, flops) take "
+                "networks built from jaxnas.spaces.ops"
+            )
         model = nnx.merge(graphdef, params)
         # Run under `capture` either way: NNX deprecates `sow` outside of it.
         out, sown = nnx.capture(model, nnx.Intermediate)(x)

@@ -36,14 +36,80 @@ class Tap(NamedTuple):
 Taps = Mapping[str, Tap]
 
 
+class LayerProbe(NamedTuple):
+    """The output of a convolution or linear layer, before any normalisation.
+
+    Sown by the shared ops (`jaxnas.spaces.ops`) when a caller asks for probes; proxies
+    that need per-layer activations and their gradients (fisher) read these.
+
+    Attributes:
+      value: f32[B, ..., C_out] the layer output (NHWC for convolutions).
+      weight: f32[] 1 where the layer belongs to the architecture, 0 where it does not
+        (an unselected op of a data-driven network, whose value is then all zeros).
+      fan_in: f32[] inputs read per output unit: k_h * k_w * C_in / groups for a
+        convolution, in_features for a linear layer.
+    """
+
+    value: jax.Array
+    weight: jax.Array
+    fan_in: jax.Array
+
+
+class NormProbe(NamedTuple):
+    """The batch statistics of a BatchNorm layer (train mode).
+
+    Attributes:
+      variance: f32[C] the biased per-channel variance used to normalise.
+      count: f32[] elements averaged per channel (B * H * W), so that the unbiased
+        variance PyTorch puts into running statistics is `variance * count / (count - 1)`.
+      weight: f32[] 1 where the layer belongs to the architecture, else 0.
+    """
+
+    variance: jax.Array
+    count: jax.Array
+    weight: jax.Array
+
+
+class Probes(NamedTuple):
+    """Everything a network records on request (`apply(..., probes=True)`), by name.
+
+    Names are module paths such as `"stage0_cell0/edge_1/nor_conv_3x3/conv/out"`; the
+    data-driven and the materialised network of an architecture record the same names
+    for the layers the architecture has.
+
+    Attributes:
+      layers: conv / linear outputs (`LayerProbe`). Passing a collection
+        `"perturbations"` of zeros with the same names (nested by module path, e.g. from
+        `flax.traverse_util.unflatten_dict(..., sep="/")`) inside `params` adds them to
+        these outputs, so the gradient of a loss with respect to them is dL/d(output).
+      norms: BatchNorm batch statistics (`NormProbe`).
+      features: named feature maps, e.g. `"pre_gap"`: f32[B, H, W, C], the input of the
+        final global average pooling.
+      costs: f32[] FLOPs per image of each op, counted with the conventions of
+        `jaxnas.spaces.ops` (those of tensorwatch, as NAS-Bench-Suite-Zero used);
+        0 for ops outside the architecture.
+    """
+
+    layers: Mapping[str, LayerProbe]
+    norms: Mapping[str, NormProbe]
+    features: Mapping[str, jax.Array]
+    costs: Mapping[str, jax.Array]
+
+
 class InitFn(Protocol):
     def __call__(self, key: PRNGKey, x: jax.Array) -> Params:
         """Returns fresh random variables for inputs shaped like `x` (f32[B, H, W, C])."""
 
 
 class ApplyFn(Protocol):
-    def __call__(self, params: Params, x: jax.Array, *, taps: bool = False) -> Any:
-        """Returns logits f32[B, num_classes], or `(logits, taps)` when `taps` is True.
+    def __call__(
+        self, params: Params, x: jax.Array, *, taps: bool = False, probes: bool = False
+    ) -> Any:
+        """Returns logits f32[B, num_classes], or `(logits, taps)` when `taps` is True,
+        `(logits, probes)` when `probes` is True, `(logits, taps, probes)` with both.
+
+        Recording probes is optional: a network that cannot (e.g. `from_nnx`) raises
+        when asked, and only the proxies that need them (fisher, zen, flops) ask.
 
         BatchNorm layers normalise with the statistics of `x` (train mode), as every
         zero-cost proxy reference does; running statistics are never updated.

@@ -88,12 +88,12 @@ class ResNetBlock(nn.Module):
 
 
 class TinyNetwork(nn.Module):
-    def __init__(self, genotype, channels=16, cells_per_stage=5, num_classes=10):
+    def __init__(self, genotype, channels=16, cells_per_stage=5, num_classes=10, num_stages=3):
         super().__init__()
         c = channels
         self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
         layers, c_prev = [], c
-        for s in range(3):
+        for s in range(num_stages):
             cs = c * 2**s
             if s > 0:
                 layers.append(ResNetBlock(c_prev, cs))
@@ -101,18 +101,20 @@ class TinyNetwork(nn.Module):
             c_prev = cs
         self.cells = nn.ModuleList(layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 
     def forward(self, x):
         x = self.stem(x)
         for layer in self.cells:
             x = layer(x)
-        x = self.lastact(x).mean(dim=(2, 3))
+        x = self.global_pooling(self.lastact(x)).flatten(1)
         return self.classifier(x)
 
 
-def build(genotype, channels=16, cells_per_stage=5, num_classes=10):
-    return TinyNetwork(tuple(int(g) for g in genotype), channels, cells_per_stage, num_classes)
+def build(genotype, channels=16, cells_per_stage=5, num_classes=10, num_stages=3):
+    genotype = tuple(int(g) for g in genotype)
+    return TinyNetwork(genotype, channels, cells_per_stage, num_classes, num_stages)
 
 
 def naswot(model, x, *, protocol="reference", match="name"):

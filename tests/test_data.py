@@ -69,3 +69,18 @@ def test_tfds_fails_fast_and_clearly_when_data_is_not_prepared(tmp_path):
     assert time.perf_counter() - start < 30  # no DNS retries
     with pytest.raises(errors.DataError, match="unknown tfds dataset"):
         data.load_tfds("svhn", data_dir=str(tmp_path))
+
+
+def test_random_crop_flip_is_a_padded_shifted_or_mirrored_window(key):
+    images = np.arange(5 * 6 * 6 * 3, dtype=np.uint8).reshape(5, 6, 6, 3) + 1
+    out = data.random_crop_flip(key, images, 2)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    for i in range(5):
+        windows = [padded[i, t : t + 6, c : c + 6] for t in range(5) for c in range(5)]
+        assert any(np.array_equal(out[i], w) or np.array_equal(out[i], w[:, ::-1]) for w in windows)
+    plain = data.sample_batch(key, images, None, 3)
+    augmented = data.sample_batch(key, images, np.arange(5), 3, crop_padding=0)
+    # Same images chosen; padding 0 can only mirror them.
+    for a, b in zip(np.asarray(plain["x"]), np.asarray(augmented["x"])):
+        assert np.allclose(a, b) or np.allclose(a, b[:, ::-1])

@@ -8,11 +8,54 @@ import ast
 import functools
 
 from jaxnas import errors, types
-from jaxnas.proxies import aznas, knas, lswag, meco, naswot, ntk, regions, swap, zico
-from jaxnas.proxies.base import aggregate, score_inits, score_network, score_population
+from jaxnas.proxies import (
+    aznas,
+    epe_nas,
+    fisher,
+    flops,
+    grad_norm,
+    grasp,
+    jacob_cov,
+    knas,
+    l2_norm,
+    lswag,
+    meco,
+    naswot,
+    ntk,
+    params,
+    plain,
+    regions,
+    snip,
+    swap,
+    synflow,
+    zen,
+    zico,
+)
+from jaxnas.proxies.base import (
+    aggregate,
+    network_overrides,
+    score_inits,
+    score_network,
+    score_population,
+    with_network_overrides,
+)
 
 PROXIES = {
     "naswot": naswot.naswot,
+    # The NAS-Bench-Suite-Zero family (NASLib `zerocost` measures).
+    "epe_nas": epe_nas.epe_nas,
+    "fisher": fisher.fisher,
+    "flops": flops.flops,
+    "grad_norm": grad_norm.grad_norm,
+    "grasp": grasp.grasp,
+    "jacob_cov": jacob_cov.jacob_cov,
+    "l2_norm": l2_norm.l2_norm,
+    "params": params.params,
+    "plain": plain.plain,
+    "snip": snip.snip,
+    "synflow": synflow.synflow,
+    "zen": zen.zen,
+    # Kernel, gradient-statistics and expressivity proxies.
     "ntk_cond": ntk.ntk_cond,
     "linear_regions": regions.linear_regions,
     "knas": knas.knas,
@@ -61,8 +104,10 @@ __all__ = [
     "PROXIES",
     "aggregate",
     "get_proxy",
+    "network_overrides",
     "parse_spec",
     "score_inits",
     "score_network",
     "score_population",
+    "with_network_overrides",
 ]

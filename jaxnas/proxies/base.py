@@ -18,6 +18,22 @@ from jaxnas.network import Network
 from jaxnas.spaces.base import SearchSpace
 
 
+def with_network_overrides(proxy: types.ProxyFn, **overrides) -> types.ProxyFn:
+    """Declares the static network overrides a proxy needs; returns `proxy`.
+
+    E.g. synflow scores the network without BatchNorm (`batch_norm=False`).
+    `score_population` builds every network with them (explicit `network_kwargs`
+    win); callers that build networks themselves read them with `network_overrides`.
+    """
+    proxy.network_overrides = dict(overrides)
+    return proxy
+
+
+def network_overrides(proxy: types.ProxyFn) -> dict[str, Any]:
+    """The static `space.network` overrides `proxy` declared (usually none)."""
+    return dict(getattr(proxy, "network_overrides", {}))
+
+
 def score_network(
     proxy: types.ProxyFn, network: Network, batch: types.Batch, key: types.PRNGKey
 ) -> types.Score:
@@ -65,7 +81,8 @@ def score_population(
         depend on the rest of the population, and since a space's parameters do not
         depend on the genotype, the K initialisations are drawn once for the whole
         population (architectures use the slices of them that they select).
-      network_kwargs: static overrides for `space.network` (e.g. a proxy network's width).
+      network_kwargs: static overrides for `space.network` (e.g. a proxy network's
+        width); they take precedence over the proxy's own `network_overrides`.
       chunk_size: architectures evaluated together with `vmap`; the population is mapped
         over in chunks of this size with `lax.map`. None (or 1) evaluates one
         architecture at a time, which bounds memory and keeps "switch" dispatch a real
@@ -82,7 +99,7 @@ def score_population(
         )
     _check_batch(batch)
     num = population.shape[0]
-    kwargs = dict(network_kwargs or {})
+    kwargs = {**network_overrides(proxy), **(network_kwargs or {})}
     batch_size = None if chunk_size is None or chunk_size <= 1 else min(chunk_size, num)
 
     def network(genotype):

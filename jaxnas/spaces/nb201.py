@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import errors
+from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
 from jaxnas.spaces import base, ops
 
@@ -61,8 +62,23 @@ def _check_images(x: jax.Array, in_channels: int, num_stages: int) -> None:
         raise errors.ShapeError(f"NB201 expects floating-point images, got {x.dtype}")
 
 
+# The ops without parameters; `none` is `x * 0.0`, not zeros_like (WORKSPACE_NOTES.md:
+# XLA's constant folding of a zero flowing into pooling).
+_APPLY = {
+    "none": lambda h: h * 0.0,
+    "skip_connect": lambda h: h,
+    "avg_pool_3x3": ops.avg_pool_3x3,
+}
+
+
 class _MixedEdge(nn.Module):
-    """One edge of the data-driven cell: all ops' parameters, one (or a mix) applied."""
+    """One edge of the data-driven cell: all ops' parameters, one (or a mix) applied.
+
+    When probes are requested (or perturbations passed) every conv op records its
+    output and BatchNorm statistics under its own name, with weight 0 when the op is not
+    selected; under "switch" dispatch the branches then also return those values
+    (zeros from the branches that are not conv ops).
+    """
 
     channels: int
     dispatch: str
@@ -71,26 +87,68 @@ class _MixedEdge(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, choice: jax.Array) -> jax.Array:
         c = self.channels
-        conv = {
-            name: ops.ConvBN(c, c, size, 1, pad, relu=True, name=name).weights()
+        modules = {
+            name: ops.ConvBN(c, c, size, 1, pad, relu=True, batch_norm=self.batch_norm, name=name)
             for name, (size, pad) in _CONV_KERNEL.items()
         }
-        branches = (
-            lambda h: h * 0.0,  # not zeros_like: see WORKSPACE_NOTES.md (constant folding)
-            lambda h: h,
-            lambda h: ops.relu_conv_bn(conv["nor_conv_1x1"], h, 1, 0, self.batch_norm),
-            lambda h: ops.relu_conv_bn(conv["nor_conv_3x3"], h, 1, 1, self.batch_norm),
-            ops.avg_pool_3x3,
+        conv = {name: m.weights() for name, m in modules.items()}
+        eps = {name: m.perturbation() for name, m in modules.items()}
+        probing = self.is_mutable_collection(net_lib.LAYERS) or any(
+            e is not None for e in eps.values()
         )
+        # Conv ops record their own FLOPs (`ConvBN.record`); pooling is counted here.
+        pool = OPS.index("avg_pool_3x3")
+        pool_flops = ops.avg_pool_flops(x.shape, 3)
+
+        def conv_op(name, h):
+            _, pad = _CONV_KERNEL[name]
+            return ops.conv_bn_parts(conv[name], h, 1, pad, self.batch_norm, True, eps[name])
+
+        def parts_of(name, h):
+            """`(out, slots)`: slots hold (conv_out, variance) per conv op, zeros if unused."""
+            empty = (h * 0.0, jnp.zeros((c,), h.dtype))
+            if name not in _CONV_KERNEL:
+                return _APPLY[name](h), (empty,) * len(_CONV_KERNEL)
+            out, conv_out, var = conv_op(name, h)
+            return out, tuple((conv_out, var) if o == name else empty for o in _CONV_KERNEL)
+
+        def record(slots, active):
+            for (name, m), (conv_out, var) in zip(modules.items(), slots):
+                m.record(x.shape, conv_out, var, active[OPS.index(name)])
+
         if self.dispatch == "switch":
-            sow_tap(self, "relu_conv_bn", x, (choice == CONV_OPS[0]) | (choice == CONV_OPS[1]))
-            return jax.lax.switch(choice, branches, x)
-        num_relus = sum((choice[o] != 0).astype(jnp.float32) for o in CONV_OPS)
+            is_conv = (choice == CONV_OPS[0]) | (choice == CONV_OPS[1])
+            sow_tap(self, "relu_conv_bn", x, is_conv)
+            if not probing:
+                branches = tuple(
+                    (lambda h, n=name: conv_op(n, h)[0]) if name in _CONV_KERNEL else _APPLY[name]
+                    for name in OPS
+                )
+                out = jax.lax.switch(choice, branches, x)
+            else:
+                branches = tuple(lambda h, n=name: parts_of(n, h) for name in OPS)
+                out, slots = jax.lax.switch(choice, branches, x)
+                record(slots, [choice == o for o in range(len(OPS))])
+            net_lib.sow_cost(self, "pool_flops", (choice == pool).astype(jnp.float32) * pool_flops)
+            return out
+        active = [choice[o] != 0 for o in range(len(OPS))]
+        num_relus = sum(active[o].astype(jnp.float32) for o in CONV_OPS)
         sow_tap(self, "relu_conv_bn", x, num_relus)
-        out = choice[0] * branches[0](x)
+        outs, slots = [], []
+        for name in OPS:
+            if name in _CONV_KERNEL:
+                out, conv_out, var = conv_op(name, x)
+                slots.append((conv_out, var))
+            else:
+                out = _APPLY[name](x)
+            outs.append(out)
+        if probing:
+            record(slots, active)
+        total = choice[0] * outs[0]
         for o in range(1, len(OPS)):
-            out = out + choice[o] * branches[o](x)
-        return out
+            total = total + choice[o] * outs[o]
+        net_lib.sow_cost(self, "pool_flops", active[pool].astype(jnp.float32) * pool_flops)
+        return total
 
 
 class _FixedEdge(nn.Module):
@@ -103,12 +161,10 @@ class _FixedEdge(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         name = OPS[self.op]
-        if name == "none":
-            return x * 0.0
-        if name == "skip_connect":
-            return x
         if name == "avg_pool_3x3":
-            return ops.avg_pool_3x3(x)
+            net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(x.shape, 3))
+        if name in _APPLY:
+            return _APPLY[name](x)
         size, pad = _CONV_KERNEL[name]
         sow_tap(self, "relu_conv_bn", x)
         c = self.channels
@@ -173,8 +229,10 @@ class ReductionBlock(nn.Module):
         sow_tap(self, "conv_b_relu_conv_bn", a)
         b = ops.ConvBN(self.features, self.features, 3, 1, 1, True, track, bn, name="conv_b")
         b = b(a, train)
+        pooled = ops.avg_pool_2x2(x)
+        net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(pooled.shape, 2))
         shortcut = ops.Conv(self.in_features, self.features, 1, name="downsample")
-        return ops.conv2d(ops.avg_pool_2x2(x), shortcut.kernel) + b
+        return shortcut(pooled) + b
 
 
 class _Macro(nn.Module):
@@ -212,7 +270,8 @@ class _Macro(nn.Module):
             c_prev = c
         x = ops.BatchNorm(c_prev, track, bn, name="lastact")(x, train)
         sow_tap(self, "lastact_relu", x)
-        x = ops.global_avg_pool(jax.nn.relu(x))
+        net_lib.sow_cost(self, "lastact_relu_flops", ops.relu_flops(x.shape))
+        x = ops.global_pool_features(self, jax.nn.relu(x))
         return ops.Dense(self.num_classes, name="classifier")(x)
 
 

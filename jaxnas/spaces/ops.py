@@ -11,6 +11,19 @@ explicit symmetric padding, BatchNorm eps 1e-5 with the biased batch variance, a
 PyTorch's default initialisation (kaiming-uniform with a=sqrt(5), i.e.
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for conv and linear weights and linear biases;
 BatchNorm gamma=1, beta=0).
+
+Instrumentation (`jaxnas.types.Probes`, recorded only when a caller asks): the modules
+`Conv`, `ConvBN`, `BatchNorm` and `Dense` probe their outputs, statistics and FLOPs
+themselves; code that calls the pure functions directly (inside `lax.switch` branches)
+records the same things through `ConvBN.record`, `network.sow_cost` and the `*_flops`
+functions below, so that every space gets the same probes.
+
+FLOPs per image follow tensorwatch's counters, which NAS-Bench-Suite-Zero used through
+NASLib's `get_model_stats`: a convolution or linear layer counts one per
+multiply-accumulate (k_h k_w C_in/groups per output element; biases not counted),
+BatchNorm 2 per element, ReLU 1 per element, a k x k pooling k^2 per output element,
+global average pooling (H + 1)(W + 1) per channel (tensorwatch's adaptive-pool formula),
+and additions of branches nothing.
 """
 
 import functools
@@ -23,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
+from jaxnas import network as net_lib
 from jaxnas.network import Network, from_linen
 
 BN_EPS = 1e-5
@@ -316,6 +330,43 @@ def mask_channels(x: jax.Array, mask: jax.Array) -> jax.Array:
     return x * jnp.reshape(mask, (1,) * (x.ndim - 1) + (-1,))
 
 
+# ----------------------------------------------------------------------- FLOP counts
+
+
+def _per_image(shape) -> int:
+    return math.prod(shape[1:])
+
+
+def conv_flops(out_shape, fan_in: float) -> float:
+    """Multiply-accumulates per image of a conv / linear layer with this output shape."""
+    return float(fan_in) * _per_image(out_shape)
+
+
+def batch_norm_flops(shape) -> float:
+    return 2.0 * _per_image(shape)
+
+
+def relu_flops(shape) -> float:
+    return float(_per_image(shape))
+
+
+def avg_pool_flops(out_shape, window: int) -> float:
+    return float(window * window * _per_image(out_shape))
+
+
+def global_avg_pool_flops(shape) -> float:
+    """Tensorwatch's adaptive-pool count for a 1x1 output: (H + 1)(W + 1) per channel."""
+    _, h, w, c = shape
+    return float(c * (h + 1) * (w + 1))
+
+
+def global_pool_features(module: nn.Module, x: jax.Array) -> jax.Array:
+    """Global average pooling that records its input as the feature map `"pre_gap"`."""
+    net_lib.sow_feature(module, "pre_gap", x)
+    net_lib.sow_cost(module, "global_pool_flops", global_avg_pool_flops(x.shape))
+    return global_avg_pool(x)
+
+
 class ConvBNWeights(NamedTuple):
     kernel: jax.Array  # f32[k, k, Ci, Co]
     scale: jax.Array  # f32[Co]
@@ -448,6 +499,41 @@ def factorized_reduce(w: FactorizedReduceWeights, x: jax.Array, bn: bool = True)
     return batch_norm(y, w.scale, w.bias) if bn else y
 
 
+def conv_bn_parts(
+    w: ConvBNWeights,
+    x: jax.Array,
+    stride: int,
+    padding: int,
+    bn: bool = True,
+    relu: bool = False,
+    perturbation: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`conv_bn` (after an optional ReLU) that also returns what probes record.
+
+    Args:
+      w: the op's weights.
+      x: f32[B, H, W, Ci].
+      stride, padding: of the convolution.
+      bn: False makes the BatchNorm the identity.
+      relu: apply a ReLU first (`relu_conv_bn`).
+      perturbation: zeros added to the conv output (see `network.perturbation`).
+
+    Returns:
+      `(out, conv_out, variance)`: the op's output f32[B, H', W', Co], the conv output
+      before BatchNorm (plus the perturbation), and its biased batch variance f32[Co]
+      (zeros when `bn` is False).
+    """
+    if relu:
+        x = jax.nn.relu(x)
+    y = conv2d(x, w.kernel, stride, padding)
+    if perturbation is not None:
+        y = y + perturbation
+    if not bn:
+        return y, y, jnp.zeros(y.shape[-1:], y.dtype)
+    mean, var = batch_stats(y)
+    return normalize(y, mean, var, w.scale, w.bias), y, var
+
+
 # ------------------------------------------------------------------ Linen declarations
 
 
@@ -484,11 +570,23 @@ class BatchNorm(nn.Module):
     def weights(self) -> tuple[jax.Array | None, jax.Array | None]:
         return self.scale, self.bias
 
+    def record(
+        self, variance: jax.Array, count: float, shape, weight: jax.Array | float = 1.0
+    ) -> None:
+        """Probes statistics computed outside the module (inside a `lax.switch`)."""
+        if self.enabled:
+            net_lib.probe_norm(self, variance, count, weight)
+            net_lib.sow_cost(
+                self, "flops", batch_norm_flops(shape) * jnp.asarray(weight, jnp.float32)
+            )
+
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         if not self.enabled:
             return x
+        net_lib.sow_cost(self, "flops", batch_norm_flops(x.shape))
         if train or not self.track_running_stats:
             mean, var = batch_stats(x)
+            net_lib.probe_norm(self, var, x.size / x.shape[-1])
             if self.track_running_stats and not self.is_initializing():
                 n = x.size / x.shape[-1]
                 unbiased = var * n / max(n - 1, 1)
@@ -507,7 +605,8 @@ class Conv(nn.Module):
     """A bias-free convolution kernel `f32[kh, kw, Ci, Co]` with PyTorch's default init.
 
     `kernel_size` is an int (square) or an (H, W) pair; `in_features` is the number of
-    inputs per group (1 for a depthwise convolution).
+    inputs per group (1 for a depthwise convolution). Calling it convolves and probes the
+    output (`network.probe_layer`).
     """
 
     in_features: int
@@ -519,6 +618,26 @@ class Conv(nn.Module):
         self.kernel = self.param(
             "kernel", torch_kernel_init, (kh, kw, self.in_features, self.features)
         )
+
+    @property
+    def fan_in(self) -> int:
+        kh, kw = _pair(self.kernel_size)
+        return kh * kw * self.in_features
+
+    def perturbation(self) -> jax.Array | None:
+        return net_lib.perturbation(self)
+
+    def record(self, value: jax.Array, weight: jax.Array | float = 1.0) -> None:
+        """Probes an output computed outside the module (perturbation already added)."""
+        net_lib.probe_layer(self, value, self.fan_in, weight, add_perturbation=False)
+        net_lib.sow_cost(
+            self, "flops", conv_flops(value.shape, self.fan_in) * jnp.asarray(weight, jnp.float32)
+        )
+
+    def __call__(self, x: jax.Array, stride: int = 1, padding: int = 0) -> jax.Array:
+        y = conv2d(x, self.kernel, stride, padding)
+        net_lib.sow_cost(self, "flops", conv_flops(y.shape, self.fan_in))
+        return net_lib.probe_layer(self, y, self.fan_in)
 
 
 class ConvBN(nn.Module):
@@ -541,10 +660,35 @@ class ConvBN(nn.Module):
     def weights(self) -> ConvBNWeights:
         return ConvBNWeights(self.conv.kernel, *self.bn.weights())
 
+    def perturbation(self) -> jax.Array | None:
+        """The conv output's perturbation, if passed (for `conv_bn_parts`)."""
+        return self.conv.perturbation()
+
+    def record(
+        self,
+        x_shape,
+        conv_out: jax.Array,
+        variance: jax.Array,
+        weight: jax.Array | float = 1.0,
+    ) -> None:
+        """Probes an application computed by `conv_bn_parts` outside the module.
+
+        Records what `__call__` records (conv output, BatchNorm statistics, FLOPs), with
+        `weight` 0 for an op that is not in the architecture.
+        """
+        if self.relu:
+            net_lib.sow_cost(
+                self, "relu_flops", relu_flops(x_shape) * jnp.asarray(weight, jnp.float32)
+            )
+        self.conv.record(conv_out, weight)
+        count = conv_out.size / conv_out.shape[-1]
+        self.bn.record(variance, count, conv_out.shape, weight)
+
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         if self.relu:
+            net_lib.sow_cost(self, "relu_flops", relu_flops(x.shape))
             x = jax.nn.relu(x)
-        return self.bn(conv2d(x, self.conv.kernel, self.stride, self.padding), train)
+        return self.bn(self.conv(x, self.stride, self.padding), train)
 
 
 class ReLUConvsBN(nn.Module):
@@ -629,7 +773,7 @@ class FactorizedReduce(nn.Module):
 
 
 class Dense(nn.Module):
-    """A linear classifier with PyTorch's default init."""
+    """A linear classifier with PyTorch's default init; probes its output."""
 
     features: int
 
@@ -638,7 +782,9 @@ class Dense(nn.Module):
         fan_in = x.shape[-1]
         kernel = self.param("kernel", torch_kernel_init, (fan_in, self.features))
         bias = self.param("bias", torch_bias_init(fan_in), (self.features,))
-        return x @ kernel + bias[None, :]
+        y = x @ kernel + bias[None, :]
+        net_lib.sow_cost(self, "flops", conv_flops(y.shape, fan_in))
+        return net_lib.probe_layer(self, y, fan_in)
 
 
 # -------------------------------------------------------------------- data-driven nets

@@ -1,0 +1,77 @@
+"""The 13 NAS-Bench-Suite-Zero proxies on NB201 against their published scores.
+
+Command:
+  flock /work/wt/heavy.lock python -m jaxnas.main \\
+      --config=configs/nb201_suitezero_proxies.py --workdir=runs/suitezero_proxies
+
+Draws the same 1,000 distinct cells (seed 0) from
+`nb201_zc_suitezero_cifar10_9445.csv.gz` as `configs/nb201_naswot_suitezero.py` and
+scores them with every proxy of that table (our name -> its column): epe_nas, fisher,
+flops, grad_norm, grasp, jacob_cov -> jacov, l2_norm, naswot -> nwot, params, plain, snip,
+synflow, zen. Reports Spearman / Kendall with bootstrap CIs of ours vs `val_acc`
+(CIFAR-10 validation accuracy after 200 epochs, as Suite-Zero), of ours vs the proxy's
+own published column, and of each published column vs `val_acc` on the same cells.
+
+Suite-Zero settings (shared/docs/reference.md §A.11-A.12; NASLib's benchmark runner):
+one batch of 64 real CIFAR-10 training images (`cifar10_jpeg_yoongikim_...npz`, JPEG-
+decoded: ~6/255 from the originals), NASLib's CIFAR-10 normalisation
+(0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616) and its training augmentation
+(random crop with 4 pixels of padding + horizontal flip), real labels, cross-entropy,
+PyTorch default initialisation, BatchNorm with batch statistics, the full NB201 network
+(C=16, N=5, 10 classes), one initialisation per cell. Differences: Suite-Zero drew a new
+batch for every cell and used the exact CIFAR-10 pixels; here one batch (seeded) serves
+all cells. zen draws its own Gaussian inputs, synflow uses one all-ones image, params
+and l2_norm use no data, flops uses the image size only.
+
+Expected on a 2-core CPU (idle): ~5 s per cell for all 13 proxies (grasp ~2 s, the
+gradient proxies ~0.5 s each), i.e. ~1.5 h plus ~10 min of compiles. Bar (issue 3):
+|rho(ours, val_acc) - rho(column, val_acc)| <= 0.05 per proxy; params and flops equal
+their columns to 0.1 %. Measured figures: see the report of issue 3.
+
+Arguments: `:size=N,seed=S,batch=B,proxies=a+b+c` (`+`-separated subset of proxies).
+"""
+
+from jaxnas import experiment
+
+PUBLISHED_COLUMN = {
+    "epe_nas": "epe_nas",
+    "fisher": "fisher",
+    "flops": "flops",
+    "grad_norm": "grad_norm",
+    "grasp": "grasp",
+    "jacob_cov": "jacov",
+    "l2_norm": "l2_norm",
+    "naswot": "nwot",
+    "params": "params",
+    "plain": "plain",
+    "snip": "snip",
+    "synflow": "synflow",
+    "zen": "zen",
+}
+
+
+def get_config(arg=None):
+    args = experiment.parse_arg(arg, size=1000, seed=0, batch=64, proxies="")
+    config = experiment.default_config()
+    config.seed = args.seed
+    names = args.proxies.split("+") if args.proxies else sorted(PUBLISHED_COLUMN)
+    config.proxies = tuple(names)
+    config.population.source = "benchmark"
+    config.population.size = args.size
+    config.benchmark.path = experiment.shared_path(
+        "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
+    )
+    config.benchmark.targets = ("val_acc",)
+    config.benchmark.reference_of = {name: PUBLISHED_COLUMN[name] for name in names}
+    config.data.source = "npz"
+    config.data.path = experiment.shared_path(
+        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
+    )
+    config.data.images_key = "train_images"
+    config.data.labels_key = "train_labels"
+    config.data.normalization = "cifar10-naslib"
+    config.data.augment = True
+    config.data.crop_padding = 4
+    config.data.batch_size = args.batch
+    config.report.num_bootstrap = 500
+    return config

@@ -1,0 +1,68 @@
+"""fisher: channel saliency from activations times their gradients.
+
+Theis et al., "Faster gaze prediction with dense networks and Fisher pruning", 2018;
+Turner et al., "BlockSwap", ICLR 2020; as a zero-cost proxy in Abdelfattah et al.,
+ICLR 2021 (zero-cost-nas `measures/fisher.py`, copied by NASLib). For every conv /
+linear layer with output a (before BatchNorm):
+
+  g_nk = sum over spatial positions of a * dL/da   (image n, channel k)
+  Delta_k = 0.5 * mean_n g_nk^2
+
+and the reference broadcasts Delta_k over the channel's weights before summing, so
+score = sum_layers sum_k Delta_k * fan_in (k_h k_w C_in for a conv, in_features for a
+linear layer). L is the mean cross-entropy of one batch, BatchNorm in train mode.
+
+a and dL/da come from the network's layer probes (`Probes.layers`): zero-valued
+perturbations added to every layer output give dL/da in one backward pass, with no
+hooks. Only layers of the architecture count (probe weight 1).
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from jaxnas import errors, types
+from jaxnas.network import PERTURBATIONS
+from jaxnas.proxies import layerwise
+
+
+def layer_fisher(probe: types.LayerProbe, grad: jax.Array) -> jax.Array:
+    """sum_k 0.5 * mean_n (sum_spatial a * dL/da)^2 * fan_in of one layer: f32[]."""
+    a = probe.value
+    per_channel = jnp.sum(a * grad, axis=tuple(range(1, a.ndim - 1)))  # f32[B, C]
+    delta = 0.5 * jnp.mean(jnp.square(per_channel), axis=0)
+    return probe.weight * probe.fan_in * jnp.sum(delta)
+
+
+def fisher() -> types.ProxyFn:
+    """Returns the fisher proxy (higher is better; NaN if not finite).
+
+    Raises:
+      errors.ConfigError: the network records no layer probes, or some of its conv /
+        linear layers record none (a space not instrumented through `jaxnas.spaces.ops`).
+    """
+
+    def fisher_fn(network, params, batch, key):
+        del key
+        if "y" not in batch:
+            raise errors.ShapeError("fisher needs labels: batch['y'] int32[B]")
+        x, y = batch["x"], batch["y"]
+        shapes = jax.eval_shape(lambda p: network.apply(p, x, probes=True)[1].layers, params)
+        if not shapes:
+            raise errors.ConfigError(
+                "fisher: the network records no conv/linear layer probes; build it from "
+                "jaxnas.spaces.ops (Conv, ConvBN, Dense)"
+            )
+        layerwise.require_probes("fisher", params, shapes, layerwise.WEIGHT_LEAF, "out")
+        zeros = {name: jnp.zeros(s.value.shape, s.value.dtype) for name, s in shapes.items()}
+
+        def loss(flat_eps):
+            variables = {**params, PERTURBATIONS: traverse_util.unflatten_dict(flat_eps, sep="/")}
+            logits, probes = network.apply(variables, x, probes=True)
+            return layerwise.cross_entropy(logits, y), probes.layers
+
+        grads, layers = jax.grad(loss, has_aux=True)(zeros)
+        score = sum(layer_fisher(layers[name], grads[name]) for name in sorted(layers))
+        return layerwise.finite_or_nan(score)
+
+    return fisher_fn

@@ -1,0 +1,24 @@
+"""grad_norm: the sum over layers of the Frobenius norm of the loss gradient.
+
+Abdelfattah et al., ICLR 2021 (zero-cost-nas `measures/grad_norm.py`; NASLib's copy
+for NAS-Bench-Suite-Zero). score = sum_l ||dL/dtheta_l||_2 over the conv / linear
+weights of the architecture (a per-layer norm, summed; not the global norm). L is the
+mean cross-entropy of one batch, BatchNorm in train mode.
+"""
+
+import jax
+
+from jaxnas import types
+from jaxnas.proxies import layerwise
+
+
+def grad_norm() -> types.ProxyFn:
+    """Returns the grad_norm proxy (higher is better; NaN if not finite)."""
+
+    def grad_norm_fn(network, params, batch, key):
+        del key
+        grads = jax.grad(layerwise.loss_fn(network, batch))(params)
+        mask = layerwise.weight_mask(network, params)
+        return layerwise.finite_or_nan(layerwise.layer_sum(layerwise.frobenius, mask, grads))
+
+    return grad_norm_fn

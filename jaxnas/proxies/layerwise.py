@@ -1,0 +1,135 @@
+"""Per-layer building blocks of the gradient-based proxies (zero-cost-nas / NASLib family).
+
+Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021 (reference code:
+SamsungLabs/zero-cost-nas, `foresight/pruners`); Krishnakumar et al., "NAS-Bench-Suite-
+Zero", NeurIPS 2022 Datasets and Benchmarks (NASLib `zerocost` branch).
+
+The reference measures are sums over the weights of every `nn.Conv2d` and `nn.Linear`
+layer (`get_layer_metric_array`): not their biases, not BatchNorm parameters. Here those
+weights are the parameter leaves named `kernel` (the name Flax and the shared ops give
+conv and linear weights), restricted to the architecture by `Network.param_mask`, so the
+unselected ops of a data-driven network never count.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from jaxnas import errors, types
+from jaxnas.network import Network
+
+WEIGHT_LEAF = "kernel"
+
+
+def is_weight(path) -> bool:
+    """True for a conv / linear weight leaf (its last key is `kernel`)."""
+    last = path[-1]
+    return getattr(last, "key", getattr(last, "name", None)) == WEIGHT_LEAF
+
+
+def weight_mask(network: Network, params: types.Params) -> types.PyTree:
+    """f32 pytree like `params`: the architecture's mask on weight leaves, 0 elsewhere.
+
+    Leaves are f32 arrays broadcastable to their parameter (scalars for whole layers).
+    """
+    arch = network.param_mask(params) if network.param_mask is not None else None
+
+    def leaf(path, p, m=None):
+        if not is_weight(path):
+            return jnp.zeros((), jnp.float32)
+        return jnp.ones((), jnp.float32) if m is None else jnp.asarray(m, jnp.float32)
+
+    if arch is None:
+        return jax.tree_util.tree_map_with_path(leaf, params)
+    return jax.tree_util.tree_map_with_path(leaf, params, arch)
+
+
+def masked(leaf: jax.Array, mask: jax.Array) -> jax.Array:
+    """`leaf * mask` with the mask broadcast explicitly (per-layer or per-channel)."""
+    return leaf * jnp.broadcast_to(mask, leaf.shape).astype(leaf.dtype)
+
+
+def layer_sum(fn: Callable[..., jax.Array], mask: types.PyTree, *trees) -> jax.Array:
+    """Sum over weight layers of `fn(leaf, ...)` applied to the masked leaves: f32[].
+
+    `fn` maps the (masked) leaves of `trees` at one weight layer to a scalar, e.g.
+    `lambda g: jnp.linalg.norm(g)` for a per-layer norm. Leaves with mask 0 everywhere
+    contribute `fn` of zeros (0 for every measure here).
+    """
+    terms = jax.tree.map(
+        lambda m, *leaves: fn(*(masked(leaf, m) for leaf in leaves)),
+        mask,
+        *trees,
+    )
+    return jnp.sum(jnp.stack(jax.tree.leaves(terms)))
+
+
+def frobenius(x: jax.Array) -> jax.Array:
+    """‖x‖₂ over all elements (PyTorch's `Tensor.norm()`), with a zero gradient at 0."""
+    squared = jnp.sum(jnp.square(x))
+    safe = jnp.where(squared > 0, squared, 1.0)
+    return jnp.where(squared > 0, jnp.sqrt(safe), 0.0)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy (PyTorch's `F.cross_entropy`): f32[]."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    picked = jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)
+    return -jnp.mean(picked)
+
+
+def loss_fn(network: Network, batch: types.Batch) -> Callable[[types.Params], jax.Array]:
+    """`params -> cross-entropy of the network on the batch` (BatchNorm in train mode)."""
+    if "y" not in batch:
+        raise errors.ShapeError("this proxy needs labels: batch['y'] int32[B]")
+
+    def loss(params):
+        return cross_entropy(network.apply(params, batch["x"]), batch["y"])
+
+    return loss
+
+
+def input_jacobian(network: Network, params: types.Params, x: jax.Array) -> jax.Array:
+    """d(sum of all logits)/dx per image (the reference's `y.backward(ones)`): f32[B, D].
+
+    BatchNorm uses batch statistics, so the images are coupled exactly as in the
+    reference; the rows are not per-image Jacobians of independent networks.
+    """
+    grad = jax.grad(lambda inputs: jnp.sum(network.apply(params, inputs)))(x)
+    return grad.reshape(x.shape[0], -1)
+
+
+def finite_or_nan(score: jax.Array) -> jax.Array:
+    """`score` as f32[], with any non-finite value (overflow, NaN) marked failed (NaN)."""
+    score = jnp.asarray(score, jnp.float32)
+    return jnp.where(jnp.isfinite(score), score, jnp.nan)
+
+
+def require_probes(proxy: str, params: types.Params, recorded: dict, leaf: str, probe: str) -> None:
+    """Raises unless every module holding a `leaf` parameter recorded the probe `probe`.
+
+    A space that calls the pure op functions (`ops.conv2d`, `ops.conv_bn`, ...) without
+    the modules' `record` methods records probes for only some of its layers; a proxy
+    summing over probes would then silently score a part of the network.
+
+    Args:
+      proxy: the proxy's name, for the message.
+      params: `{"params": ...}` of the network.
+      recorded: one collection of `Probes` (`{"a/b/out": ...}`), or its shapes.
+      leaf: parameter name marking the modules that must record, e.g. `"kernel"`.
+      probe: the name each such module records, e.g. `"out"`.
+
+    Raises:
+      errors.ConfigError: naming the first uninstrumented module and the count.
+    """
+    paths = traverse_util.flatten_dict(params.get("params", params), sep="/")
+    modules = sorted(p[: -len(leaf) - 1] for p in paths if p.split("/")[-1] == leaf)
+    missing = [m for m in modules if f"{m}/{probe}" not in recorded]
+    if missing:
+        raise errors.ConfigError(
+            f"{proxy}: {len(missing)} of {len(modules)} modules with a {leaf!r} parameter "
+            f"record no {probe!r} probe (first: {missing[0]}); this space is not "
+            "instrumented for it (its ops must record through jaxnas.spaces.ops modules)"
+        )
