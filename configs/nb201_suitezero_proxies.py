@@ -1,7 +1,7 @@
 """The 13 NAS-Bench-Suite-Zero proxies on NB201 against their published scores.
 
 Command:
-  flock /work/wt/heavy.lock python -m jaxnas.main \\
+  python -m jaxnas.main \\
       --config=configs/nb201_suitezero_proxies.py --workdir=runs/suitezero_proxies
 
 Draws the same 1,000 distinct cells (seed 0) from

@@ -1,6 +1,6 @@
 """NTK condition number speed: jaxnas vs TE-NAS's PyTorch per-sample backward loop.
 
-  flock /work/wt/heavy.lock python scripts/bench_ntk.py [--num-archs 30] [--batch-size 72] \
+  python scripts/bench_ntk.py [--num-archs 30] [--batch-size 72] \
       [--network tenas|full]
 
 Both score the same seeded NB201 cells on the same batch of real CIFAR-10 training

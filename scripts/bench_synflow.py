@@ -1,6 +1,6 @@
 """synflow speed: jaxnas (float32, log space) vs the PyTorch oracle (float64), side by side.
 
-  flock /work/wt/heavy.lock python scripts/bench_synflow.py [--num-archs 100]
+  python scripts/bench_synflow.py [--num-archs 100]
 
 Both score the same seeded NB201 cells (C=16, N=5, 10 classes, PyTorch default init, one
 initialisation per cell, BatchNorm off, one all-ones 32x32 image), on this machine's

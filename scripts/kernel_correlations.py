@@ -1,6 +1,6 @@
 """Rank correlations of the kernel / gradient proxies with NB201 accuracy, per protocol.
 
-  flock /work/wt/heavy.lock python scripts/kernel_correlations.py --num-archs 200 \
+  python scripts/kernel_correlations.py --num-archs 200 \
       --out runs/kernel_corr [--proxies ntk_cond,linear_regions,...]
 
 Scores a seeded sample of distinct NB201 cells (the same cells for every proxy) with

@@ -1,6 +1,6 @@
 """Correlation report of every registered proxy on NAS-Bench-201, next to published values.
 
-  flock /work/wt/heavy.lock python scripts/proxy_report.py --num-cells 300 \\
+  python scripts/proxy_report.py --num-cells 300 \\
       [--proxies synflow,snip] [--datasets cifar10,cifar100,imagenet16-120] \\
       [--out docs/proxy_correlations.md] [--png docs/proxy_correlations.png]
   python scripts/proxy_report.py --from-scores docs/proxy_scores.json   # re-render only
