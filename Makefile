@@ -16,8 +16,9 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m jaxnas.main --config=configs/nb201_naswot.py --workdir=runs/demo
 
+# One worker per core, a whole test file per worker (module fixtures and compiles reused).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
