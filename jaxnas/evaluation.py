@@ -5,6 +5,8 @@ convention: NaN scores are failures and are excluded (and counted); -inf is a va
 worst score and takes the lowest rank.
 """
 
+import warnings
+
 import numpy as np
 from scipy import stats
 
@@ -58,7 +60,10 @@ def rank_correlations(
     alpha = (1.0 - confidence) / 2.0
     for name, fn in (("spearman", stats.spearmanr), ("kendall", stats.kendalltau)):
         value = float(fn(ranks, targets)[0])
-        boot = np.asarray([fn(ranks[s], targets[s])[0] for s in samples], np.float64)
+        with warnings.catch_warnings():
+            # A resample of a small population can be constant; its NaN is left out below.
+            warnings.simplefilter("ignore", stats.ConstantInputWarning)
+            boot = np.asarray([fn(ranks[s], targets[s])[0] for s in samples], np.float64)
         lo, hi = np.nanquantile(boot, [alpha, 1.0 - alpha])
         result[name] = value
         result[f"{name}_ci"] = (float(lo), float(hi))
