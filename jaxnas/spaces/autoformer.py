@@ -348,21 +348,7 @@ def autoformer_init(key: jax.Array, shapes) -> dict:
     for (path, (shape, bound)), start in zip(uniform.items(), np.cumsum([0] + sizes)):
         drawn[path] = flat[start : start + math.prod(shape)].reshape(shape) * bound
 
-    def build(tree, path):
-        out = {}
-        for name, leaf in tree.items():
-            p = path + (name,)
-            if isinstance(leaf, dict):
-                out[name] = build(leaf, p)
-            elif p in drawn:
-                out[name] = drawn[p]
-            elif name == "scale":
-                out[name] = jnp.ones(leaf.shape, jnp.float32)
-            else:
-                out[name] = jnp.zeros(leaf.shape, jnp.float32)
-        return out
-
-    return build(shapes, ())
+    return ops.fill_params(shapes, drawn)
 
 
 # ----------------------------------------------------------------------- pure computation

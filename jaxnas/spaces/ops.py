@@ -97,6 +97,13 @@ def torch_init(key: jax.Array, shapes) -> dict:
         for i, (path, bound) in enumerate(bounds.items())
     }
 
+    return fill_params(shapes, drawn)
+
+
+def fill_params(shapes, drawn: dict) -> dict:
+    """Parameters shaped like `shapes`: the `drawn[path]` arrays where given, else the
+    PyTorch defaults of the remaining leaves (BatchNorm / LayerNorm `scale` 1, others 0)."""
+
     def build(tree, path):
         out = {}
         for name, leaf in tree.items():
