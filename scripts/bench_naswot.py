@@ -28,6 +28,8 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+import timing  # noqa: E402  (scripts/timing.py, beside this script)
+
 from jaxnas import benchmarks, data, proxies  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
@@ -54,18 +56,10 @@ def bench_jax(cells, batch, archs_per_call, proxy_spec="naswot"):
     def scorer(population, batch, keys):
         return proxies.score_population(proxy, space, population, batch, keys)
 
-    chunks = [cells[i : i + archs_per_call] for i in range(0, len(cells), archs_per_call)]
-    chunks = [c for c in chunks if len(c) == archs_per_call]
-    start = time.perf_counter()
-    first = jax.block_until_ready(scorer(chunks[0], batch, keys))
-    first_call = time.perf_counter() - start
-    scores = [np.asarray(first)]
-    start = time.perf_counter()
-    for chunk in chunks[1:]:
-        scores.append(np.asarray(jax.block_until_ready(scorer(chunk, batch, keys))))
-    steady = (time.perf_counter() - start) / (len(chunks) - 1) / archs_per_call
-    compile_s = first_call - steady * archs_per_call
-    return np.concatenate(scores)[:, 0], steady, compile_s
+    scores, steady, compile_s = timing.time_chunks(
+        lambda chunk: scorer(chunk, batch, keys), cells, archs_per_call
+    )
+    return scores[:, 0], steady, compile_s
 
 
 def bench_torch(cells, batch, protocol):

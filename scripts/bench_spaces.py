@@ -33,6 +33,8 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+import timing  # noqa: E402  (scripts/timing.py, beside this script)
+
 from jaxnas import benchmarks, data, network, proxies  # noqa: E402
 from jaxnas.spaces import SPACES, nb101  # noqa: E402
 
@@ -68,18 +70,7 @@ def bench_data_driven(space, population, batch, archs_per_call, num_inits):
     def scorer(population):
         return proxies.score_population(proxy, space, population, batch, keys)
 
-    chunks = [population[i : i + archs_per_call] for i in range(0, len(population), archs_per_call)]
-    chunks = [c for c in chunks if len(c) == archs_per_call]
-    start = time.perf_counter()
-    scores = [np.asarray(jax.block_until_ready(scorer(chunks[0])))]
-    first = time.perf_counter() - start
-    if len(chunks) < 2:  # no steady call to time: the first call includes the compile
-        return scores[0], float("nan"), first
-    start = time.perf_counter()
-    for chunk in chunks[1:]:
-        scores.append(np.asarray(jax.block_until_ready(scorer(chunk))))
-    steady = (time.perf_counter() - start) / (len(chunks) - 1) / archs_per_call
-    return np.concatenate(scores), steady, first - steady * archs_per_call
+    return timing.time_chunks(scorer, population, archs_per_call)
 
 
 def bench_materialised(space, genotype, batch, num_inits):
