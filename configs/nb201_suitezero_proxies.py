@@ -28,7 +28,11 @@ gradient proxies ~0.5 s each), i.e. ~1.5 h plus ~10 min of compiles. Bar (issue 
 |rho(ours, val_acc) - rho(column, val_acc)| <= 0.05 per proxy; params and flops equal
 their columns to 0.1 %. Measured figures: see the report of issue 3.
 
-Arguments: `:size=N,seed=S,batch=B,proxies=a+b+c` (`+`-separated subset of proxies).
+Arguments: `:size=N,seed=S,batch=B,proxies=a+b+c,fuse=1` (`+`-separated subset of
+proxies; `fuse=1` scores the proxies in one program per set of network overrides, which
+computes the loss gradient shared by snip / grad_norm / plain and the input gradient
+shared by jacob_cov / epe_nas once). The cells of a size-n run are among those of
+any larger size (same seed).
 """
 
 from jaxnas import experiment
@@ -51,11 +55,12 @@ PUBLISHED_COLUMN = {
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=1000, seed=0, batch=64, proxies="")
+    args = experiment.parse_arg(arg, size=1000, seed=0, batch=64, proxies="", fuse=0)
     config = experiment.default_config()
     config.seed = args.seed
     names = args.proxies.split("+") if args.proxies else sorted(PUBLISHED_COLUMN)
     config.proxies = tuple(names)
+    config.fuse_proxies = bool(args.fuse)
     config.population.source = "benchmark"
     config.population.size = args.size
     config.benchmark.path = experiment.shared_path(

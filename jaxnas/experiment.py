@@ -41,6 +41,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.aggregate = "mean"  # over the K initialisations
     c.chunk_size = 1  # architectures vmapped together inside one compiled call
     c.archs_per_call = 16  # architectures per compiled call (progress granularity)
+    # Score proxies with the same network overrides in one compiled program
+    # (`proxies.stack`): shared subexpressions (a loss gradient, an input gradient) are
+    # computed once; timings are then per group of proxies.
+    c.fuse_proxies = False
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "synthetic"  # synthetic | npz | tfds
@@ -210,8 +214,7 @@ class _Images:
         return jnp.asarray(data.normalize(self.pool[0], c.normalization))
 
 
-def _scorer(config, space, spec):
-    proxy = proxies.get_proxy(spec)
+def _scorer(config, space, proxy):
     chunk = config.chunk_size
 
     @jax.jit
@@ -219,6 +222,18 @@ def _scorer(config, space, spec):
         return proxies.score_population(proxy, space, population, batch, keys, chunk_size=chunk)
 
     return scorer
+
+
+def _proxy_groups(config) -> list[tuple[str, ...]]:
+    """The proxy specs scored together: one group each, or (`fuse_proxies`) one group
+    per set of network overrides, in the order of `config.proxies`."""
+    if not config.fuse_proxies:
+        return [(spec,) for spec in config.proxies]
+    groups: dict[str, list[str]] = {}
+    for spec in config.proxies:
+        overrides = proxies.network_overrides(proxies.get_proxy(spec))
+        groups.setdefault(repr(sorted(overrides.items())), []).append(spec)
+    return [tuple(g) for g in groups.values()]
 
 
 def _score_chunks(scorer, population, batch, keys, per_call, progress) -> np.ndarray:
@@ -284,16 +299,20 @@ def _score(config, workdir) -> dict:
     archs = [space.to_string(g) for g in population]
 
     results, timing = {}, {}
-    for spec in config.proxies:
-        progress = Progress(len(population), f"score {spec}")
-        scorer = _scorer(config, space, spec)
+    for group in _proxy_groups(config):
+        name = "+".join(group)
+        progress = Progress(len(population), f"score {name}")
+        fns = [proxies.get_proxy(spec) for spec in group]
+        scorer = _scorer(config, space, fns[0] if len(fns) == 1 else proxies.stack(*fns))
         scores = _score_chunks(scorer, population, batch, keys, config.archs_per_call, progress)
-        _check_finite_or_failed(spec, scores)
-        results[spec] = (
-            scores,
-            np.asarray(proxies.aggregate(jnp.asarray(scores), config.aggregate)),
-        )
-        timing[spec] = {
+        scores = scores.reshape(*scores.shape[:2], len(group))
+        for m, spec in enumerate(group):
+            _check_finite_or_failed(spec, scores[..., m])
+            results[spec] = (
+                scores[..., m],
+                np.asarray(proxies.aggregate(jnp.asarray(scores[..., m]), config.aggregate)),
+            )
+        timing[name] = {
             "seconds_total": time.perf_counter() - progress.start,
             "archs_per_second_after_compile": progress.rate(),
         }
@@ -390,7 +409,7 @@ def _search(config, workdir, resume=False) -> dict:
         )
     strategy = strategies.STRATEGIES[s.strategy](space, s.population_size)
     spec = config.proxies[0]
-    scorer = _scorer(config, space, spec)
+    scorer = _scorer(config, space, proxies.get_proxy(spec))
     path = os.path.join(workdir, "runs.jsonl")
     runs = _completed_runs(path, s.num_runs) if resume else []
     if runs:

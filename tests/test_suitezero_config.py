@@ -41,3 +41,16 @@ def test_scores_cells_against_val_acc_and_their_own_columns(tmp_path, shared_dat
     }
     rows = [json.loads(line) for line in open(tmp_path / "scores.jsonl")]
     assert len(rows) == 5 and all(r["synflow"]["score"] is not None for r in rows)
+
+
+def test_fused_proxies_score_as_one_by_one(tmp_path, shared_data):
+    rows, timings = {}, {}
+    for fuse in (0, 1):
+        config = _config(f"size=3,batch=8,proxies=params+synflow+l2_norm,fuse={fuse}")
+        config.space.kwargs = {"channels": 4, "cells_per_stage": 1}
+        config.report.num_bootstrap = 20
+        workdir = tmp_path / str(fuse)
+        timings[fuse] = set(experiment.run(config, str(workdir))["timing"])
+        rows[fuse] = [json.loads(line) for line in open(workdir / "scores.jsonl")]
+    assert timings == {0: {"params", "synflow", "l2_norm"}, 1: {"params+l2_norm", "synflow"}}
+    assert rows[0] == rows[1]

@@ -298,3 +298,41 @@ def test_probe_proxies_raise_on_spaces_that_record_no_probes():
             )
             with np.testing.assert_raises_regex(errors.ConfigError, message, msg=space_name):
                 jax.eval_shape(score, params)
+
+
+def test_stacked_proxies_equal_the_proxies_one_by_one():
+    """The shared loss and input gradients give each proxy its own value, jitted."""
+    f, _ = _fixture()
+    space, params, batch = _case()
+    names = ("snip", "grad_norm", "plain", "jacob_cov", "epe_nas", "fisher")
+    stacked = proxies.stack(*[proxies.get_proxy(n) for n in names])
+    genotype = jnp.asarray(f["genotypes"][1])
+    got = jax.jit(lambda g, p: stacked(space.network(g), p, batch, jax.random.key(0)))(
+        genotype, params
+    )
+    chex.assert_shape(got, (len(names),))
+    for m, name in enumerate(names):
+        np.testing.assert_allclose(got[m], _scorer(name)(genotype, params), rtol=1e-5)
+
+
+def test_shared_traces_each_computation_once_per_stack_only():
+    calls = []
+
+    def double(x):
+        calls.append(x)
+        return 2 * x
+
+    x, y = jnp.ones(3), jnp.ones(3)
+    with proxies.sharing():
+        a = proxies.shared("double", double, x)
+        b = proxies.shared("double", double, x)
+        proxies.shared("double", double, y)  # another object: computed again
+    assert a is b and len(calls) == 2
+    proxies.shared("double", double, x)
+    proxies.shared("double", double, x)
+    assert len(calls) == 4  # outside `sharing`, nothing is cached
+
+
+def test_stack_rejects_proxies_with_different_network_overrides():
+    with np.testing.assert_raises_regex(errors.ConfigError, "different network overrides"):
+        proxies.stack(proxies.get_proxy("synflow"), proxies.get_proxy("snip"))

@@ -37,6 +37,9 @@ from jaxnas.proxies.base import (
     score_inits,
     score_network,
     score_population,
+    shared,
+    sharing,
+    stack,
     with_network_overrides,
 )
 
@@ -109,5 +112,8 @@ __all__ = [
     "score_inits",
     "score_network",
     "score_population",
+    "shared",
+    "sharing",
+    "stack",
     "with_network_overrides",
 ]

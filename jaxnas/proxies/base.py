@@ -7,7 +7,9 @@ caller decides where to `jax.jit` it (one compile serves every population of the
 shape).
 """
 
-from collections.abc import Mapping
+import contextlib
+import contextvars
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -32,6 +34,65 @@ def with_network_overrides(proxy: types.ProxyFn, **overrides) -> types.ProxyFn:
 def network_overrides(proxy: types.ProxyFn) -> dict[str, Any]:
     """The static `space.network` overrides `proxy` declared (usually none)."""
     return dict(getattr(proxy, "network_overrides", {}))
+
+
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("shared", default=None)
+
+
+@contextlib.contextmanager
+def sharing():
+    """Within this context `shared` traces each distinct computation once."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared(name: str, fn: Callable[..., Any], *args) -> Any:
+    """`fn(*args)`, traced once per `name` and argument objects inside `sharing()`.
+
+    XLA does not merge two identical gradient computations that contain `lax.switch`
+    (measured: snip + grad_norm + plain stacked cost 3.1x snip alone), so proxies that
+    need the same intermediate result (the loss gradient, the input gradient) ask for
+    it by name and the first request's traced value serves the others. Arguments are
+    matched by identity (the same network, params and batch objects of one stacked
+    call) and kept alive in the cache so identities cannot be reused. Outside
+    `sharing()` this is just `fn(*args)`.
+    """
+    cache = _SHARED.get()
+    if cache is None:
+        return fn(*args)
+    key = (name, *(id(a) for a in args))
+    if key not in cache:
+        cache[key] = (args, fn(*args))
+    return cache[key][1]
+
+
+def stack(*proxy_fns: types.ProxyFn) -> types.ProxyFn:
+    """Several proxies as one function returning their scores side by side: f32[M].
+
+    The proxies are traced together inside `sharing()`, so an intermediate result they
+    request through `shared` is computed once (snip, grad_norm and plain take the same
+    loss gradient; jacob_cov and epe_nas the same input gradient). `score_population`
+    of the stacked proxy returns f32[P, K, M]. The proxies must declare the same network
+    overrides.
+    """
+    if not proxy_fns:
+        raise errors.ConfigError("stack needs at least one proxy")
+    overrides = network_overrides(proxy_fns[0])
+    if any(network_overrides(p) != overrides for p in proxy_fns[1:]):
+        raise errors.ConfigError(
+            "proxies with different network overrides cannot be stacked: "
+            f"{[network_overrides(p) for p in proxy_fns]}"
+        )
+
+    def stacked(network, params, batch, key):
+        with sharing():
+            scores = [jnp.asarray(p(network, params, batch, key), jnp.float32) for p in proxy_fns]
+        return jnp.stack(scores)
+
+    return with_network_overrides(stacked, **overrides)
 
 
 def score_network(
@@ -89,7 +150,8 @@ def score_population(
         branch; larger chunks suit "mask" dispatch on accelerators.
 
     Returns:
-      f32[P, K] scores; NaN marks a failed evaluation.
+      f32[P, K] scores (f32[P, K, M] for a `stack` of M proxies); NaN marks a failed
+      evaluation.
     """
     population = jnp.asarray(population)
     if population.ndim != 2 or population.shape[1] != len(space.num_choices):

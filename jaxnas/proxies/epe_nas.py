@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import jacob_cov
+from jaxnas.proxies import jacob_cov, layerwise
 
 K = 1e-5
 MANY_CLASSES = 100
@@ -61,10 +61,9 @@ def epe_nas(*, k: float = K) -> types.ProxyFn:
         if "y" not in batch:
             raise errors.ShapeError("epe_nas needs labels: batch['y'] int32[B]")
         x = batch["x"]
-        logits, vjp = jax.vjp(lambda inputs: network.apply(params, inputs), x)
-        (grad,) = vjp(jnp.ones_like(logits))
-        jacobian = grad.reshape(x.shape[0], -1)
-        score = epe_score(jacobian, batch["y"], logits.shape[-1], k)
+        num_classes = jax.eval_shape(network.apply, params, x).shape[-1]
+        jacobian = layerwise.input_jacobian(network, params, x)
+        score = epe_score(jacobian, batch["y"], num_classes, k)
         score = jnp.asarray(score, jnp.float32)
         return jnp.where(jnp.isfinite(score), score, jnp.nan)
 

@@ -6,8 +6,6 @@ weights of the architecture (a per-layer norm, summed; not the global norm). L i
 mean cross-entropy of one batch, BatchNorm in train mode.
 """
 
-import jax
-
 from jaxnas import types
 from jaxnas.proxies import layerwise
 
@@ -17,7 +15,7 @@ def grad_norm() -> types.ProxyFn:
 
     def grad_norm_fn(network, params, batch, key):
         del key
-        grads = jax.grad(layerwise.loss_fn(network, batch))(params)
+        grads = layerwise.loss_gradients(network, params, batch)
         mask = layerwise.weight_mask(network, params)
         return layerwise.finite_or_nan(layerwise.layer_sum(layerwise.frobenius, mask, grads))
 

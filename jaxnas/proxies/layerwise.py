@@ -19,6 +19,7 @@ from flax import traverse_util
 
 from jaxnas import errors, types
 from jaxnas.network import Network
+from jaxnas.proxies import base
 
 WEIGHT_LEAF = "kernel"
 
@@ -91,12 +92,30 @@ def loss_fn(network: Network, batch: types.Batch) -> Callable[[types.Params], ja
     return loss
 
 
+def loss_gradients(network: Network, params: types.Params, batch: types.Batch) -> types.Params:
+    """dL/dparams of the batch's mean cross-entropy, a pytree like `params`.
+
+    Shared (`base.shared`) between the proxies of one `stack`.
+    """
+    return base.shared("loss_gradients", _loss_gradients, network, params, batch)
+
+
+def _loss_gradients(network, params, batch):
+    return jax.grad(loss_fn(network, batch))(params)
+
+
 def input_jacobian(network: Network, params: types.Params, x: jax.Array) -> jax.Array:
     """d(sum of all logits)/dx per image (the reference's `y.backward(ones)`): f32[B, D].
 
     BatchNorm uses batch statistics, so the images are coupled exactly as in the
-    reference; the rows are not per-image Jacobians of independent networks.
+    reference; the rows are not per-image Jacobians of independent networks. Shared
+    (`base.shared`) between the proxies of one `stack`.
     """
+
+    return base.shared("input_jacobian", _input_jacobian, network, params, x)
+
+
+def _input_jacobian(network, params, x):
     grad = jax.grad(lambda inputs: jnp.sum(network.apply(params, inputs)))(x)
     return grad.reshape(x.shape[0], -1)
 

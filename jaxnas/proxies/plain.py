@@ -7,7 +7,6 @@ as the reference computes it (no sign flip): in NAS-Bench-Suite-Zero it correlat
 negatively with accuracy on NB201.
 """
 
-import jax
 import jax.numpy as jnp
 
 from jaxnas import types
@@ -19,7 +18,7 @@ def plain() -> types.ProxyFn:
 
     def plain_fn(network, params, batch, key):
         del key
-        grads = jax.grad(layerwise.loss_fn(network, batch))(params)
+        grads = layerwise.loss_gradients(network, params, batch)
         mask = layerwise.weight_mask(network, params)
         score = layerwise.layer_sum(lambda w, g: jnp.sum(w * g), mask, params, grads)
         return layerwise.finite_or_nan(score)

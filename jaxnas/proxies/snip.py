@@ -7,7 +7,6 @@ Sensitivity", ICLR 2019, as a zero-cost proxy in Abdelfattah et al., ICLR 2021
 batch, BatchNorm in train mode.
 """
 
-import jax
 import jax.numpy as jnp
 
 from jaxnas import types
@@ -19,7 +18,7 @@ def snip() -> types.ProxyFn:
 
     def snip_fn(network, params, batch, key):
         del key
-        grads = jax.grad(layerwise.loss_fn(network, batch))(params)
+        grads = layerwise.loss_gradients(network, params, batch)
         mask = layerwise.weight_mask(network, params)
         score = layerwise.layer_sum(lambda w, g: jnp.sum(jnp.abs(w * g)), mask, params, grads)
         return layerwise.finite_or_nan(score)
