@@ -55,28 +55,10 @@ PUBLISHED_COLUMN = {
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=1000, seed=0, batch=64, proxies="", fuse=0)
+    args = experiment.parse_arg(arg, size=1000, seed=0, batch=64, proxies="", fuse=False)
     config = experiment.default_config()
     config.seed = args.seed
-    names = args.proxies.split("+") if args.proxies else sorted(PUBLISHED_COLUMN)
-    config.proxies = tuple(names)
-    config.fuse_proxies = bool(args.fuse)
-    config.population.source = "benchmark"
-    config.population.size = args.size
-    config.benchmark.path = experiment.shared_path(
-        "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
-    )
-    config.benchmark.targets = ("val_acc",)
-    config.benchmark.reference_of = {name: PUBLISHED_COLUMN[name] for name in names}
-    config.data.source = "npz"
-    config.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
-    config.data.images_key = "train_images"
-    config.data.labels_key = "train_labels"
-    config.data.normalization = "cifar10-naslib"
-    config.data.augment = True
-    config.data.crop_padding = 4
-    config.data.batch_size = args.batch
-    config.report.num_bootstrap = 500
-    return config
+    config.fuse_proxies = args.fuse
+    names = tuple(args.proxies.split("+")) if args.proxies else tuple(sorted(PUBLISHED_COLUMN))
+    table = experiment.shared_path("nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz")
+    return experiment.suite_zero(config, table, PUBLISHED_COLUMN, names, args.size, args.batch)

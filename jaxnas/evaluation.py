@@ -85,3 +85,33 @@ def mean_std(values) -> tuple[float, float]:
     """Mean and (population) standard deviation, as search tables report them."""
     values = np.asarray(values, np.float64)
     return float(values.mean()), float(values.std())
+
+
+def spearman_difference(
+    scores_a, scores_b, targets, *, num_bootstrap: int = 1000, confidence: float = 0.95, seed=0
+) -> dict:
+    """Spearman(a, targets) - Spearman(b, targets) on the same items, paired bootstrap CI.
+
+    Items where either score is NaN (failed) or the target is NaN are left out of both,
+    so the two correlations are over the same architectures.
+
+    Returns:
+      {"n", "difference", "difference_ci"}.
+    """
+    a, b, t = (np.asarray(v, np.float64) for v in (scores_a, scores_b, targets))
+    keep = ~np.isnan(a) & ~np.isnan(b) & ~np.isnan(t)
+    a, b, t = stats.rankdata(a[keep]), stats.rankdata(b[keep]), t[keep]
+    n = t.shape[0]
+    if n < 3:
+        return {"n": n, "difference": np.nan, "difference_ci": (np.nan, np.nan)}
+
+    def diff(s):
+        return stats.spearmanr(a[s], t[s])[0] - stats.spearmanr(b[s], t[s])[0]
+
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        boot = np.asarray([diff(rng.integers(0, n, n)) for _ in range(num_bootstrap)])
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.nanquantile(boot, [alpha, 1.0 - alpha])
+    return {"n": n, "difference": float(diff(slice(None))), "difference_ci": (float(lo), float(hi))}

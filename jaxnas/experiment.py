@@ -120,6 +120,51 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return out
 
 
+def suite_zero(
+    config: ml_collections.ConfigDict,
+    table: str,
+    published: dict[str, str],
+    names: tuple[str, ...],
+    size: int,
+    batch: int,
+) -> ml_collections.ConfigDict:
+    """Sets `config` to score cells of a NAS-Bench-Suite-Zero table as Suite-Zero did.
+
+    NASLib's benchmark runner (shared/docs/reference.md §A.11-A.12): one batch of real
+    CIFAR-10 training images (`cifar10_jpeg_yoongikim_...npz`, JPEG-decoded), NASLib's
+    CIFAR-10 normalisation and training augmentation (random crop, 4 pixels of padding,
+    horizontal flip), real labels, one initialisation per cell. `size` distinct rows of
+    `table` are drawn with `config.seed` (those of a smaller size are among those of a
+    larger one); each proxy of `names` is correlated with `val_acc` and with its own
+    published column `published[name]`.
+
+    Raises:
+      ConfigError: a proxy without a published column in this table.
+    """
+    unknown = sorted(set(names) - set(published))
+    if unknown:
+        raise errors.ConfigError(
+            f"no published column for {unknown} in {os.path.basename(table)}; "
+            f"available: {sorted(published)}"
+        )
+    config.proxies = tuple(names)
+    config.population.source = "benchmark"
+    config.population.size = size
+    config.benchmark.path = table
+    config.benchmark.targets = ("val_acc",)
+    config.benchmark.reference_of = {name: published[name] for name in names}
+    config.data.source = "npz"
+    config.data.path = shared_path("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
+    config.data.images_key = "train_images"
+    config.data.labels_key = "train_labels"
+    config.data.normalization = "cifar10-naslib"
+    config.data.augment = True
+    config.data.crop_padding = 4
+    config.data.batch_size = batch
+    config.report.num_bootstrap = 500
+    return config
+
+
 def shared_path(*parts: str) -> str:
     """A file under the shared data directory (see `benchmarks.shared_data_dir`)."""
     return os.path.join(benchmarks.shared_data_dir(), *parts)

@@ -4,6 +4,17 @@
       [--proxies synflow,snip] [--datasets cifar10,cifar100,imagenet16-120] \\
       [--out docs/proxy_correlations.md] [--png docs/proxy_correlations.png]
   python scripts/proxy_report.py --from-scores docs/proxy_scores.json   # re-render only
+  python scripts/proxy_report.py --from-scores S.json --runs runs/nb201_sz runs/nb101_sz
+
+`--runs` adds CLI score runs (`python -m jaxnas.main` workdirs: config.json, report.json,
+scores.jsonl) on benchmark tables, e.g. the NAS-Bench-Suite-Zero configs: per table, each
+proxy's Spearman / Kendall vs the run's targets, the published score column's on the
+same cells (Suite-Zero's `nwot`, `jacov`, ... next to our `naswot`, `jacob_cov`, ...),
+their paired-bootstrap difference, Spearman(ours, published column), and seconds per
+architecture (shared by the proxies of a fused run). Runs on NB201 tables also give
+the CIFAR-10 test-accuracy row of a proxy the script did not score itself (their
+scores come from the 64-image CIFAR-10 batch of the Suite-Zero settings). Where several
+runs score a proxy on the same table, the one with the most cells is shown.
 
 For each proxy of `jaxnas.proxies.PROXIES` (or `--proxies`) and each dataset, scores the
 same seeded sample of NB201 cells (C=16, N=5; 10 / 100 / 120 classes) with one
@@ -43,7 +54,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from jaxnas import benchmarks, data, evaluation, proxies  # noqa: E402
+from jaxnas import benchmarks, data, evaluation, experiment, proxies  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
 DATASETS = {
@@ -108,6 +119,158 @@ PUBLISHED = {
     "meco": [("spearman", 0.89, None, None, "MeCo NeurIPS'23 abstract (NATS-TSS)")],
 }
 COLUMN = {"cifar10": 1, "cifar100": 2, "imagenet16-120": 3}
+
+
+# Published Spearman vs validation accuracy on other tables (reference.md §C.2, §C.4, §C.8),
+# by table file and proxy: (value, statistic, source).
+PUBLISHED_TABLES = {
+    "nb201_zc_suitezero_cifar10_9445.csv.gz": {
+        name: (values[0][1], "ρ", "Suite-Zero Fig. 2, NB201 C10")
+        for name, values in PUBLISHED.items()
+        if values[0][0] == "spearman" and values[0][4].startswith("Suite-Zero")
+    },
+    "nb101_zc_suitezero_subset250_cifar10.csv.gz": {
+        **{
+            name: (v, "ρ", "Suite-Zero Fig. 2, NB101")
+            for name, v in {
+                "params": 0.37,
+                "flops": 0.36,
+                "l2_norm": 0.50,
+                "synflow": 0.31,
+                "grasp": 0.27,
+                "epe_nas": 0.00,
+                "snip": -0.19,
+                "grad_norm": -0.25,
+                "jacob_cov": -0.29,
+                "fisher": -0.28,
+                "plain": -0.32,
+                "zen": 0.59,
+            }.items()
+        },
+        "naswot": (0.285, "τ", "NASWOT ICML'21 Fig. 3 (ρ 0.31: Suite-Zero)"),
+    },
+    "nb301_zc_suitezero_subset363_cifar10.csv.gz": {
+        name: (v, "ρ", "Suite-Zero Fig. 2, NB301")
+        for name, v in {
+            "naswot": 0.47,
+            "params": 0.46,
+            "flops": 0.42,
+            "l2_norm": 0.45,
+            "synflow": 0.18,
+            "grasp": 0.34,
+            "epe_nas": 0.00,
+            "snip": -0.05,
+            "grad_norm": -0.04,
+            "jacob_cov": -0.04,
+            "fisher": -0.28,
+            "plain": -0.32,
+            "zen": 0.43,
+        }.items()
+    },
+    "swap_darts_1000_cifar10.csv.gz": {
+        "swap": (0.93, "ρ", "SWAP journal ext. abstract (regularised SWAP)"),
+    },
+}
+# Our proxy name -> the Suite-Zero column where the names differ.
+SUITE_ZERO_COLUMN = {"naswot": "nwot", "jacob_cov": "jacov"}
+TEST_ACCURACY = "nb201_test_acc_200ep.csv.gz"
+
+
+def _score_value(value):
+    return np.nan if value is None else float(value)
+
+
+def load_run(workdir):
+    """A CLI score run: its table, targets, per-proxy scores and per-group timing."""
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    report = json.load(open(os.path.join(workdir, "report.json")))
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "scores.jsonl"))]
+    # Runs written before a benchmark field existed used its default.
+    bench = {**experiment.default_config().benchmark.to_dict(), **config["benchmark"]}
+    names = [k for k in rows[0] if k not in ("arch", "genotype", "index")]
+    seconds = {}
+    for group, t in report["timing"].items():
+        rate = t["archs_per_second_after_compile"]  # None: a single (compiling) call
+        for name in group.split("+"):
+            seconds[name] = (1.0 / rate if rate else np.nan, group)
+    return {
+        "workdir": workdir,
+        "space": config["space"]["name"],
+        "table": bench["path"],
+        "key": bench["key"],
+        "key_columns": tuple(bench["key_columns"]),
+        "separator": bench["key_separator"],
+        "targets": tuple(bench["targets"]),
+        "archs": [r["arch"] for r in rows],
+        "scores": {n: np.asarray([_score_value(r[n]["score"]) for r in rows]) for n in names},
+        "seconds": seconds,
+        "batch": config["data"]["batch_size"],
+    }
+
+
+def run_rows(runs, bootstrap):
+    """Per (table, proxy): correlations of the largest run scoring it."""
+    best = {}
+    for run in runs:
+        for name, scores in run["scores"].items():
+            key = (os.path.basename(run["table"]), name)
+            if key not in best or len(scores) > len(best[key][1]):
+                best[key] = (run, scores)
+    tables, rows = {}, []
+    for (table_name, name), (run, scores) in sorted(best.items()):
+        if run["table"] not in tables:
+            tables[run["table"]] = benchmarks.Benchmark.from_csv(
+                run["table"],
+                key=run["key"],
+                key_columns=run["key_columns"],
+                separator=run["separator"],
+            )
+        table = tables[run["table"]]
+        column = SUITE_ZERO_COLUMN.get(name, name)
+        reference = table.lookup(column, run["archs"]) if column in table.columns else None
+        for target in run["targets"]:
+            truth = table.lookup(target, run["archs"])
+            row = {
+                "table": table_name,
+                "space": run["space"],
+                "proxy": name,
+                "target": target,
+                "ours": evaluation.rank_correlations(scores, truth, num_bootstrap=bootstrap),
+                "seconds": run["seconds"].get(name),
+                "batch": run["batch"],
+                "workdir": run["workdir"],
+            }
+            if reference is not None:
+                row["column"] = column
+                row["reference"] = evaluation.rank_correlations(
+                    reference, truth, num_bootstrap=bootstrap
+                )
+                row["difference"] = evaluation.spearman_difference(
+                    scores, reference, truth, num_bootstrap=bootstrap
+                )
+                row["agreement"] = evaluation.rank_correlations(
+                    scores, reference, num_bootstrap=bootstrap
+                )
+            rows.append(row)
+    return rows, best
+
+
+def nb201_test_rows(best, results, bootstrap):
+    """CIFAR-10 test-accuracy rows from NB201 runs, for proxies `results` lacks there."""
+    path = os.path.join(benchmarks.shared_data_dir(), "nasbench201", TEST_ACCURACY)
+    table = None
+    rows = []
+    for (_, name), (run, scores) in sorted(best.items()):
+        scored = results["scores"].get(name, {}) if results else {}
+        if run["space"] != "nb201" or "cifar10" in scored:
+            continue
+        table = table or benchmarks.Benchmark.from_csv(path)
+        truth = table.lookup(DATASETS["cifar10"][0], run["archs"])
+        r = evaluation.rank_correlations(scores, truth, num_bootstrap=bootstrap)
+        seconds, group = run["seconds"].get(name, (np.nan, name))
+        entry = {"seconds_per_arch": seconds, "compile_seconds": None, "group": group}
+        rows.append((name, "cifar10", r, {**entry, "source": run["workdir"]}))
+    return rows
 
 
 def make_batch(dataset, seed):
@@ -214,50 +377,133 @@ def published(name, dataset):
     return "; ".join(cells) or "-"
 
 
-def write_markdown(results, rows, path, png):
-    meta = results["meta"]
+def _ci(r, name):
+    lo, hi = r[f"{name}_ci"]
+    return f"{r[name]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _seconds(entry):
+    seconds = entry.get("seconds_per_arch")
+    if seconds is None or np.isnan(seconds):
+        return "-"
+    group = entry.get("group", "")
+    shared = f" (shared: {group})" if "+" in group else ""
+    return f"{seconds:.3f}{shared}"
+
+
+def _header(meta, command):
     lines = [
-        "# Proxy correlations on NAS-Bench-201",
+        "# Proxy correlations",
         "",
-        "Written by `scripts/proxy_report.py` (see its docstring for the protocol). "
-        f"Command: `{meta['command']}`; {meta['date']}; {meta['machine']}; "
-        f"jax {meta['jax']} on {meta['device']}.",
-        "",
-        f"{meta['num_cells']} NB201 cells drawn uniformly without replacement "
-        f"(seed {meta['seed']}) from all 15,625; C=16, N=5; one initialisation per cell. "
-        "Target: NB201 200-epoch test accuracy (`nb201_test_acc_200ep.csv.gz`). "
-        "Intervals: 95 % bootstrap. *failed*: NaN scores, excluded. *s/arch*: steady "
-        "seconds per architecture after compilation (batch as listed), timings "
-        "taken on a shared CPU and possibly inflated by other jobs.",
-        "",
-        "Batches: CIFAR-10 64 real training images (JPEG-decoded), CIFAR-100 the 20 real "
-        "test images available, ImageNet16-120 20 real ImageNet-1k images at 16x16 "
-        "(labels: ImageNet-1k id mod 120). Published values use other samples, batches "
-        "and (Suite-Zero) validation accuracy: context, not a bar.",
+        f"Written by `scripts/proxy_report.py` (protocols in its docstring); command: "
+        f"`{command}`; {datetime.date.today().isoformat()}; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"jax {jax.__version__} on {jax.devices()[0].platform}. Intervals: 95 % bootstrap. "
+        "*failed*: NaN scores, excluded. *s/arch*: steady seconds per architecture after "
+        "compilation, on a shared CPU (other jobs may inflate them); a fused run computes "
+        "several proxies in one program and its time is shared by them.",
         "",
     ]
-    if png:
-        lines += [f"![Spearman per proxy]({os.path.basename(png)})", ""]
-    for dataset in DATASETS:
-        subset = [r for r in rows if r[1] == dataset]
-        if not subset:
-            continue
+    if meta:
         lines += [
-            f"## {dataset}",
+            f"NB201 scoring by this script: `{meta['command']}` ({meta['date']}, "
+            f"{meta['machine']}).",
             "",
-            "| proxy | n | failed | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | published | "
-            "s/arch | compile s |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for name, _, r, entry in subset:
+    return lines
+
+
+def runs_markdown(rows):
+    """Tables of CLI runs on benchmark tables: ours vs the published column."""
+    lines = []
+    for table in sorted({r["table"] for r in rows}):
+        subset = [r for r in rows if r["table"] == table]
+        first = subset[0]
+        lines += [
+            f"### `{table}` ({first['space']} space, batch {first['batch']})",
+            "",
+            "| proxy | target | n | failed | ours: Spearman ρ [CI] | Kendall τ [CI] | "
+            "published column: ρ [CI] | ours − column [paired CI] | ρ(ours, column) | "
+            "published elsewhere | s/arch | run |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in subset:
+            o = r["ours"]
+            if "reference" in r:
+                ref = f"`{r['column']}` {_ci(r['reference'], 'spearman')}"
+                d = r["difference"]
+                lo, hi = d["difference_ci"]
+                diff = f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                agree = f"{r['agreement']['spearman']:.3f}"
+            else:
+                ref = diff = agree = "-"
+            value = PUBLISHED_TABLES.get(table, {}).get(r["proxy"])
+            pub = f"{value[1]} {value[0]:.2f} ({value[2]})" if value else "-"
+            seconds = "-"
+            if r["seconds"] is not None:
+                seconds = _seconds({"seconds_per_arch": r["seconds"][0], "group": r["seconds"][1]})
             lines.append(
-                f"| {name} | {r['n']} | {r['n_failed']} | {r['spearman']:.3f} "
-                f"[{r['spearman_ci'][0]:.3f}, {r['spearman_ci'][1]:.3f}] | "
-                f"{r['kendall']:.3f} [{r['kendall_ci'][0]:.3f}, {r['kendall_ci'][1]:.3f}] | "
-                f"{published(name, dataset)} | {entry['seconds_per_arch']:.3f} | "
-                f"{entry['compile_seconds']:.0f} |"
+                f"| {r['proxy']} | {r['target']} | {o['n']} | {o['n_failed']} | "
+                f"{_ci(o, 'spearman')} | {_ci(o, 'kendall')} | {ref} | {diff} | {agree} | "
+                f"{pub} | {seconds} | `{r['workdir']}` |"
             )
         lines.append("")
+    return lines
+
+
+def write_markdown(meta, rows, run_table_rows, path, png, command):
+    lines = _header(meta, command)
+    if run_table_rows:
+        lines += [
+            "## Benchmark tables: ours next to the published scores",
+            "",
+            "CLI score runs (`python -m jaxnas.main --config=configs/..._suitezero_proxies.py`"
+            " and others): each proxy on the table's own cells and target, next to the "
+            "table's published column for the same proxy on the same cells (NAS-Bench-"
+            "Suite-Zero's scores; its settings: batch 64 of augmented CIFAR-10, one "
+            "initialisation per cell; Suite-Zero drew a new batch per cell, we use one "
+            "seeded batch for all). *ours − column*: difference of the two Spearman ρ "
+            "vs the target, paired bootstrap interval (issue 3's bar: |difference| ≤ 0.05 "
+            "on 1,000 NB201 cells).",
+            "",
+            *runs_markdown(run_table_rows),
+        ]
+    if rows:
+        lines += [
+            "## NAS-Bench-201 test accuracy (CIFAR-10, CIFAR-100, ImageNet16-120)",
+            "",
+            "Rows scored by this script: its seeded sample of NB201 cells (C=16, N=5, one "
+            "initialisation per cell); batches: CIFAR-10 64 real training images (JPEG-"
+            "decoded), CIFAR-100 the 20 real test images available, ImageNet16-120 20 real "
+            "ImageNet-1k images at 16x16 (labels: ImageNet-1k id mod 120). CIFAR-10 rows "
+            "marked with a run come from that CLI run's Suite-Zero cells and batch. Target: "
+            "NB201 200-epoch test accuracy (`nb201_test_acc_200ep.csv.gz`). Published "
+            "values use other samples, batches and (Suite-Zero) validation accuracy: "
+            "context, not a bar.",
+            "",
+        ]
+        if png:
+            lines += [f"![Spearman per proxy]({os.path.basename(png)})", ""]
+        for dataset in DATASETS:
+            subset = [r for r in rows if r[1] == dataset]
+            if not subset:
+                continue
+            lines += [
+                f"### {dataset}",
+                "",
+                "| proxy | n | failed | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | "
+                "published | s/arch | compile s | source |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for name, _, r, entry in subset:
+                compile_s = entry.get("compile_seconds")
+                lines.append(
+                    f"| {name} | {r['n']} | {r['n_failed']} | {_ci(r, 'spearman')} | "
+                    f"{_ci(r, 'kendall')} | {published(name, dataset)} | {_seconds(entry)} | "
+                    f"{'-' if compile_s is None else f'{compile_s:.0f}'} | "
+                    f"{entry.get('source', 'this script')} |"
+                )
+            lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -322,16 +568,24 @@ def main():
     parser.add_argument("--png", default="docs/proxy_correlations.png")
     parser.add_argument("--scores-out", default="", help="also save raw scores (JSON)")
     parser.add_argument("--from-scores", default="", help="re-render saved scores")
+    parser.add_argument("--runs", nargs="*", default=[], help="CLI score workdirs to add")
+    parser.add_argument("--no-scoring", action="store_true", help="only --runs / --from-scores")
     args = parser.parse_args()
+    results = None
     if args.from_scores:
         with open(args.from_scores) as f:
             results = json.load(f)
-    else:
+    elif not args.no_scoring:
         results = run(args)
-    rows = correlations(results, args.bootstrap)
+    rows = correlations(results, args.bootstrap) if results else []
+    runs = [load_run(workdir) for workdir in args.runs]
+    run_table_rows, best = run_rows(runs, args.bootstrap)
+    rows += nb201_test_rows(best, results, args.bootstrap)
+    rows.sort(key=lambda r: (r[1], r[0]))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    png = args.png if args.png and write_png(rows, args.png) else ""
-    write_markdown(results, rows, args.out, png)
+    png = args.png if rows and args.png and write_png(rows, args.png) else ""
+    meta = results["meta"] if results else None
+    write_markdown(meta, rows, run_table_rows, args.out, png, " ".join(sys.argv))
     print(f"wrote {args.out}" + (f" and {png}" if png else ""))
 
 

@@ -3,14 +3,19 @@
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
-from jaxnas import experiment
+import jax
+import pytest
+
+from jaxnas import errors, experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _config(arg):
-    path = os.path.join(ROOT, "configs", "nb201_suitezero_proxies.py")
+def _config(arg, name="nb201_suitezero_proxies.py"):
+    path = os.path.join(ROOT, "configs", name)
     spec = importlib.util.spec_from_file_location("suitezero_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -54,3 +59,57 @@ def test_fused_proxies_score_as_one_by_one(tmp_path, shared_data):
         rows[fuse] = [json.loads(line) for line in open(workdir / "scores.jsonl")]
     assert timings == {0: {"params", "synflow", "l2_norm"}, 1: {"params+l2_norm", "synflow"}}
     assert rows[0] == rows[1]
+
+
+def test_report_script_renders_runs_next_to_the_published_columns(tmp_path, shared_data):
+    config = _config("size=5,batch=8,proxies=params+l2_norm")
+    config.space.kwargs = {"channels": 4, "cells_per_stage": 1}
+    config.report.num_bootstrap = 20
+    run = tmp_path / "run"
+    experiment.run(config, str(run))
+    out = tmp_path / "report.md"
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "proxy_report.py"),
+            "--no-scoring",
+            "--runs",
+            str(run),
+            "--out",
+            str(out),
+            "--png",
+            "",
+            "--bootstrap",
+            "20",
+        ],
+        check=True,
+        env={**os.environ, "JAXNAS_SHARED_DATA": str(shared_data)},
+    )
+    text = out.read_text()
+    assert "### `nb201_zc_suitezero_cifar10_9445.csv.gz` (nb201 space, batch 8)" in text
+    # params of the (reduced) network against the full network's column: same ranks.
+    params_row = next(line for line in text.splitlines() if line.startswith("| params | val_acc"))
+    assert "| 5 | 0 |" in params_row and "`params`" in params_row
+    assert "### cifar10" in text and "| l2_norm | 5 | 0 |" in text
+
+
+@pytest.mark.parametrize(
+    "name, arg, message",
+    [
+        ("nb101_suitezero_proxies.py", "proxies=fisher", "no published column for \\['fisher'\\]"),
+        ("darts_suitezero_proxies.py", "proxies=zen", "no published column for \\['zen'\\]"),
+    ],
+)
+def test_suite_zero_configs_name_proxies_without_a_published_column(name, arg, message):
+    with pytest.raises(errors.ConfigError, match=message):
+        _config(arg, name)
+
+
+@pytest.mark.parametrize("name", ["nb101_suitezero_proxies.py", "darts_suitezero_proxies.py"])
+def test_suite_zero_configs_draw_cells_of_their_table(name, shared_data):
+    config = _config("size=4", name)
+    space = experiment._space(config)
+    bench = experiment._benchmark(config)
+    population = experiment._population(config, space, bench, jax.random.key(0))
+    assert population.shape[0] == 4
+    assert all(space.to_string(g) in bench for g in population)

@@ -1,0 +1,55 @@
+"""NASWOT and the NAS-Bench-Suite-Zero proxies on the NAS-Bench-301 (DARTS) subset.
+
+Command:
+  python -m jaxnas.main \\
+      --config=configs/darts_suitezero_proxies.py --workdir=runs/darts_suitezero
+
+Scores the cells of `nasbench301_darts/nb301_zc_suitezero_subset363_cifar10.csv.gz`
+(363 DARTS cells with NB301 surrogate `val_acc` and Suite-Zero's scores) as Suite-Zero
+did (settings in `experiment.suite_zero`) on the network it scored: NASLib's NB301
+model (stem 96, C=32, 8 cells, 10 classes, parameter-free BatchNorm in the cell ops, no
+auxiliary head; the `darts` space's defaults, whose parameter counts equal the table's
+`params` column), one batch of 64 augmented real CIFAR-10 images, one initialisation
+per cell. Reports Spearman / Kendall with bootstrap CIs of ours vs `val_acc`, of ours
+vs the proxy's published column and of that column vs `val_acc`, on the same cells.
+
+Proxies (our name -> its column): epe_nas, grad_norm, grasp, jacob_cov -> jacov,
+l2_norm, naswot -> nwot, params, plain, snip, synflow. The fisher and flops columns have
+no counterpart yet: DARTS networks record no layer probes or op costs.
+
+Published (shared/docs/reference.md §C.4, NB301 CIFAR-10, 1,000 cells): Spearman vs
+val_acc nwot 0.47, params 0.46, l2_norm 0.45, synflow 0.18, grasp 0.34, epe_nas 0.00,
+snip -0.05, grad_norm -0.04, jacov -0.04, plain -0.32.
+
+Arguments: `:size=N,seed=S,batch=B,proxies=a+b,fuse=1` (see
+`configs/nb201_suitezero_proxies.py`).
+"""
+
+from jaxnas import experiment
+
+PUBLISHED_COLUMN = {
+    "epe_nas": "epe_nas",
+    "grad_norm": "grad_norm",
+    "grasp": "grasp",
+    "jacob_cov": "jacov",
+    "l2_norm": "l2_norm",
+    "naswot": "nwot",
+    "params": "params",
+    "plain": "plain",
+    "snip": "snip",
+    "synflow": "synflow",
+}
+
+
+def get_config(arg=None):
+    args = experiment.parse_arg(arg, size=363, seed=0, batch=64, proxies="", fuse=False)
+    config = experiment.default_config()
+    config.seed = args.seed
+    config.fuse_proxies = args.fuse
+    config.space.name = "darts"
+    config.benchmark.key = "genotype"
+    names = tuple(args.proxies.split("+")) if args.proxies else tuple(sorted(PUBLISHED_COLUMN))
+    table = experiment.shared_path(
+        "nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz"
+    )
+    return experiment.suite_zero(config, table, PUBLISHED_COLUMN, names, args.size, args.batch)
