@@ -136,6 +136,10 @@ def test_bad_space_settings_raise_config_errors():
         darts.space().network(jnp.zeros(32, jnp.int32), cell_ops=("none",))
     with pytest.raises(errors.ConfigError, match="reduction cells"):
         darts.space().network(jnp.zeros(32, jnp.int32), reductions=(9,))
+    with pytest.raises(errors.ConfigError, match="imagenet stem needs even channels, got 5"):
+        darts.space(channels=5, stem="imagenet")
+    with pytest.raises(errors.ConfigError, match="unknown stem 'conv'"):
+        darts.space(stem="conv")
 
 
 def test_validate_sample_and_mutate_respect_the_input_ranges(key):
@@ -216,9 +220,15 @@ def test_data_driven_network_equals_materialised_network_on_random_cells(tiny):
 
 
 def test_darts_conventions_with_none_equal_materialised_network():
-    # One reduction cell: stride-2 edges on the cell inputs, stride-1 edges on its nodes.
+    # SWAP's correlation network: no stem, one reduction cell (C=3 -> 6) on the images;
+    # stride-2 edges on the cell inputs, stride-1 edges on its nodes.
     space = darts.space(
-        channels=4, num_cells=1, cell_ops=darts.DARTS_OPS, affine_ops=True, pool_bn=False
+        channels=3,
+        num_cells=1,
+        cell_ops=darts.DARTS_OPS,
+        affine_ops=True,
+        pool_bn=False,
+        stem="none",
     )
     g = space.from_string(
         "Genotype(normal=[('none', 0), ('sep_conv_3x3', 1), ('max_pool_3x3', 0), "

@@ -22,7 +22,8 @@ cell of NASLib's compact form (whose op order is `NB301_OPS`). Positions take
 `j + 2` (input of node j) or `len(ops)` (op) values.
 
 **Macro network** (DARTS `NetworkCIFAR` / pycls `nas.py`): a stem (CIFAR: 3x3 conv to
-3C channels + BN; ImageNet: two stride-2 convs then a third), `num_cells` cells with
+3C channels + BN; ImageNet: two stride-2 convs then a third; none: both inputs of the
+first cell are the images, as SWAP's correlation network), `num_cells` cells with
 reduction cells at `reductions` (default `num_cells // 3` and `2 * num_cells // 3`),
 an optional auxiliary head after the last reduction cell, global average pooling and a
 linear classifier. Two op conventions: DARTS / NDS evaluation networks (BN with affine
@@ -82,7 +83,7 @@ DARTS_OPS = ("none", *NB301_OPS)
 """The original DARTS ops (`PRIMITIVES`), `none` included (e.g. SWAP's 1,000 cells)."""
 
 CONCATS = ("all", "loose_end")
-STEMS = ("cifar", "imagenet")
+STEMS = ("cifar", "imagenet", "none")
 NUM_INPUTS = 2  # every cell reads the outputs of the two previous cells
 
 # name -> (kind, kernel size). "conv" kinds run a ReLU -> convs -> BN chain.
@@ -500,6 +501,9 @@ class _Macro(nn.Module):
             )
             s0 = s1 = x
             widths, reduction_prev = (3 * c, 3 * c), False
+        elif self.stem == "none":
+            s0 = s1 = x
+            widths, reduction_prev = (self.in_channels, self.in_channels), False
         else:
             s0 = ops.ConvBN(self.in_channels, c // 2, 3, 2, 1, False, track, bn, name="stem0_a")(
                 x, train
@@ -943,12 +947,17 @@ def space(
         s = {**defaults, **overrides}
         if s["stem"] not in STEMS:
             raise errors.ConfigError(f"unknown stem {s['stem']!r}; expected one of {STEMS}")
-        if s["channels"] % 2 or s["channels"] < 2:
-            raise errors.ConfigError(f"channels must be even and positive, got {s['channels']}")
+        if s["channels"] < 1:
+            raise errors.ConfigError(f"channels must be positive, got {s['channels']}")
+        if s["stem"] == "imagenet" and s["channels"] % 2:
+            # Its stem halves C, and the first cell factorised-reduces to C (two halves).
+            raise errors.ConfigError(f"the imagenet stem needs even channels, got {s['channels']}")
         s["reductions"] = _reductions(s["num_cells"], s["reductions"])
         if s["auxiliary"] and not s["reductions"]:
             raise errors.ConfigError("the auxiliary head follows the last reduction cell; none")
         return dict(s, ops=ops_, num_nodes=num_nodes, concat=concat)
+
+    settings({})  # bad defaults fail here, not at the first network
 
     def network(genotype, **overrides):
         module = CellNetwork(**settings(overrides), track_running_stats=False)
