@@ -13,9 +13,9 @@ with 3000 random 3x3 single-channel crops of those images, BatchNorm statistics 
 1000 crops, K=3. Both score `size` distinct seeded cells and report Spearman / Kendall
 (bootstrap 95 % CIs) against 200-epoch test accuracy on the three NB201 datasets.
 
-Expected on a 2-core CPU (200 cells): see the figures in the module docstring of
-`scripts/kernel_correlations.py` and the project notes (TE-NAS reports, on CIFAR-100,
-Kendall tau -0.42 for kappa and 0.50 for the region count; reference.md §C.5).
+Measured figures: docs/proxy_correlations.md (`scripts/proxy_report.py` scores both with
+these protocols) and WORKSPACE_NOTES.md. TE-NAS reports, on CIFAR-100, Kendall tau
+-0.42 for kappa and 0.50 for the region count (reference.md §C.5).
 
 Arguments: `:proxy=ntk|regions,size=N,seed=S`.
 """

@@ -17,22 +17,37 @@ scores come from the 64-image CIFAR-10 batch of the Suite-Zero settings). Where 
 runs score a proxy on the same table, the one with the most cells is shown.
 
 For each proxy of `jaxnas.proxies.PROXIES` (or `--proxies`) and each dataset, scores the
-same seeded sample of NB201 cells (C=16, N=5; 10 / 100 / 120 classes) with one
-initialisation per cell, and reports Spearman and Kendall (bootstrap 95 % CIs) against
-the NB201 200-epoch test accuracy of that dataset (`nb201_test_acc_200ep.csv.gz`), the
-published value where there is one, the number of failed (NaN) cells, and the seconds
-per architecture on this machine after compilation (and the compile time).
+same seeded sample of NB201 cells (10 / 100 / 120 classes) and reports Spearman and
+Kendall (bootstrap 95 % CIs) against the NB201 200-epoch test accuracy of that dataset
+(`nb201_test_acc_200ep.csv.gz`), the published value where there is one, the number of
+failed (NaN) cells, and the seconds per architecture on this machine after compilation
+(and the compile time). `--scores-out` saves after every (proxy, dataset) and a rerun
+with the same file skips what it holds, so a long report can be built in parts.
 
-Batches (one per dataset, shared by every cell; Suite-Zero's data settings):
-  * cifar10: 64 real CIFAR-10 training images (`cifar10_jpeg_yoongikim_...npz`, JPEG-
+Batches (one per proxy and dataset, shared by every cell; Suite-Zero's data settings):
+  * cifar10: real CIFAR-10 training images (`cifar10_jpeg_yoongikim_...npz`, JPEG-
     decoded), NASLib normalisation, random crop (padding 4) + flip, real labels.
   * cifar100: the 20 real CIFAR-100 test images available here
-    (`cifar100_test_first20_foolbox.npz`), batch 20, NASLib CIFAR-100 normalisation,
-    crop (padding 4) + flip, real fine labels.
+    (`cifar100_test_first20_foolbox.npz`), NASLib CIFAR-100 normalisation, crop
+    (padding 4) + flip, real fine labels.
   * imagenet16-120: the 20 real ImageNet-1k validation images available here, box-
-    resized to 16x16 (`imagenet_val20_foolbox_resized.npz`), batch 20, ImageNet16-120
+    resized to 16x16 (`imagenet_val20_foolbox_resized.npz`), ImageNet16-120
     normalisation, crop (padding 2) + flip; labels are the ImageNet-1k ids mod 120
     (ImageNet16-120 class ids are not available: a stand-in for label-based proxies).
+Protocols: by default the full network (C=16, N=5), one initialisation per cell and the
+dataset's batch (64 CIFAR-10 images, 20 otherwise); proxies with a reference protocol
+(reference.md §A) use it, capped at the images available:
+
+  proxy              network             inputs                         inits K
+  ntk_cond           TE-NAS C=3, N=1     72 images                      3
+  linear_regions     thin C=1 cell       3000 3x3 one-channel crops     3
+  knas               C=16, N=5           50 images, batch-1 gradients   1
+  zico               C=16, N=5           128 images = 2 batches of 64   1
+  lswag              C=16, N=5           64 images (2 batches of 32)    1
+  swap               C=16, N=5           16 images, N(0, 1) init        32
+  meco               C=16, N=5           1 image                        1
+
+`az_nas (aggregate)` is AZ-NAS's rank aggregation of its three components and flops.
 Smaller batches change batch-size-dependent proxies (NASWOT's log-determinant is of a
 20 x 20 kernel), so the CIFAR-100 / ImageNet16-120 rows are not the published protocol.
 
@@ -49,12 +64,15 @@ import os
 import platform
 import sys
 import time
+import zlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from jaxnas import benchmarks, data, evaluation, experiment, proxies  # noqa: E402
+from jaxnas.proxies import aznas, ntk, regions  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
 DATASETS = {
@@ -113,7 +131,7 @@ PUBLISHED = {
     "plain": [("spearman", -0.26, -0.21, -0.22, "Suite-Zero Fig. 2")],
     "ntk_cond": [("kendall", None, -0.42, None, "TE-NAS ICLR'21 Fig. 1 (kappa_N)")],
     "linear_regions": [("kendall", None, 0.50, None, "TE-NAS ICLR'21 Fig. 1 (R_N)")],
-    "az_nas": [("spearman", 0.91, 0.90, 0.89, "L-SWAG CVPR'25 Table 1")],
+    "az_nas (aggregate)": [("spearman", 0.91, 0.90, 0.89, "L-SWAG CVPR'25 Table 1")],
     "lswag": [("spearman", 0.79, 0.83, 0.80, "L-SWAG CVPR'25 Table 3")],
     "swap": [("spearman", None, 0.90, None, "SWAP ICLR'24 abstract (regularised)")],
     "meco": [("spearman", 0.89, None, None, "MeCo NeurIPS'23 abstract (NATS-TSS)")],
@@ -268,19 +286,48 @@ def nb201_test_rows(best, results, bootstrap):
         truth = table.lookup(DATASETS["cifar10"][0], run["archs"])
         r = evaluation.rank_correlations(scores, truth, num_bootstrap=bootstrap)
         seconds, group = run["seconds"].get(name, (np.nan, name))
-        entry = {"seconds_per_arch": seconds, "compile_seconds": None, "group": group}
+        entry = {
+            "seconds_per_arch": seconds,
+            "compile_seconds": None,
+            "group": group,
+            "batch": run["batch"],
+        }
         rows.append((name, "cifar10", r, {**entry, "source": run["workdir"]}))
     return rows
 
 
-def make_batch(dataset, seed):
-    _, _, filename, images_key, labels_key, norm, batch_size, padding = DATASETS[dataset]
+FULL = dict(channels=16, cells_per_stage=5)
+
+# Proxies scored under their reference protocol (reference.md §A) instead of the default
+# (the full C=16, N=5 network, the dataset's batch, one initialisation):
+# name -> (proxy spec, network overrides, batch kind, batch size, inits K).
+PROTOCOLS = {
+    "ntk_cond": ("ntk_cond", ntk.TENAS_NTK_NETWORK, "images", 72, 3),
+    "linear_regions": ("linear_regions", regions.TENAS_REGIONS_NETWORK, "crops", 3000, 3),
+    "knas": ("knas", FULL, "images", 50, 1),
+    "zico": ("zico", FULL, "images", 128, 1),
+    "lswag": ("lswag", FULL, "images", 64, 1),
+    "swap": ("swap", FULL, "images", 16, 32),
+    "meco": ("meco", FULL, "images", 1, 1),
+}
+
+
+def protocol(name, dataset):
+    """(spec, overrides, kind, batch size, inits) of a proxy on a dataset."""
+    return PROTOCOLS.get(name, (name, FULL, "images", DATASETS[dataset][6], 1))
+
+
+def make_batch(dataset, kind, size, key):
+    """The dataset's batch: `size` images (at most those available), or 3x3 crops."""
+    _, _, filename, images_key, labels_key, norm, _, padding = DATASETS[dataset]
     path = os.path.join(benchmarks.shared_data_dir(), "images", filename)
     images, labels = data.load_npz(path, images_key, labels_key)
     if dataset == "imagenet16-120":
         labels = labels % 120
-    key = jax.random.key(seed)
-    return data.sample_batch(key, images, labels, batch_size, norm, padding)
+    if kind == "crops":
+        pool = jnp.asarray(data.normalize(images, norm))
+        return {"x": data.random_crops(key, pool, size, 3)}
+    return data.sample_batch(key, images, labels, min(size, len(images)), norm, padding)
 
 
 def sample_cells(num_cells, seed):
@@ -289,11 +336,16 @@ def sample_cells(num_cells, seed):
     return space.enumerate()[np.sort(np.asarray(rows))]
 
 
-def score(name, dataset, cells, batch, archs_per_call, seed):
-    """f32[P] scores, steady seconds per architecture, and the compile seconds."""
-    space = nb201.space(num_classes=DATASETS[dataset][1])
-    proxy = proxies.get_proxy(name)
-    keys = jax.random.split(jax.random.key(seed + 1), 1)
+def score(name, dataset, cells, archs_per_call, seed):
+    """f32[P] scores (mean over inits), steady s/arch, compile s, the batch size used."""
+    spec, overrides, kind, size, inits = protocol(name, dataset)
+    space = nb201.space(**overrides, num_classes=DATASETS[dataset][1])
+    proxy = proxies.get_proxy(spec)
+    key_batch, key_init = jax.random.split(
+        jax.random.fold_in(jax.random.key(seed), zlib.crc32(f"{name}/{dataset}".encode()))
+    )
+    batch = make_batch(dataset, kind, size, key_batch)
+    keys = jax.random.split(key_init, inits)
 
     @jax.jit
     def scorer(population):
@@ -305,20 +357,23 @@ def score(name, dataset, cells, batch, archs_per_call, seed):
     out, times = [], []
     for chunk in chunks:
         start = time.perf_counter()
-        out.append(np.asarray(jax.block_until_ready(scorer(chunk)))[:, 0])
+        scores = np.asarray(jax.block_until_ready(scorer(chunk)))
+        out.append(np.asarray(proxies.aggregate(scores)))
         times.append(time.perf_counter() - start)
     steady = np.median(times[1:]) / archs_per_call if len(times) > 1 else times[0]
     compile_s = times[0] - steady * archs_per_call
-    return np.concatenate(out)[: len(cells)], float(steady), float(compile_s)
+    return np.concatenate(out)[: len(cells)], float(steady), float(compile_s), batch["x"].shape[0]
 
 
 def run(args):
+    """Scores every (proxy, dataset) not yet in `--scores-out`, saving after each."""
     cells = sample_cells(args.num_cells, args.seed)
     names = args.proxies.split(",") if args.proxies else sorted(proxies.PROXIES)
     table = benchmarks.Benchmark.from_csv(
-        os.path.join(benchmarks.shared_data_dir(), "nasbench201", "nb201_test_acc_200ep.csv.gz")
+        os.path.join(benchmarks.shared_data_dir(), "nasbench201", TEST_ACCURACY)
     )
     archs = [nb201.to_string(g) for g in cells]
+    datasets = args.datasets.split(",")
     results = {
         "meta": {
             "num_cells": len(cells),
@@ -330,31 +385,52 @@ def run(args):
             "command": " ".join(sys.argv),
         },
         "archs": archs,
-        "targets": {
-            ds: table.lookup(DATASETS[ds][0], archs).tolist() for ds in args.datasets.split(",")
-        },
+        "targets": {ds: table.lookup(DATASETS[ds][0], archs).tolist() for ds in DATASETS},
         "scores": {},
     }
-    for dataset in args.datasets.split(","):
-        batch = make_batch(dataset, args.seed)
+    if args.scores_out and os.path.exists(args.scores_out):
+        saved = json.load(open(args.scores_out))
+        if saved["archs"] == archs:
+            results["scores"] = saved["scores"]
+    for dataset in datasets:
         for name in names:
-            scores, seconds, compile_s = score(
-                name, dataset, cells, batch, args.archs_per_call, args.seed
+            if dataset in results["scores"].get(name, {}):
+                continue
+            scores, seconds, compile_s, batch_size = score(
+                name, dataset, cells, args.archs_per_call, args.seed
             )
             results["scores"].setdefault(name, {})[dataset] = {
                 "scores": [None if np.isnan(v) else float(v) for v in scores],
                 "seconds_per_arch": seconds,
                 "compile_seconds": compile_s,
+                "batch": batch_size,
             }
-            print(f"{dataset:15s} {name:15s} {seconds:7.3f} s/arch, compile {compile_s:6.1f} s")
+            print(
+                f"{dataset:15s} {name:17s} batch {batch_size:4d} {seconds:7.3f} s/arch, "
+                f"compile {compile_s:6.1f} s",
+                flush=True,
+            )
             if args.scores_out:
                 with open(args.scores_out, "w") as f:
                     json.dump(results, f)
     return results
 
 
-def _fmt(value, digits=2):
-    return "-" if value is None else f"{value:.{digits}f}"
+def with_az_nas(results):
+    """Adds AZ-NAS's rank aggregate of its components and flops where all are scored."""
+    parts = [f"az_{c}" for c in aznas.COMPONENTS] + ["flops"]
+    for dataset in DATASETS:
+        entries = [results["scores"].get(p, {}).get(dataset) for p in parts]
+        if any(e is None for e in entries):
+            continue
+        matrix = np.asarray([[np.nan if v is None else v for v in e["scores"]] for e in entries])
+        results["scores"].setdefault("az_nas (aggregate)", {})[dataset] = {
+            "scores": [float(v) for v in np.asarray(aznas.rank_aggregate(matrix.T))],
+            "seconds_per_arch": sum(e["seconds_per_arch"] for e in entries),
+            "compile_seconds": sum(e["compile_seconds"] for e in entries),
+            "batch": entries[0].get("batch"),
+        }
+    return results
 
 
 def correlations(results, bootstrap):
@@ -492,14 +568,15 @@ def write_markdown(meta, rows, run_table_rows, path, png, command):
                 f"### {dataset}",
                 "",
                 "| proxy | n | failed | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | "
-                "published | s/arch | compile s | source |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "published | batch | s/arch | compile s | source |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for name, _, r, entry in subset:
                 compile_s = entry.get("compile_seconds")
                 lines.append(
                     f"| {name} | {r['n']} | {r['n_failed']} | {_ci(r, 'spearman')} | "
-                    f"{_ci(r, 'kendall')} | {published(name, dataset)} | {_seconds(entry)} | "
+                    f"{_ci(r, 'kendall')} | {published(name, dataset)} | "
+                    f"{entry.get('batch', '-')} | {_seconds(entry)} | "
                     f"{'-' if compile_s is None else f'{compile_s:.0f}'} | "
                     f"{entry.get('source', 'this script')} |"
                 )
@@ -567,17 +644,24 @@ def main():
     parser.add_argument("--out", default="docs/proxy_correlations.md")
     parser.add_argument("--png", default="docs/proxy_correlations.png")
     parser.add_argument("--scores-out", default="", help="also save raw scores (JSON)")
-    parser.add_argument("--from-scores", default="", help="re-render saved scores")
+    parser.add_argument("--from-scores", nargs="*", default=[], help="re-render saved scores")
     parser.add_argument("--runs", nargs="*", default=[], help="CLI score workdirs to add")
     parser.add_argument("--no-scoring", action="store_true", help="only --runs / --from-scores")
     args = parser.parse_args()
     results = None
-    if args.from_scores:
-        with open(args.from_scores) as f:
-            results = json.load(f)
-    elif not args.no_scoring:
+    for path in args.from_scores:
+        with open(path) as f:
+            saved = json.load(f)
+        if results is None:
+            results = saved
+        elif saved["archs"] != results["archs"]:
+            raise SystemExit(f"error: {path} scores other cells than {args.from_scores[0]}")
+        else:
+            for name, by_dataset in saved["scores"].items():
+                results["scores"].setdefault(name, {}).update(by_dataset)
+    if results is None and not args.no_scoring:
         results = run(args)
-    rows = correlations(results, args.bootstrap) if results else []
+    rows = correlations(with_az_nas(results), args.bootstrap) if results else []
     runs = [load_run(workdir) for workdir in args.runs]
     run_table_rows, best = run_rows(runs, args.bootstrap)
     rows += nb201_test_rows(best, results, args.bootstrap)
