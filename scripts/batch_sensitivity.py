@@ -1,0 +1,113 @@
+"""Does a proxy's correlation change with one shared batch vs a new batch per cell?
+
+  python scripts/batch_sensitivity.py --proxies plain,epe_nas --num-cells 100
+
+NAS-Bench-Suite-Zero drew a new augmented CIFAR-10 batch for every cell it scored;
+`configs/nb201_suitezero_proxies.py` scores every cell on one seeded batch. This script
+scores the same cells (those of that config at `size=--num-cells`, seed 0) both ways,
+with the same initialisation per cell and the config's data settings (64 real CIFAR-10
+training images, NASLib normalisation, random crop + flip): (a) the config's shared
+batch, (b) a batch drawn for each cell. It prints Spearman with bootstrap CIs vs
+`val_acc` for (a), (b) and the published column, the paired difference (b) - (a), and
+Spearman of (a) and (b) with the published column. The proxies are stacked
+(`proxies.stack`) and one compiled program serves both ways.
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+sys.path.insert(0, ROOT)
+from jaxnas import evaluation, experiment, proxies  # noqa: E402
+
+
+def load_config(num_cells, seed):
+    path = os.path.join(ROOT, "configs", "nb201_suitezero_proxies.py")
+    spec = importlib.util.spec_from_file_location("suitezero", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(f"size={num_cells},seed={seed}"), module.PUBLISHED_COLUMN
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proxies", default="plain")
+    parser.add_argument("--num-cells", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-call", type=int, default=10)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args()
+
+    names = args.proxies.split(",")
+    config, published = load_config(args.num_cells, args.seed)
+    space = experiment._space(config)
+    bench = experiment._benchmark(config)
+    images = experiment._Images(config)
+    key_pop, key_data, key_init = jax.random.split(jax.random.key(config.seed), 3)
+    cells = space.validate(experiment._population(config, space, bench, key_pop))
+    archs = [space.to_string(g) for g in cells]
+    shared = images.batch(key_data)
+    own = [images.batch(jax.random.fold_in(key_data, i + 1)) for i in range(len(cells))]
+    init = jax.random.split(key_init, 1)[0]
+    proxy = proxies.stack(*[proxies.get_proxy(n) for n in names])
+    overrides = proxies.network_overrides(proxy)
+
+    @jax.jit
+    def scorer(genotypes, xs, ys):
+        def one(args):
+            genotype, x, y = args
+            network = space.network(genotype, **overrides)
+            return proxies.score_network(proxy, network, {"x": x, "y": y}, init)
+
+        return jax.lax.map(one, (genotypes, xs, ys))
+
+    def score(batches):
+        out = []
+        for i in range(0, len(cells), args.per_call):
+            chunk = slice(i, i + args.per_call)
+            xs = jnp.stack([b["x"] for b in batches[chunk]])
+            ys = jnp.stack([b["y"] for b in batches[chunk]])
+            out.append(np.asarray(scorer(jnp.asarray(cells[chunk]), xs, ys)))
+            print(f"  {min(i + args.per_call, len(cells))}/{len(cells)} cells", flush=True)
+        return np.concatenate(out)
+
+    print(f"{len(cells)} cells; shared batch", flush=True)
+    a = score([shared] * len(cells))
+    print("a batch per cell", flush=True)
+    b = score(own)
+    truth = bench.lookup("val_acc", archs)
+    boot = dict(num_bootstrap=args.bootstrap)
+    for m, name in enumerate(names):
+        column = bench.lookup(published[name], archs)
+        rows = {
+            "shared batch vs val_acc": evaluation.rank_correlations(a[:, m], truth, **boot),
+            "batch per cell vs val_acc": evaluation.rank_correlations(b[:, m], truth, **boot),
+            f"published {published[name]} vs val_acc": evaluation.rank_correlations(
+                column, truth, **boot
+            ),
+            f"shared batch vs {published[name]}": evaluation.rank_correlations(
+                a[:, m], column, **boot
+            ),
+            f"batch per cell vs {published[name]}": evaluation.rank_correlations(
+                b[:, m], column, **boot
+            ),
+            "shared vs per-cell scores": evaluation.rank_correlations(a[:, m], b[:, m], **boot),
+        }
+        for label, r in rows.items():
+            print(evaluation.format_correlation(f"{name}: {label}", r))
+        d = evaluation.spearman_difference(b[:, m], a[:, m], truth, **boot)
+        lo, hi = d["difference_ci"]
+        print(
+            f"{name}: per-cell minus shared, rho vs val_acc {d['difference']:+.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}]"
+        )
+
+
+if __name__ == "__main__":
+    main()
