@@ -7,6 +7,8 @@ which the end-to-end tests call directly. Bad input ends with one `error: ...` l
 exit status 2, not a stack trace.
 """
 
+import os
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -26,6 +28,10 @@ def main(argv):
     # JAX logs backend probing (e.g. "Unable to initialize backend 'tpu'") at INFO.
     logging.set_verbosity(logging.WARNING)
     try:
+        os.makedirs(FLAGS.workdir, exist_ok=True)
+        # The command as typed (config arguments included), for reports that cite runs.
+        with open(os.path.join(FLAGS.workdir, "command.txt"), "w") as f:
+            f.write(shlex.join(["python", "-m", "jaxnas.main", *sys.argv[1:]]) + "\n")
         experiment.run(FLAGS.config, FLAGS.workdir)
     except errors.JaxnasError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -211,8 +211,10 @@ def load_run(workdir):
         rate = t["archs_per_second_after_compile"]  # None: a single (compiling) call
         for name in group.split("+"):
             seconds[name] = (1.0 / rate if rate else np.nan, group)
+    command = os.path.join(workdir, "command.txt")
     return {
         "workdir": workdir,
+        "command": open(command).read().strip() if os.path.exists(command) else workdir,
         "space": config["space"]["name"],
         "table": bench["path"],
         "key": bench["key"],
@@ -257,6 +259,7 @@ def run_rows(runs, bootstrap):
                 "seconds": run["seconds"].get(name),
                 "batch": run["batch"],
                 "workdir": run["workdir"],
+                "command": run["command"],
             }
             if reference is not None:
                 row["column"] = column
@@ -292,7 +295,7 @@ def nb201_test_rows(best, results, bootstrap):
             "group": group,
             "batch": run["batch"],
         }
-        rows.append((name, "cifar10", r, {**entry, "source": run["workdir"]}))
+        rows.append((name, "cifar10", r, {**entry, "source": f"`{run['command']}`"}))
     return rows
 
 
@@ -521,7 +524,7 @@ def runs_markdown(rows):
             lines.append(
                 f"| {r['proxy']} | {r['target']} | {o['n']} | {o['n_failed']} | "
                 f"{_ci(o, 'spearman')} | {_ci(o, 'kendall')} | {ref} | {diff} | {agree} | "
-                f"{pub} | {seconds} | `{r['workdir']}` |"
+                f"{pub} | {seconds} | `{r['command']}` |"
             )
         lines.append("")
     return lines

@@ -130,3 +130,5 @@ def test_cli_bad_input_gives_one_line_error(tmp_path, overrides, message):
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
+    command = (tmp_path / "command.txt").read_text()
+    assert command.startswith("python -m jaxnas.main --config=configs/nb201_naswot.py:size=4 ")
