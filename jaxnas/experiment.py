@@ -182,7 +182,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         json.loads(text)
     )
     if config.mode == "score":
-        return _score(config, workdir)
+        return _score(config, workdir, resume=same_config)
     if config.mode == "search":
         return _search(config, workdir, resume=same_config)
     raise errors.ConfigError(f"unknown mode {config.mode!r}; expected 'score' or 'search'")
@@ -281,11 +281,19 @@ def _proxy_groups(config) -> list[tuple[str, ...]]:
     return [tuple(g) for g in groups.values()]
 
 
-def _score_chunks(scorer, population, batch, keys, per_call, progress) -> np.ndarray:
-    """f32[P, K] scores of a host population, in fixed-size compiled calls (padded)."""
+def _score_chunks(
+    scorer, population, batch, keys, per_call, progress, checkpoint=None, previous=None
+) -> np.ndarray:
+    """f32[P, K, ...] scores of a host population, in fixed-size compiled calls (padded).
+
+    With `checkpoint` (a .npy path) the scores so far are saved after every call;
+    `previous` (scores of the first architectures, saved by an earlier call with the
+    same population) are kept and scoring goes on after them.
+    """
     per_call = min(per_call, population.shape[0])
-    out = []
-    for start in range(0, population.shape[0], per_call):
+    out = [] if previous is None else [previous]
+    first = 0 if previous is None else previous.shape[0]
+    for start in range(first, population.shape[0], per_call):
         chunk = population[start : start + per_call]
         real = chunk.shape[0]
         if real < per_call:
@@ -293,6 +301,8 @@ def _score_chunks(scorer, population, batch, keys, per_call, progress) -> np.nda
         with jax.transfer_guard("disallow"):
             scores = scorer(jax.device_put(chunk), batch, keys)
             out.append(jax.device_get(scores)[:real])
+        if checkpoint:
+            np.save(checkpoint, np.concatenate(out))
         progress.update(real)
     return np.concatenate(out)
 
@@ -332,7 +342,7 @@ def _population(config, space, bench, key) -> np.ndarray:
     )
 
 
-def _score(config, workdir) -> dict:
+def _score(config, workdir, resume=False) -> dict:
     space = _space(config)
     bench = _benchmark(config)
     images = _Images(config)
@@ -343,13 +353,22 @@ def _score(config, workdir) -> dict:
     keys = jax.random.split(key_init, config.num_inits)
     archs = [space.to_string(g) for g in population]
 
-    results, timing = {}, {}
+    results, timing, checkpoints = {}, {}, []
     for group in _proxy_groups(config):
         name = "+".join(group)
-        progress = Progress(len(population), f"score {name}")
+        # Scores so far, saved per call, so that a long run that stops resumes (same config).
+        checkpoint = os.path.join(workdir, f"partial.{name}.npy")
+        checkpoints.append(checkpoint)
+        previous = np.load(checkpoint) if resume and os.path.exists(checkpoint) else None
+        if previous is not None:
+            print(f"resuming {name}: {previous.shape[0]} of {len(population)} already scored")
+        done = 0 if previous is None else previous.shape[0]
+        progress = Progress(len(population), f"score {name}", done=done)
         fns = [proxies.get_proxy(spec) for spec in group]
         scorer = _scorer(config, space, fns[0] if len(fns) == 1 else proxies.stack(*fns))
-        scores = _score_chunks(scorer, population, batch, keys, config.archs_per_call, progress)
+        scores = _score_chunks(
+            scorer, population, batch, keys, config.archs_per_call, progress, checkpoint, previous
+        )
         scores = scores.reshape(*scores.shape[:2], len(group))
         for m, spec in enumerate(group):
             _check_finite_or_failed(spec, scores[..., m])
@@ -374,6 +393,8 @@ def _score(config, workdir) -> dict:
                 }
             f.write(json.dumps(row) + "\n")
 
+    for checkpoint in checkpoints:
+        os.remove(checkpoint)
     report = {"num_archs": len(population), "timing": timing, "correlations": {}}
     if bench is not None:
         report["correlations"] = _correlations(config, bench, archs, results)

@@ -19,13 +19,13 @@ class Progress:
     reflects steady-state speed.
     """
 
-    def __init__(self, total: int, label: str, unit: str = "arch", stream=None):
+    def __init__(self, total: int, label: str, unit: str = "arch", stream=None, done: int = 0):
         self.total = max(total, 1)
         self.label = label
         self.unit = unit
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.done = 0
+        self.done = done  # items finished before (a resumed run)
         self.start = time.perf_counter()
         self._steady = None  # (time, done) after the first (compiling) update
         self._next_log = 0.1

@@ -132,3 +132,29 @@ def test_cli_bad_input_gives_one_line_error(tmp_path, overrides, message):
     assert "Traceback" not in result.stderr
     command = (tmp_path / "command.txt").read_text()
     assert command.startswith("python -m jaxnas.main --config=configs/nb201_naswot.py:size=4 ")
+
+
+def test_score_mode_resumes_from_the_scores_saved_per_call(tmp_path):
+    config = _tiny(experiment.default_config())
+    config.population.size = 9
+    config.archs_per_call = 3
+    experiment.run(config, str(tmp_path))
+    assert not list(tmp_path.glob("partial.*"))  # removed once scores.jsonl is written
+    scores = _naswot_scores(tmp_path)
+    # As if the run had stopped after two calls, with recognisable saved scores.
+    np.save(tmp_path / "partial.naswot.npy", scores[:6] + 1000.0)
+    experiment.run(config, str(tmp_path))
+    resumed = _naswot_scores(tmp_path)
+    np.testing.assert_allclose(resumed[:6], scores[:6] + 1000.0)
+    np.testing.assert_allclose(resumed[6:], scores[6:], rtol=1e-6)
+    # Another config does not resume.
+    np.save(tmp_path / "partial.naswot.npy", scores[:6] + 1000.0)
+    config.seed = 1
+    experiment.run(config, str(tmp_path))
+    assert np.max(_naswot_scores(tmp_path)) < 1000.0
+
+
+def _naswot_scores(workdir):
+    """f32[P, K] from scores.jsonl (a singular kernel's -inf is written as "-inf")."""
+    rows = [json.loads(line)["naswot"]["scores"] for line in open(workdir / "scores.jsonl")]
+    return np.asarray(rows, np.float32)
