@@ -133,10 +133,12 @@ def main():
                 f"masked supernet init {scores[i].mean():.2f} +- {scores[i].std():.2f}"
             )
         print(line)
-    print(
-        f"materialised: {np.mean(runs):7.3f} s/arch after compile, compile "
-        f"{np.mean(compiles):.1f} s per architecture; load average {os.getloadavg()[0]:.1f}"
-    )
+    if runs:
+        print(
+            f"materialised: {np.mean(runs):7.3f} s/arch after compile, compile "
+            f"{np.mean(compiles):.1f} s per architecture"
+        )
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
