@@ -23,10 +23,13 @@ batch for every cell and used the exact CIFAR-10 pixels; here one batch (seeded)
 all cells. zen draws its own Gaussian inputs, synflow uses one all-ones image, params
 and l2_norm use no data, flops uses the image size only.
 
-Expected on a 2-core CPU (idle): ~5 s per cell for all 13 proxies (grasp ~2 s, the
-gradient proxies ~0.5 s each), i.e. ~1.5 h plus ~10 min of compiles. Bar (issue 3):
+Measured on the 2-core CPU (load 2-4): `proxies=snip+grad_norm+plain+jacob_cov+epe_nas+
+fisher+zen,fuse=1` 5.6 s per cell for the seven together (about 100 min for 1,000
+cells plus ~9 min of compile); one at a time each gradient proxy takes 1.5-2 s per cell
+after ~1.5 min of compile; params, flops, l2_norm, synflow together < 20 ms per cell;
+grasp compiles slowly on the full network (see WORKSPACE_NOTES.md). Bar (issue 3):
 |rho(ours, val_acc) - rho(column, val_acc)| <= 0.05 per proxy; params and flops equal
-their columns to 0.1 %. Measured figures: see the report of issue 3.
+their columns to 0.1 %. Results: docs/proxy_correlations.md.
 
 Arguments: `:size=N,seed=S,batch=B,proxies=a+b+c,fuse=1` (`+`-separated subset of
 proxies; `fuse=1` scores the proxies in one program per set of network overrides, which
