@@ -497,9 +497,9 @@ def runs_markdown(rows):
     lines = []
     for table in sorted({r["table"] for r in rows}):
         subset = [r for r in rows if r["table"] == table]
-        first = subset[0]
+        batches = "/".join(str(b) for b in sorted({r["batch"] for r in subset}))
         lines += [
-            f"### `{table}` ({first['space']} space, batch {first['batch']})",
+            f"### `{table}` ({subset[0]['space']} space, batch {batches})",
             "",
             "| proxy | target | n | failed | ours: Spearman ρ [CI] | Kendall τ [CI] | "
             "published column: ρ [CI] | ours − column [paired CI] | ρ(ours, column) | "
