@@ -27,29 +27,25 @@ Arguments: `:size=N,seed=S,batch=B,proxies=a+b,fuse=1` (see
 
 from jaxnas import experiment
 
-PUBLISHED_COLUMN = {
-    "epe_nas": "epe_nas",
-    "grad_norm": "grad_norm",
-    "grasp": "grasp",
-    "jacob_cov": "jacov",
-    "l2_norm": "l2_norm",
-    "naswot": "nwot",
-    "params": "params",
-    "plain": "plain",
-    "snip": "snip",
-    "synflow": "synflow",
-}
+PROXIES = (
+    "epe_nas",
+    "grad_norm",
+    "grasp",
+    "jacob_cov",
+    "l2_norm",
+    "naswot",
+    "params",
+    "plain",
+    "snip",
+    "synflow",
+)
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=363, seed=0, batch=64, proxies="", fuse=False)
-    config = experiment.default_config()
-    config.seed = args.seed
-    config.fuse_proxies = args.fuse
-    config.space.name = "darts"
-    config.benchmark.key = "genotype"
-    names = tuple(args.proxies.split("+")) if args.proxies else tuple(sorted(PUBLISHED_COLUMN))
     table = experiment.shared_path(
         "nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz"
     )
-    return experiment.suite_zero(config, table, PUBLISHED_COLUMN, names, args.size, args.batch)
+    config, _ = experiment.suite_zero(arg, table, PROXIES, size=363)
+    config.space.name = "darts"
+    config.benchmark.key = "genotype"
+    return config

@@ -31,28 +31,24 @@ Arguments: `:size=N,seed=S,batch=B,stem=C,proxies=a+b,fuse=1` (see
 
 from jaxnas import experiment
 
-PUBLISHED_COLUMN = {
-    "epe_nas": "epe_nas",
-    "grad_norm": "grad_norm",
-    "grasp": "grasp",
-    "jacob_cov": "jacov",
-    "l2_norm": "l2_norm",
-    "params": "params",
-    "plain": "plain",
-    "snip": "snip",
-    "synflow": "synflow",
-}
+PROXIES = (
+    "epe_nas",
+    "grad_norm",
+    "grasp",
+    "jacob_cov",
+    "l2_norm",
+    "params",
+    "plain",
+    "snip",
+    "synflow",
+)
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=250, seed=0, batch=64, stem=128, proxies="", fuse=False)
-    config = experiment.default_config()
-    config.seed = args.seed
-    config.fuse_proxies = args.fuse
+    table = experiment.shared_path("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
+    config, args = experiment.suite_zero(arg, table, PROXIES, size=250, stem=128)
     config.space.name = "nb101"
     config.space.kwargs = {"stem_channels": args.stem}
     config.benchmark.key = "arch"
     config.benchmark.key_columns = ("adjacency_rows", "ops")
-    names = tuple(args.proxies.split("+")) if args.proxies else tuple(sorted(PUBLISHED_COLUMN))
-    table = experiment.shared_path("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
-    return experiment.suite_zero(config, table, PUBLISHED_COLUMN, names, args.size, args.batch)
+    return config

@@ -40,28 +40,24 @@ any larger size (same seed).
 
 from jaxnas import experiment
 
-PUBLISHED_COLUMN = {
-    "epe_nas": "epe_nas",
-    "fisher": "fisher",
-    "flops": "flops",
-    "grad_norm": "grad_norm",
-    "grasp": "grasp",
-    "jacob_cov": "jacov",
-    "l2_norm": "l2_norm",
-    "naswot": "nwot",
-    "params": "params",
-    "plain": "plain",
-    "snip": "snip",
-    "synflow": "synflow",
-    "zen": "zen",
-}
+PROXIES = (
+    "epe_nas",
+    "fisher",
+    "flops",
+    "grad_norm",
+    "grasp",
+    "jacob_cov",
+    "l2_norm",
+    "naswot",
+    "params",
+    "plain",
+    "snip",
+    "synflow",
+    "zen",
+)
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=1000, seed=0, batch=64, proxies="", fuse=False)
-    config = experiment.default_config()
-    config.seed = args.seed
-    config.fuse_proxies = args.fuse
-    names = tuple(args.proxies.split("+")) if args.proxies else tuple(sorted(PUBLISHED_COLUMN))
     table = experiment.shared_path("nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz")
-    return experiment.suite_zero(config, table, PUBLISHED_COLUMN, names, args.size, args.batch)
+    config, _ = experiment.suite_zero(arg, table, PROXIES, size=1000)
+    return config

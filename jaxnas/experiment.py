@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxnas import benchmarks, data, errors, evaluation, proxies, spaces, strategies
+from jaxnas import benchmarks, data, errors, evaluation, proxies, spaces, strategies, types
 from jaxnas.progress import Progress
 
 
@@ -120,39 +120,59 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return out
 
 
+# Our proxy name -> its NAS-Bench-Suite-Zero column, where the two names differ.
+SUITE_ZERO_COLUMN = {"naswot": "nwot", "jacob_cov": "jacov"}
+
+
+def suite_zero_column(name: str) -> str:
+    """The NAS-Bench-Suite-Zero column holding a proxy's published scores."""
+    return SUITE_ZERO_COLUMN.get(name, name)
+
+
 def suite_zero(
-    config: ml_collections.ConfigDict,
-    table: str,
-    published: dict[str, str],
-    names: tuple[str, ...],
-    size: int,
-    batch: int,
-) -> ml_collections.ConfigDict:
-    """Sets `config` to score cells of a NAS-Bench-Suite-Zero table as Suite-Zero did.
+    arg: str | None, table: str, proxies: tuple[str, ...], size: int, **defaults
+) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
+    """A config scoring cells of a NAS-Bench-Suite-Zero table as Suite-Zero did.
 
     NASLib's benchmark runner (shared/docs/reference.md §A.11-A.12): one batch of real
     CIFAR-10 training images (`cifar10_jpeg_yoongikim_...npz`, JPEG-decoded), NASLib's
     CIFAR-10 normalisation and training augmentation (random crop, 4 pixels of padding,
     horizontal flip), real labels, one initialisation per cell. `size` distinct rows of
-    `table` are drawn with `config.seed` (those of a smaller size are among those of a
-    larger one); each proxy of `names` is correlated with `val_acc` and with its own
-    published column `published[name]`.
+    `table` are drawn with the seed (those of a smaller size are among those of a larger
+    one); each proxy is correlated with `val_acc` and with its own published column
+    (`suite_zero_column`).
+
+    Args:
+      arg: the config file's argument, `size=N,seed=S,batch=B,proxies=a+b,fuse=1` plus
+        the names of `defaults`.
+      table: the Suite-Zero table.
+      proxies: our names of the proxies with a column in `table` (scored by default).
+      size: the default number of cells.
+      **defaults: further arguments of the config file and their defaults.
+
+    Returns:
+      The config and the parsed arguments.
 
     Raises:
       ConfigError: a proxy without a published column in this table.
     """
-    unknown = sorted(set(names) - set(published))
+    args = parse_arg(arg, size=size, seed=0, batch=64, proxies="", fuse=False, **defaults)
+    names = tuple(args.proxies.split("+")) if args.proxies else tuple(sorted(proxies))
+    unknown = sorted(set(names) - set(proxies))
     if unknown:
         raise errors.ConfigError(
             f"no published column for {unknown} in {os.path.basename(table)}; "
-            f"available: {sorted(published)}"
+            f"available: {sorted(proxies)}"
         )
-    config.proxies = tuple(names)
+    config = default_config()
+    config.seed = args.seed
+    config.fuse_proxies = args.fuse
+    config.proxies = names
     config.population.source = "benchmark"
-    config.population.size = size
+    config.population.size = args.size
     config.benchmark.path = table
     config.benchmark.targets = ("val_acc",)
-    config.benchmark.reference_of = {name: published[name] for name in names}
+    config.benchmark.reference_of = {name: suite_zero_column(name) for name in names}
     config.data.source = "npz"
     config.data.path = shared_path("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
     config.data.images_key = "train_images"
@@ -160,9 +180,9 @@ def suite_zero(
     config.data.normalization = "cifar10-naslib"
     config.data.augment = True
     config.data.crop_padding = 4
-    config.data.batch_size = batch
+    config.data.batch_size = args.batch
     config.report.num_bootstrap = 500
-    return config
+    return config, args
 
 
 def shared_path(*parts: str) -> str:
@@ -269,16 +289,16 @@ def _scorer(config, space, proxy):
     return scorer
 
 
-def _proxy_groups(config) -> list[tuple[str, ...]]:
-    """The proxy specs scored together: one group each, or (`fuse_proxies`) one group
-    per set of network overrides, in the order of `config.proxies`."""
+def _proxy_groups(config) -> list[dict[str, types.ProxyFn]]:
+    """The proxies scored together, spec -> function: one group each, or (`fuse_proxies`)
+    one group per set of network overrides, in the order of `config.proxies`."""
+    fns = {spec: proxies.get_proxy(spec) for spec in config.proxies}
     if not config.fuse_proxies:
-        return [(spec,) for spec in config.proxies]
-    groups: dict[str, list[str]] = {}
-    for spec in config.proxies:
-        overrides = proxies.network_overrides(proxies.get_proxy(spec))
-        groups.setdefault(repr(sorted(overrides.items())), []).append(spec)
-    return [tuple(g) for g in groups.values()]
+        return [{spec: fn} for spec, fn in fns.items()]
+    groups: dict[str, dict[str, types.ProxyFn]] = {}
+    for spec, fn in fns.items():
+        groups.setdefault(repr(sorted(proxies.network_overrides(fn).items())), {})[spec] = fn
+    return list(groups.values())
 
 
 def _score_chunks(
@@ -364,7 +384,7 @@ def _score(config, workdir, resume=False) -> dict:
             print(f"resuming {name}: {previous.shape[0]} of {len(population)} already scored")
         done = 0 if previous is None else previous.shape[0]
         progress = Progress(len(population), f"score {name}", done=done)
-        fns = [proxies.get_proxy(spec) for spec in group]
+        fns = list(group.values())
         scorer = _scorer(config, space, fns[0] if len(fns) == 1 else proxies.stack(*fns))
         scores = _score_chunks(
             scorer, population, batch, keys, config.archs_per_call, progress, checkpoint, previous

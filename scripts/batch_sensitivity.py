@@ -32,7 +32,7 @@ def load_config(num_cells, seed):
     spec = importlib.util.spec_from_file_location("suitezero", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(f"size={num_cells},seed={seed}"), module.PUBLISHED_COLUMN
+    return module.get_config(f"size={num_cells},seed={seed}")
 
 
 def main():
@@ -45,7 +45,8 @@ def main():
     args = parser.parse_args()
 
     names = args.proxies.split(",")
-    config, published = load_config(args.num_cells, args.seed)
+    config = load_config(args.num_cells, args.seed)
+    published = dict(config.benchmark.reference_of)
     space = experiment._space(config)
     bench = experiment._benchmark(config)
     images = experiment._Images(config)

@@ -189,8 +189,6 @@ PUBLISHED_TABLES = {
         "swap": (0.93, "ρ", "SWAP journal ext. abstract (regularised SWAP)"),
     },
 }
-# Our proxy name -> the Suite-Zero column where the names differ.
-SUITE_ZERO_COLUMN = {"naswot": "nwot", "jacob_cov": "jacov"}
 TEST_ACCURACY = "nb201_test_acc_200ep.csv.gz"
 
 
@@ -246,7 +244,7 @@ def run_rows(runs, bootstrap):
                 separator=run["separator"],
             )
         table = tables[run["table"]]
-        column = SUITE_ZERO_COLUMN.get(name, name)
+        column = experiment.suite_zero_column(name)
         reference = table.lookup(column, run["archs"]) if column in table.columns else None
         for target in run["targets"]:
             truth = table.lookup(target, run["archs"])
