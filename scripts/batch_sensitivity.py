@@ -11,10 +11,17 @@ batch, (b) a batch drawn for each cell. It prints Spearman with bootstrap CIs vs
 `val_acc` for (a), (b) and the published column, the paired difference (b) - (a), and
 Spearman of (a) and (b) with the published column. The proxies are stacked
 (`proxies.stack`) and one compiled program serves both ways.
+
+`--shared-from WORKDIR` takes (a) from a CLI run of that config with the same seed and
+batch size (its `scores.jsonl`) instead of scoring it again, which halves the cost:
+
+  python scripts/batch_sensitivity.py --proxies plain --num-cells 1000 \\
+      --shared-from runs/nb201_suitezero
 """
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 
@@ -35,6 +42,25 @@ def load_config(num_cells, seed):
     return module.get_config(f"size={num_cells},seed={seed}")
 
 
+def read_shared(workdir, config, names, archs):
+    """f32[N, M]: the scores of `names` for `archs` from a CLI run of the same config."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        run = json.load(f)
+    for field, ours in (("seed", config.seed), ("batch_size", config.data.batch_size)):
+        theirs = run["seed"] if field == "seed" else run["data"]["batch_size"]
+        if theirs != ours:
+            sys.exit(f"--shared-from {workdir}: its {field} is {theirs}, this script's {ours}")
+    with open(os.path.join(workdir, "scores.jsonl")) as f:
+        rows = {r["arch"]: r for r in map(json.loads, f)}
+    missing = [a for a in archs if a not in rows]
+    if missing:
+        sys.exit(f"--shared-from {workdir}: {len(missing)} cells not scored, e.g. {missing[0]}")
+    absent = [n for n in names if n not in rows[archs[0]]]
+    if absent:
+        sys.exit(f"--shared-from {workdir}: no scores for {', '.join(absent)}")
+    return np.array([[rows[a][n]["score"] for n in names] for a in archs], np.float32)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proxies", default="plain")
@@ -42,6 +68,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-call", type=int, default=10)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--shared-from", help="a CLI workdir holding the shared-batch scores")
     args = parser.parse_args()
 
     names = args.proxies.split(",")
@@ -78,8 +105,11 @@ def main():
             print(f"  {min(i + args.per_call, len(cells))}/{len(cells)} cells", flush=True)
         return np.concatenate(out)
 
-    print(f"{len(cells)} cells; shared batch", flush=True)
-    a = score([shared] * len(cells))
+    if args.shared_from:
+        a = read_shared(args.shared_from, config, names, archs)
+    else:
+        print(f"{len(cells)} cells; shared batch", flush=True)
+        a = score([shared] * len(cells))
     print("a batch per cell", flush=True)
     b = score(own)
     truth = bench.lookup("val_acc", archs)

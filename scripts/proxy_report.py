@@ -23,6 +23,9 @@ Kendall (bootstrap 95 % CIs) against the NB201 200-epoch test accuracy of that d
 failed (NaN) cells, and the seconds per architecture on this machine after compilation
 (and the compile time). `--scores-out` saves after every (proxy, dataset) and a rerun
 with the same file skips what it holds, so a long report can be built in parts.
+`--fuse` scores the proxies that share a protocol and network overrides in one
+compiled program on one batch (`proxies.stack`; the loss and input gradients are then
+computed once), and reports the group's seconds per architecture.
 
 Batches (one per proxy and dataset, shared by every cell; Suite-Zero's data settings):
   * cifar10: real CIFAR-10 training images (`cifar10_jpeg_yoongikim_...npz`, JPEG-
@@ -337,13 +340,18 @@ def sample_cells(num_cells, seed):
     return space.enumerate()[np.sort(np.asarray(rows))]
 
 
-def score(name, dataset, cells, archs_per_call, seed):
-    """f32[P] scores (mean over inits), steady s/arch, compile s, the batch size used."""
-    spec, overrides, kind, size, inits = protocol(name, dataset)
+def score(names, dataset, cells, archs_per_call, seed):
+    """f32[P, M] scores of `names` (mean over inits), steady s/arch, compile s, batch size.
+
+    The names share one protocol (`fuse_groups`); several are stacked (`proxies.stack`)
+    into one compiled program on one batch, so shared intermediates are computed once.
+    """
+    spec, overrides, kind, size, inits = protocol(names[0], dataset)
     space = nb201.space(**overrides, num_classes=DATASETS[dataset][1])
-    proxy = proxies.get_proxy(spec)
+    proxy = proxies.stack(*[proxies.get_proxy(protocol(n, dataset)[0]) for n in names])
+    label = "+".join(names)
     key_batch, key_init = jax.random.split(
-        jax.random.fold_in(jax.random.key(seed), zlib.crc32(f"{name}/{dataset}".encode()))
+        jax.random.fold_in(jax.random.key(seed), zlib.crc32(f"{label}/{dataset}".encode()))
     )
     batch = make_batch(dataset, kind, size, key_batch)
     keys = jax.random.split(key_init, inits)
@@ -358,12 +366,26 @@ def score(name, dataset, cells, archs_per_call, seed):
     out, times = [], []
     for chunk in chunks:
         start = time.perf_counter()
-        scores = np.asarray(jax.block_until_ready(scorer(chunk)))
-        out.append(np.asarray(proxies.aggregate(scores)))
+        scores = np.asarray(jax.block_until_ready(scorer(chunk)))  # f32[C, K, M]
+        out.append(np.stack([proxies.aggregate(scores[..., m]) for m in range(len(names))], -1))
         times.append(time.perf_counter() - start)
     steady = np.median(times[1:]) / archs_per_call if len(times) > 1 else times[0]
     compile_s = times[0] - steady * archs_per_call
     return np.concatenate(out)[: len(cells)], float(steady), float(compile_s), batch["x"].shape[0]
+
+
+def fuse_groups(names, dataset, fuse):
+    """Lists of proxy names scored together: one each, or (`fuse`) one per protocol and
+    set of network overrides, in the order of `names`."""
+    if not fuse:
+        return [[name] for name in names]
+    groups = {}
+    for name in names:
+        spec, overrides, kind, size, inits = protocol(name, dataset)
+        declared = proxies.network_overrides(proxies.get_proxy(spec))
+        key = repr((sorted(overrides.items()), kind, size, inits, sorted(declared.items())))
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
 
 
 def run(args):
@@ -394,21 +416,22 @@ def run(args):
         if saved["archs"] == archs:
             results["scores"] = saved["scores"]
     for dataset in datasets:
-        for name in names:
-            if dataset in results["scores"].get(name, {}):
-                continue
+        pending = [n for n in names if dataset not in results["scores"].get(n, {})]
+        for group in fuse_groups(pending, dataset, args.fuse):
             scores, seconds, compile_s, batch_size = score(
-                name, dataset, cells, args.archs_per_call, args.seed
+                group, dataset, cells, args.archs_per_call, args.seed
             )
-            results["scores"].setdefault(name, {})[dataset] = {
-                "scores": [None if np.isnan(v) else float(v) for v in scores],
-                "seconds_per_arch": seconds,
-                "compile_seconds": compile_s,
-                "batch": batch_size,
-            }
+            for m, name in enumerate(group):
+                results["scores"].setdefault(name, {})[dataset] = {
+                    "scores": [None if np.isnan(v) else float(v) for v in scores[:, m]],
+                    "seconds_per_arch": seconds,
+                    "compile_seconds": compile_s,
+                    "batch": batch_size,
+                    **({"group": "+".join(group)} if len(group) > 1 else {}),
+                }
             print(
-                f"{dataset:15s} {name:17s} batch {batch_size:4d} {seconds:7.3f} s/arch, "
-                f"compile {compile_s:6.1f} s",
+                f"{dataset:15s} {'+'.join(group):17s} batch {batch_size:4d} {seconds:7.3f} "
+                f"s/arch, compile {compile_s:6.1f} s",
                 flush=True,
             )
             if args.scores_out:
@@ -641,6 +664,9 @@ def main():
     parser.add_argument("--proxies", default="", help="comma-separated (default: all)")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--archs-per-call", type=int, default=10)
+    parser.add_argument(
+        "--fuse", action="store_true", help="score proxies of one protocol together"
+    )
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", default="docs/proxy_correlations.md")
     parser.add_argument("--png", default="docs/proxy_correlations.png")

@@ -113,3 +113,19 @@ def test_suite_zero_configs_draw_cells_of_their_table(name, shared_data):
     population = experiment._population(config, space, bench, jax.random.key(0))
     assert population.shape[0] == 4
     assert all(space.to_string(g) in bench for g in population)
+
+
+def test_proxy_report_fuses_only_proxies_of_one_protocol():
+    path = os.path.join(ROOT, "scripts", "proxy_report.py")
+    spec = importlib.util.spec_from_file_location("proxy_report", path)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    names = ["snip", "synflow", "ntk_cond", "grad_norm", "swap", "naswot"]
+    assert report.fuse_groups(names, "cifar10", fuse=False) == [[n] for n in names]
+    # synflow turns BatchNorm off; ntk_cond and swap have their own networks and batches.
+    assert report.fuse_groups(names, "cifar10", fuse=True) == [
+        ["snip", "grad_norm", "naswot"],
+        ["synflow"],
+        ["ntk_cond"],
+        ["swap"],
+    ]
