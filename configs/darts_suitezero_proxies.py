@@ -21,7 +21,7 @@ Published (shared/docs/reference.md §C.4, NB301 CIFAR-10, 1,000 cells): Spearma
 val_acc nwot 0.47, params 0.46, l2_norm 0.45, synflow 0.18, grasp 0.34, epe_nas 0.00,
 snip -0.05, grad_norm -0.04, jacov -0.04, plain -0.32.
 
-Arguments: `:size=N,seed=S,batch=B,proxies=a+b,fuse=1` (see
+Arguments: `:size=N,seed=S,batch=B,per_cell=1,proxies=a+b,fuse=1` (see
 `configs/nb201_suitezero_proxies.py`).
 """
 

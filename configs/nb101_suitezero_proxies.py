@@ -25,7 +25,7 @@ Published (shared/docs/reference.md §C.4, 1,000 cells): Spearman vs val_acc par
 The 128-channel network costs ~60x the FLOPs of NASWOT's 16-channel one on this CPU;
 `stem=16` is the cheap variant (not Suite-Zero's setting).
 
-Arguments: `:size=N,seed=S,batch=B,stem=C,proxies=a+b,fuse=1` (see
+Arguments: `:size=N,seed=S,batch=B,stem=C,per_cell=1,proxies=a+b,fuse=1` (see
 `configs/nb201_suitezero_proxies.py`).
 """
 

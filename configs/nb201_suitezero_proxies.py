@@ -19,9 +19,9 @@ decoded: ~6/255 from the originals), NASLib's CIFAR-10 normalisation
 (random crop with 4 pixels of padding + horizontal flip), real labels, cross-entropy,
 PyTorch default initialisation, BatchNorm with batch statistics, the full NB201 network
 (C=16, N=5, 10 classes), one initialisation per cell. Differences: Suite-Zero drew a new
-batch for every cell and used the exact CIFAR-10 pixels; here one batch (seeded) serves
-all cells. zen draws its own Gaussian inputs, synflow uses one all-ones image, params
-and l2_norm use no data, flops uses the image size only.
+batch for every cell (here `per_cell=1`; by default one seeded batch serves all cells)
+and used the exact CIFAR-10 pixels. zen draws its own Gaussian inputs, synflow uses one
+all-ones image, params and l2_norm use no data, flops uses the image size only.
 
 Measured on the 2-core CPU (load 2-4): `proxies=snip+grad_norm+plain+jacob_cov+epe_nas+
 fisher+zen,fuse=1` 5.6 s per cell for the seven together (about 100 min for 1,000
@@ -31,11 +31,11 @@ grasp compiles slowly on the full network (see WORKSPACE_NOTES.md). Bar (issue 3
 |rho(ours, val_acc) - rho(column, val_acc)| <= 0.05 per proxy; params and flops equal
 their columns to 0.1 %. Results: docs/proxy_correlations.md.
 
-Arguments: `:size=N,seed=S,batch=B,proxies=a+b+c,fuse=1` (`+`-separated subset of
-proxies; `fuse=1` scores the proxies in one program per set of network overrides, which
-computes the loss gradient shared by snip / grad_norm / plain and the input gradient
-shared by jacob_cov / epe_nas once). The cells of a size-n run are among those of
-any larger size (same seed).
+Arguments: `:size=N,seed=S,batch=B,per_cell=1,proxies=a+b+c,fuse=1`: `per_cell=1` draws
+a batch per cell (`data.batch_per_arch`); `proxies` a `+`-separated subset; `fuse=1`
+scores the proxies in one program per set of network overrides, which computes the loss
+gradient shared by snip / grad_norm / plain and the input gradient shared by jacob_cov /
+epe_nas once. The cells of a size-n run are among those of any larger size (same seed).
 """
 
 from jaxnas import experiment

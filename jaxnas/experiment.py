@@ -59,6 +59,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.augment = False  # random crop (crop_padding) + flip, as NASLib's train loader
     c.data.crop_padding = 4
     c.data.batch_size = 128  # NASWOT reference default (score_networks.py --batch_size)
+    # Score mode: a batch drawn per architecture (NAS-Bench-Suite-Zero's protocol) instead
+    # of one seeded batch shared by all (NASWOT's; common random numbers).
+    c.data.batch_per_arch = False
     c.data.image_size = 32  # synthetic images
     c.data.num_classes = 10  # synthetic labels
     # > 0: the batch is this many random crop_size x crop_size single-channel crops of
@@ -143,8 +146,9 @@ def suite_zero(
     (`suite_zero_column`).
 
     Args:
-      arg: the config file's argument, `size=N,seed=S,batch=B,proxies=a+b,fuse=1` plus
-        the names of `defaults`.
+      arg: the config file's argument, `size=N,seed=S,batch=B,per_cell=1,proxies=a+b,
+        fuse=1` plus the names of `defaults`; `per_cell` draws a batch per cell as
+        Suite-Zero did (default: one seeded batch shared by every cell).
       table: the Suite-Zero table.
       proxies: our names of the proxies with a column in `table` (scored by default).
       size: the default number of cells.
@@ -156,7 +160,9 @@ def suite_zero(
     Raises:
       ConfigError: a proxy without a published column in this table.
     """
-    args = parse_arg(arg, size=size, seed=0, batch=64, proxies="", fuse=False, **defaults)
+    args = parse_arg(
+        arg, size=size, seed=0, batch=64, per_cell=False, proxies="", fuse=False, **defaults
+    )
     names = tuple(args.proxies.split("+")) if args.proxies else tuple(sorted(proxies))
     unknown = sorted(set(names) - set(proxies))
     if unknown:
@@ -181,6 +187,7 @@ def suite_zero(
     config.data.augment = True
     config.data.crop_padding = 4
     config.data.batch_size = args.batch
+    config.data.batch_per_arch = args.per_cell
     config.report.num_bootstrap = 500
     return config, args
 
@@ -279,12 +286,14 @@ class _Images:
         return jnp.asarray(data.normalize(self.pool[0], c.normalization))
 
 
-def _scorer(config, space, proxy):
+def _scorer(config, space, proxy, batch_per_arch=False):
     chunk = config.chunk_size
 
     @jax.jit
     def scorer(population, batch, keys):
-        return proxies.score_population(proxy, space, population, batch, keys, chunk_size=chunk)
+        return proxies.score_population(
+            proxy, space, population, batch, keys, chunk_size=chunk, batch_per_arch=batch_per_arch
+        )
 
     return scorer
 
@@ -306,6 +315,8 @@ def _score_chunks(
 ) -> np.ndarray:
     """f32[P, K, ...] scores of a host population, in fixed-size compiled calls (padded).
 
+    `batch` is shared by every architecture, or a function `(start, stop) -> batch` giving
+    the batches of architectures `start..stop-1` stacked (a scorer with `batch_per_arch`).
     With `checkpoint` (a .npy path) the scores so far are saved after every call;
     `previous` (scores of the first architectures, saved by an earlier call with the
     same population) are kept and scoring goes on after them.
@@ -316,10 +327,16 @@ def _score_chunks(
     for start in range(first, population.shape[0], per_call):
         chunk = population[start : start + per_call]
         real = chunk.shape[0]
-        if real < per_call:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], per_call - real, axis=0)])
+        chunk_batch = batch(start, start + real) if callable(batch) else batch
+        pad = per_call - real
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+            if callable(batch):
+                chunk_batch = jax.tree.map(
+                    lambda v, n=pad: jnp.concatenate([v, jnp.repeat(v[:1], n, 0)]), chunk_batch
+                )
         with jax.transfer_guard("disallow"):
-            scores = scorer(jax.device_put(chunk), batch, keys)
+            scores = scorer(jax.device_put(chunk), chunk_batch, keys)
             out.append(jax.device_get(scores)[:real])
         if checkpoint:
             np.save(checkpoint, np.concatenate(out))
@@ -369,7 +386,16 @@ def _score(config, workdir, resume=False) -> dict:
     key = jax.random.key(config.seed)
     key_pop, key_data, key_init = jax.random.split(key, 3)
     population = space.validate(_population(config, space, bench, key_pop))
-    batch = images.batch(key_data)
+    per_arch = config.data.batch_per_arch
+    if per_arch:
+
+        def batch(start, stop):
+            """The batches of architectures start..stop-1: one per population index."""
+            drawn = [images.batch(jax.random.fold_in(key_data, i + 1)) for i in range(start, stop)]
+            return jax.tree.map(lambda *v: jnp.stack(v), *drawn)
+
+    else:
+        batch = images.batch(key_data)
     keys = jax.random.split(key_init, config.num_inits)
     archs = [space.to_string(g) for g in population]
 
@@ -385,7 +411,8 @@ def _score(config, workdir, resume=False) -> dict:
         done = 0 if previous is None else previous.shape[0]
         progress = Progress(len(population), f"score {name}", done=done)
         fns = list(group.values())
-        scorer = _scorer(config, space, fns[0] if len(fns) == 1 else proxies.stack(*fns))
+        proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)
+        scorer = _scorer(config, space, proxy, per_arch)
         scores = _score_chunks(
             scorer, population, batch, keys, config.archs_per_call, progress, checkpoint, previous
         )
@@ -492,6 +519,10 @@ def _search(config, workdir, resume=False) -> dict:
     if s.strategy not in strategies.STRATEGIES:
         raise errors.ConfigError(
             f"unknown strategy {s.strategy!r}; available: {sorted(strategies.STRATEGIES)}"
+        )
+    if config.data.batch_per_arch:
+        raise errors.ConfigError(
+            "data.batch_per_arch is for score mode; a search run shares one batch per run"
         )
     strategy = strategies.STRATEGIES[s.strategy](space, s.population_size)
     spec = config.proxies[0]

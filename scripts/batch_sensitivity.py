@@ -10,7 +10,8 @@ training images, NASLib normalisation, random crop + flip): (a) the config's sha
 batch, (b) a batch drawn for each cell. It prints Spearman with bootstrap CIs vs
 `val_acc` for (a), (b) and the published column, the paired difference (b) - (a), and
 Spearman of (a) and (b) with the published column. The proxies are stacked
-(`proxies.stack`) and one compiled program serves both ways.
+(`proxies.stack`). (b) uses the batches of the CLI's `per_cell` argument
+(`data.batch_per_arch`), so it equals a CLI run with `:per_cell=1`.
 
 `--shared-from WORKDIR` takes (a) from a CLI run of that config with the same seed and
 batch size (its `scores.jsonl`) instead of scoring it again, which halves the cost:
@@ -20,6 +21,7 @@ batch size (its `scores.jsonl`) instead of scoring it again, which halves the co
 """
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -80,38 +82,38 @@ def main():
     key_pop, key_data, key_init = jax.random.split(jax.random.key(config.seed), 3)
     cells = space.validate(experiment._population(config, space, bench, key_pop))
     archs = [space.to_string(g) for g in cells]
-    shared = images.batch(key_data)
-    own = [images.batch(jax.random.fold_in(key_data, i + 1)) for i in range(len(cells))]
-    init = jax.random.split(key_init, 1)[0]
+    keys = jax.random.split(key_init, 1)
     proxy = proxies.stack(*[proxies.get_proxy(n) for n in names])
-    overrides = proxies.network_overrides(proxy)
 
-    @jax.jit
-    def scorer(genotypes, xs, ys):
-        def one(args):
-            genotype, x, y = args
-            network = space.network(genotype, **overrides)
-            return proxies.score_network(proxy, network, {"x": x, "y": y}, init)
+    @functools.partial(jax.jit, static_argnums=2)
+    def scorer(genotypes, batch, per_cell):
+        return proxies.score_population(
+            proxy, space, genotypes, batch, keys, batch_per_arch=per_cell
+        )[:, 0]
 
-        return jax.lax.map(one, (genotypes, xs, ys))
-
-    def score(batches):
+    def score(per_cell):
+        """f32[N, M]: the shared batch, or (`per_cell`) the CLI's batch per cell."""
         out = []
         for i in range(0, len(cells), args.per_call):
-            chunk = slice(i, i + args.per_call)
-            xs = jnp.stack([b["x"] for b in batches[chunk]])
-            ys = jnp.stack([b["y"] for b in batches[chunk]])
-            out.append(np.asarray(scorer(jnp.asarray(cells[chunk]), xs, ys)))
-            print(f"  {min(i + args.per_call, len(cells))}/{len(cells)} cells", flush=True)
+            chunk = cells[i : i + args.per_call]
+            if per_cell:
+                own = [
+                    images.batch(jax.random.fold_in(key_data, i + j + 1)) for j in range(len(chunk))
+                ]
+                batch = jax.tree.map(lambda *v: jnp.stack(v), *own)
+            else:
+                batch = images.batch(key_data)
+            out.append(np.asarray(scorer(jnp.asarray(chunk), batch, per_cell)))
+            print(f"  {i + len(chunk)}/{len(cells)} cells", flush=True)
         return np.concatenate(out)
 
     if args.shared_from:
         a = read_shared(args.shared_from, config, names, archs)
     else:
         print(f"{len(cells)} cells; shared batch", flush=True)
-        a = score([shared] * len(cells))
+        a = score(per_cell=False)
     print("a batch per cell", flush=True)
-    b = score(own)
+    b = score(per_cell=True)
     truth = bench.lookup("val_acc", archs)
     boot = dict(num_bootstrap=args.bootstrap)
     for m, name in enumerate(names):

@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import experiment
+from jaxnas import errors, experiment, proxies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -158,3 +160,32 @@ def _naswot_scores(workdir):
     """f32[P, K] from scores.jsonl (a singular kernel's -inf is written as "-inf")."""
     rows = [json.loads(line)["naswot"]["scores"] for line in open(workdir / "scores.jsonl")]
     return np.asarray(rows, np.float32)
+
+
+def test_score_mode_with_a_batch_per_arch_scores_each_cell_on_its_own_batch(tmp_path):
+    config = _tiny(experiment.default_config())
+    config.population.size = 5
+    config.archs_per_call = 2  # two full calls and a padded one
+    config.data.batch_per_arch = True
+    experiment.run(config, str(tmp_path / "per_arch"))
+    per_arch = _naswot_scores(tmp_path / "per_arch")
+    config.data.batch_per_arch = False
+    experiment.run(config, str(tmp_path / "shared"))
+    assert not np.allclose(per_arch, _naswot_scores(tmp_path / "shared"))
+
+    space = experiment._space(config)
+    _, key_data, key_init = jax.random.split(jax.random.key(config.seed), 3)
+    images = experiment._Images(config)
+    rows = [json.loads(line) for line in open(tmp_path / "per_arch" / "scores.jsonl")]
+    for i, row in enumerate(rows):
+        genotype = jnp.asarray([row["genotype"]])
+        batch = images.batch(jax.random.fold_in(key_data, i + 1))
+        alone = proxies.score_population(
+            proxies.get_proxy("naswot"), space, genotype, batch, jax.random.split(key_init, 1)
+        )
+        np.testing.assert_allclose(per_arch[i], alone[0], rtol=1e-5)
+
+    config.mode = "search"
+    config.data.batch_per_arch = True
+    with pytest.raises(errors.ConfigError, match="batch_per_arch is for score mode"):
+        experiment.run(config, str(tmp_path / "search"))

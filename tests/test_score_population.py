@@ -51,6 +51,39 @@ def test_shared_keys_equal_scoring_each_network_on_its_own(tiny_space, tiny_batc
             np.testing.assert_allclose(shared[p, k], single(population[p], keys[k]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("own_keys", [False, True])
+def test_a_batch_per_architecture_equals_scoring_each_on_its_batch(
+    tiny_space, tiny_batch, own_keys
+):
+    proxy = proxies.get_proxy("naswot")
+    population = tiny_space.sample(jax.random.key(7), 3)
+    keys = jax.random.split(jax.random.key(8), 2)
+    keys = jnp.broadcast_to(keys, (3, 2)) if own_keys else keys
+    # Three different batches: the original, its images reversed, and negated.
+    batches = [tiny_batch, jax.tree.map(lambda v: v[::-1], tiny_batch)]
+    batches.append({"x": -tiny_batch["x"], "y": tiny_batch["y"]})
+    stacked = jax.tree.map(lambda *v: jnp.stack(v), *batches)
+    scores = jax.jit(
+        lambda p, b: proxies.score_population(proxy, tiny_space, p, b, keys, batch_per_arch=True)
+    )(population, stacked)
+    chex.assert_shape(scores, (3, 2))
+    for p in range(3):
+        alone = proxies.score_population(
+            proxy,
+            tiny_space,
+            population[p : p + 1],
+            batches[p],
+            keys[p : p + 1] if own_keys else keys,
+        )
+        np.testing.assert_allclose(scores[p], alone[0], rtol=1e-6)
+    shared = proxies.score_population(proxy, tiny_space, population, tiny_batch, keys)
+    assert not np.allclose(scores[2], shared[2])
+    with pytest.raises(errors.ShapeError, match=r"f32\[P=3, B, H, W, C\]"):
+        proxies.score_population(
+            proxy, tiny_space, population, tiny_batch, keys, batch_per_arch=True
+        )
+
+
 def test_chunked_vmap_with_mask_dispatch_equals_sequential_switch(tiny_batch):
     proxy = proxies.get_proxy("naswot")
     switch = nb201.space(**TINY)

@@ -124,11 +124,12 @@ def score_population(
     *,
     network_kwargs: Mapping[str, Any] | None = None,
     chunk_size: int | None = None,
+    batch_per_arch: bool = False,
 ) -> jax.Array:
     """Scores every genotype of a population under every initialisation key.
 
     Score [p, k] equals `score_network(proxy, space.network(population[p]), batch,
-    key)` with the key of (p, k).
+    key)` with the key of (p, k) (and, with `batch_per_arch`, the batch of p).
 
     Args:
       proxy: the proxy function.
@@ -136,7 +137,9 @@ def score_population(
         network from a traced genotype, so the population is data and one compiled
         program serves every architecture.
       population: int32[P, D] genotypes.
-      batch: `{"x": f32[B, H, W, C], "y": int32[B]}`, shared by every architecture.
+      batch: `{"x": f32[B, H, W, C], "y": int32[B]}`, shared by every architecture;
+        with `batch_per_arch`, `{"x": f32[P, B, H, W, C], "y": int32[P, B]}`, one batch
+        per architecture (NAS-Bench-Suite-Zero drew a new batch for every cell).
       keys: key[K] shared by every architecture, or key[P, K] per architecture. With
         shared keys the scores are common random numbers: a genotype's score does not
         depend on the rest of the population, and since a space's parameters do not
@@ -148,6 +151,7 @@ def score_population(
         over in chunks of this size with `lax.map`. None (or 1) evaluates one
         architecture at a time, which bounds memory and keeps "switch" dispatch a real
         branch; larger chunks suit "mask" dispatch on accelerators.
+      batch_per_arch: whether `batch` has a leading population axis.
 
     Returns:
       f32[P, K] scores (f32[P, K, M] for a `stack` of M proxies); NaN marks a failed
@@ -159,26 +163,34 @@ def score_population(
             f"a {space.name} population is int32[P, {len(space.num_choices)}], got shape "
             f"{tuple(population.shape)}"
         )
-    _check_batch(batch)
     num = population.shape[0]
+    _check_batch(batch, num if batch_per_arch else None)
+    example = batch["x"][0] if batch_per_arch else batch["x"]
     kwargs = {**network_overrides(proxy), **(network_kwargs or {})}
     batch_size = None if chunk_size is None or chunk_size <= 1 else min(chunk_size, num)
 
     def network(genotype):
         return space.network(genotype, **kwargs)
 
+    # `lax.map` maps over the genotypes (and their batches); a shared batch is closed over.
+    mapped = (population, batch) if batch_per_arch else population
+
+    def unpack(item):
+        return item if batch_per_arch else (item, batch)
+
     if keys.ndim == 1:
         key_pairs = jax.vmap(jax.random.split)(keys)
         template = network(population[0])
-        params = jax.vmap(template.init, in_axes=(0, None))(key_pairs[:, 0], batch["x"])
+        params = jax.vmap(template.init, in_axes=(0, None))(key_pairs[:, 0], example)
 
-        def score_shared(genotype):
+        def score_shared(item):
+            genotype, arch_batch = unpack(item)
             net = network(genotype)
-            return jax.vmap(lambda p, k: jnp.asarray(proxy(net, p, batch, k), jnp.float32))(
+            return jax.vmap(lambda p, k: jnp.asarray(proxy(net, p, arch_batch, k), jnp.float32))(
                 params, key_pairs[:, 1]
             )
 
-        return jax.lax.map(score_shared, population, batch_size=batch_size)
+        return jax.lax.map(score_shared, mapped, batch_size=batch_size)
 
     if keys.ndim != 2 or keys.shape[0] != num:
         raise errors.ShapeError(
@@ -186,21 +198,27 @@ def score_population(
         )
 
     def score_own(args):
-        genotype, arch_keys = args
-        return score_inits(proxy, network(genotype), batch, arch_keys)
+        item, arch_keys = args
+        genotype, arch_batch = unpack(item)
+        return score_inits(proxy, network(genotype), arch_batch, arch_keys)
 
-    return jax.lax.map(score_own, (population, keys), batch_size=batch_size)
+    return jax.lax.map(score_own, (mapped, keys), batch_size=batch_size)
 
 
-def _check_batch(batch: types.Batch) -> None:
+def _check_batch(batch: types.Batch, num: int | None = None) -> None:
+    """Checks a shared batch, or (`num` = P) a batch per architecture."""
     if not isinstance(batch, Mapping) or "x" not in batch:
         raise errors.ShapeError("a batch is a mapping with an image array under 'x'")
+    lead, names = ((), "") if num is None else ((num,), f"P={num}, ")
     x = batch["x"]
-    if x.ndim != 4:
-        raise errors.ShapeError(f"batch['x'] must be f32[B, H, W, C], got shape {tuple(x.shape)}")
-    if "y" in batch and batch["y"].shape != x.shape[:1]:
+    if x.ndim != 4 + len(lead) or tuple(x.shape[: len(lead)]) != lead:
         raise errors.ShapeError(
-            f"batch['y'] must be int32[B={x.shape[0]}], got shape {tuple(batch['y'].shape)}"
+            f"batch['x'] must be f32[{names}B, H, W, C], got shape {tuple(x.shape)}"
+        )
+    if "y" in batch and batch["y"].shape != x.shape[: len(lead) + 1]:
+        raise errors.ShapeError(
+            f"batch['y'] must be int32[{names}B={x.shape[len(lead)]}], got shape "
+            f"{tuple(batch['y'].shape)}"
         )
 
 
