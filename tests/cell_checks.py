@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import network, types
-from jaxnas.proxies import kernels
+from jaxnas.proxies import kernels, layerwise
 
 # A reduction cell on the stem, then a normal cell whose first input is preprocessed by a
 # FactorizedReduce: both cell kinds and both preprocessings at the smallest compile.
@@ -102,3 +102,30 @@ def assert_same_network(space, genotype, seed=0):
         )
     np.testing.assert_allclose(fixed_score, score, rtol=1e-6, err_msg=arch)
     assert int(count) == fixed_count, arch
+
+
+def assert_same_gradients(space, genotype, seed=0):
+    """Loss gradients through the data-driven network (each edge a `lax.switch`, the
+    taken branch recomputed in the backward pass) equal the materialised network's."""
+    x, init, _ = data_driven(space)
+    y = jnp.arange(x.shape[0]) % 10
+    genotype = jnp.asarray(genotype)
+    params, _, _ = init(genotype, jax.random.key(seed))
+
+    def loss(net, variables):
+        return layerwise.cross_entropy(net.apply(variables, x), y)
+
+    grads = jax.jit(jax.grad(lambda p: loss(space.network(genotype), p)))(params)
+    model = space.materialize(np.asarray(genotype))
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["batch_stats"])
+    net = network.from_linen(model, train=True)
+    fixed = jax.jit(jax.grad(lambda p: loss(net, {"params": p, "batch_stats": stats})))(
+        model.params_from_supernet(params["params"])
+    )
+    expected = model.params_from_supernet(grads["params"])
+    for (path, got), want in zip(
+        jax.tree_util.tree_leaves_with_path(expected), jax.tree.leaves(fixed)
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=str(path))
+    assert any(np.abs(g).max() > 0 for g in jax.tree.leaves(fixed))

@@ -25,6 +25,15 @@ DARTS_V2 = (
     "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], "
     "reduce_concat=[2, 3, 4, 5])"
 )
+# Every op; stride-2 and stride-1 edges in the reduction cell; repeated inputs.
+EVERY_OP = (
+    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_5x5', 1), ('dil_conv_3x3', 2), "
+    "('dil_conv_5x5', 2), ('max_pool_3x3', 3), ('avg_pool_3x3', 0), ('skip_connect', 4), "
+    "('skip_connect', 1)], normal_concat=[2, 3, 4, 5], reduce=[('skip_connect', 0), "
+    "('max_pool_3x3', 1), ('skip_connect', 2), ('avg_pool_3x3', 0), ('sep_conv_5x5', 3), "
+    "('dil_conv_5x5', 1), ('sep_conv_3x3', 4), ('dil_conv_3x3', 1)], "
+    "reduce_concat=[2, 3, 4, 5])"
+)
 NB301 = "nasbench301_darts"
 SUBSET = "nb301_zc_suitezero_subset363_cifar10.csv.gz"
 NWOT = "nb301_nwot_zen_suitezero_11221_noacc.csv.gz"
@@ -206,17 +215,14 @@ def test_darts_v2_has_the_published_3_3m_parameters():
 
 def test_data_driven_network_equals_materialised_network_on_random_cells(tiny):
     cells = np.array(tiny.sample(jax.random.key(7), 2))
-    # Every op, stride-2 and stride-1 edges in the reduction cell, repeated inputs.
-    cells[0] = tiny.from_string(
-        "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_5x5', 1), ('dil_conv_3x3', 2), "
-        "('dil_conv_5x5', 2), ('max_pool_3x3', 3), ('avg_pool_3x3', 0), ('skip_connect', 4), "
-        "('skip_connect', 1)], normal_concat=[2, 3, 4, 5], reduce=[('skip_connect', 0), "
-        "('max_pool_3x3', 1), ('skip_connect', 2), ('avg_pool_3x3', 0), ('sep_conv_5x5', 3), "
-        "('dil_conv_5x5', 1), ('sep_conv_3x3', 4), ('dil_conv_3x3', 1)], "
-        "reduce_concat=[2, 3, 4, 5])"
-    )
+    cells[0] = tiny.from_string(EVERY_OP)
     for i, genotype in enumerate(cells):
         cell_checks.assert_same_network(tiny, genotype, seed=i)
+
+
+def test_loss_gradients_equal_the_materialised_network_gradients(tiny):
+    genotype = tiny.from_string(EVERY_OP)
+    cell_checks.assert_same_gradients(tiny, genotype)
 
 
 def test_darts_conventions_with_none_equal_materialised_network():

@@ -15,7 +15,7 @@ import pytest
 from flax import traverse_util
 
 from jaxnas import benchmarks, errors, experiment, network, proxies
-from jaxnas.proxies import kernels
+from jaxnas.proxies import kernels, layerwise
 from jaxnas.spaces import nb101, ops
 
 TINY = dict(stem_channels=8, num_stacks=2, cells_per_stack=1)  # 8 and 16 channels
@@ -330,6 +330,28 @@ def test_data_driven_network_equals_materialised_network(tiny, data_driven, imag
         np.testing.assert_allclose(logits, fixed_logits, rtol=1e-4, atol=1e-4)
         _assert_same_taps(taps, fixed_taps)
         np.testing.assert_allclose(score, _naswot_numpy(fixed_taps), rtol=1e-5)
+
+
+def test_loss_gradients_through_switch_equal_mask_dispatch(images, key):
+    """Switch dispatch recomputes the taken branch in the backward pass (`ops.switch`);
+    its gradients equal those of the mask dispatch, which runs every op."""
+    switch, mask = nb101.space(**TINY), nb101.space(**TINY, dispatch="mask")
+    labels = jnp.arange(images.shape[0]) % 10
+
+    def grads(space):
+        def loss(params, genotype):
+            logits = space.network(genotype).apply(params, images)
+            return layerwise.cross_entropy(logits, labels)
+
+        return jax.jit(jax.grad(loss))
+
+    switch_grads, mask_grads = grads(switch), grads(mask)
+    for name in ("truncation", "wide"):
+        genotype = jnp.asarray(_cell(name))
+        params = switch.network(genotype).init(key, images)
+        chex.assert_trees_all_close(
+            switch_grads(params, genotype), mask_grads(params, genotype), rtol=1e-4, atol=1e-6
+        )
 
 
 def test_mask_dispatch_equals_switch_dispatch(data_driven, images, key):

@@ -302,15 +302,15 @@ class _MixedEdge(nn.Module):
         if not self.reduction:
             x = _select(which_input, (*inputs, *nodes))
             branches = [branch(name, 1, 0) for name in self.ops]
-            return _split(jax.lax.switch(which_op, branches, x, x), with_mid)
+            return _split(ops.switch(which_op, branches, x, x), with_mid)
         x_inputs = _select(which_input, inputs)
         branches = [branch(name, 2, 0) for name in self.ops]
         if not nodes:
-            return _split(jax.lax.switch(which_op, branches, x_inputs, x_inputs), with_mid)
+            return _split(ops.switch(which_op, branches, x_inputs, x_inputs), with_mid)
         x_nodes = _select(which_input - NUM_INPUTS, nodes)
         branches += [branch(name, 1, 1) for name in self.ops]
         index = which_op + len(self.ops) * (which_input >= NUM_INPUTS).astype(which_op.dtype)
-        return _split(jax.lax.switch(index, branches, x_inputs, x_nodes), with_mid)
+        return _split(ops.switch(index, branches, x_inputs, x_nodes), with_mid)
 
 
 def _select(which: jax.Array, candidates):

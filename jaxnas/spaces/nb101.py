@@ -176,7 +176,7 @@ def is_valid(genotypes, xp=jnp):
 def _select(dispatch: str, index: jax.Array, branches, operand: jax.Array) -> jax.Array:
     """`branches[index](operand)`: a real branch ("switch") or a 0/1-weighted sum ("mask")."""
     if dispatch == "switch":
-        return jax.lax.switch(index, branches, operand)
+        return ops.switch(index, branches, operand)
     out = (index == 0).astype(jnp.float32) * branches[0](operand)
     for i in range(1, len(branches)):
         out = out + (index == i).astype(jnp.float32) * branches[i](operand)

@@ -124,10 +124,10 @@ class _MixedEdge(nn.Module):
                     (lambda h, n=name: conv_op(n, h)[0]) if name in _CONV_KERNEL else _APPLY[name]
                     for name in OPS
                 )
-                out = jax.lax.switch(choice, branches, x)
+                out = ops.switch(choice, branches, x)
             else:
                 branches = tuple(lambda h, n=name: parts_of(n, h) for name in OPS)
-                out, slots = jax.lax.switch(choice, branches, x)
+                out, slots = ops.switch(choice, branches, x)
                 record(slots, [choice == o for o in range(len(OPS))])
             net_lib.sow_cost(self, "pool_flops", (choice == pool).astype(jnp.float32) * pool_flops)
             return out
