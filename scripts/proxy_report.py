@@ -226,19 +226,21 @@ def load_run(workdir):
         "scores": {n: np.asarray([_score_value(r[n]["score"]) for r in rows]) for n in names},
         "seconds": seconds,
         "batch": config["data"]["batch_size"],
+        "per_cell": bool(config["data"].get("batch_per_arch", False)),
     }
 
 
 def run_rows(runs, bootstrap):
-    """Per (table, proxy): correlations of the largest run scoring it."""
+    """Per (table, proxy, shared batch or a batch per cell): correlations of the largest
+    run scoring it."""
     best = {}
     for run in runs:
         for name, scores in run["scores"].items():
-            key = (os.path.basename(run["table"]), name)
+            key = (os.path.basename(run["table"]), name, run["per_cell"])
             if key not in best or len(scores) > len(best[key][1]):
                 best[key] = (run, scores)
     tables, rows = {}, []
-    for (table_name, name), (run, scores) in sorted(best.items()):
+    for (table_name, name, per_cell), (run, scores) in sorted(best.items()):
         if run["table"] not in tables:
             tables[run["table"]] = benchmarks.Benchmark.from_csv(
                 run["table"],
@@ -259,6 +261,7 @@ def run_rows(runs, bootstrap):
                 "ours": evaluation.rank_correlations(scores, truth, num_bootstrap=bootstrap),
                 "seconds": run["seconds"].get(name),
                 "batch": run["batch"],
+                "per_cell": per_cell,
                 "workdir": run["workdir"],
                 "command": run["command"],
             }
@@ -282,9 +285,9 @@ def nb201_test_rows(best, results, bootstrap):
     path = os.path.join(benchmarks.shared_data_dir(), "nasbench201", TEST_ACCURACY)
     table = None
     rows = []
-    for (_, name), (run, scores) in sorted(best.items()):
+    for (_, name, per_cell), (run, scores) in sorted(best.items()):
         scored = results["scores"].get(name, {}) if results else {}
-        if run["space"] != "nb201" or "cifar10" in scored:
+        if run["space"] != "nb201" or "cifar10" in scored or per_cell:
             continue
         table = table or benchmarks.Benchmark.from_csv(path)
         truth = table.lookup(DATASETS["cifar10"][0], run["archs"])
@@ -522,10 +525,10 @@ def runs_markdown(rows):
         lines += [
             f"### `{table}` ({subset[0]['space']} space, batch {batches})",
             "",
-            "| proxy | target | n | failed | ours: Spearman ρ [CI] | Kendall τ [CI] | "
+            "| proxy | batch | target | n | failed | ours: Spearman ρ [CI] | Kendall τ [CI] | "
             "published column: ρ [CI] | ours − column [paired CI] | ρ(ours, column) | "
             "published elsewhere | s/arch | run |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in subset:
             o = r["ours"]
@@ -543,7 +546,8 @@ def runs_markdown(rows):
             if r["seconds"] is not None:
                 seconds = _seconds({"seconds_per_arch": r["seconds"][0], "group": r["seconds"][1]})
             lines.append(
-                f"| {r['proxy']} | {r['target']} | {o['n']} | {o['n_failed']} | "
+                f"| {r['proxy']} | {'per cell' if r['per_cell'] else 'shared'} | "
+                f"{r['target']} | {o['n']} | {o['n_failed']} | "
                 f"{_ci(o, 'spearman')} | {_ci(o, 'kendall')} | {ref} | {diff} | {agree} | "
                 f"{pub} | {seconds} | `{r['command']}` |"
             )
@@ -561,8 +565,9 @@ def write_markdown(meta, rows, run_table_rows, path, png, command):
             " and others): each proxy on the table's own cells and target, next to the "
             "table's published column for the same proxy on the same cells (NAS-Bench-"
             "Suite-Zero's scores; its settings: batch 64 of augmented CIFAR-10, one "
-            "initialisation per cell; Suite-Zero drew a new batch per cell, we use one "
-            "seeded batch for all). *ours − column*: difference of the two Spearman ρ "
+            "initialisation per cell, a new batch per cell). *batch*: one seeded batch "
+            "shared by all cells (our default) or a batch per cell (`per_cell=1`, "
+            "Suite-Zero's protocol). *ours − column*: difference of the two Spearman ρ "
             "vs the target, paired bootstrap interval (issue 3's bar: |difference| ≤ 0.05 "
             "on 1,000 NB201 cells).",
             "",
