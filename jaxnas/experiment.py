@@ -17,6 +17,7 @@ on the seed and r, so a resumed or extended search gives the same records as an
 uninterrupted one.
 """
 
+import functools
 import json
 import os
 import time
@@ -277,6 +278,12 @@ class _Images:
         padding = c.crop_padding if c.augment else None
         return data.sample_batch(key, images, labels, c.batch_size, c.normalization, padding)
 
+    def batches(self, key, start, stop):
+        """The batches of architectures start..stop-1 (`data.batch_per_arch`), stacked:
+        architecture i's is `batch(fold_in(key, i + 1))`."""
+        drawn = [self.batch(jax.random.fold_in(key, i + 1)) for i in range(start, stop)]
+        return jax.tree.map(lambda *v: jnp.stack(v), *drawn)
+
     def _all_images(self, key):
         """Every pool image, normalised (synthetic: `batch_size` N(0, 1) images)."""
         c = self.config
@@ -388,12 +395,7 @@ def _score(config, workdir, resume=False) -> dict:
     population = space.validate(_population(config, space, bench, key_pop))
     per_arch = config.data.batch_per_arch
     if per_arch:
-
-        def batch(start, stop):
-            """The batches of architectures start..stop-1: one per population index."""
-            drawn = [images.batch(jax.random.fold_in(key_data, i + 1)) for i in range(start, stop)]
-            return jax.tree.map(lambda *v: jnp.stack(v), *drawn)
-
+        batch = functools.partial(images.batches, key_data)
     else:
         batch = images.batch(key_data)
     keys = jax.random.split(key_init, config.num_inits)

@@ -48,8 +48,10 @@ def read_shared(workdir, config, names, archs):
     """f32[N, M]: the scores of `names` for `archs` from a CLI run of the same config."""
     with open(os.path.join(workdir, "config.json")) as f:
         run = json.load(f)
-    for field, ours in (("seed", config.seed), ("batch_size", config.data.batch_size)):
-        theirs = run["seed"] if field == "seed" else run["data"]["batch_size"]
+    for field, theirs, ours in (
+        ("seed", run["seed"], config.seed),
+        ("batch_size", run["data"]["batch_size"], config.data.batch_size),
+    ):
         if theirs != ours:
             sys.exit(f"--shared-from {workdir}: its {field} is {theirs}, this script's {ours}")
     with open(os.path.join(workdir, "scores.jsonl")) as f:
@@ -94,15 +96,10 @@ def main():
     def score(per_cell):
         """f32[N, M]: the shared batch, or (`per_cell`) the CLI's batch per cell."""
         out = []
+        shared = images.batch(key_data)
         for i in range(0, len(cells), args.per_call):
             chunk = cells[i : i + args.per_call]
-            if per_cell:
-                own = [
-                    images.batch(jax.random.fold_in(key_data, i + j + 1)) for j in range(len(chunk))
-                ]
-                batch = jax.tree.map(lambda *v: jnp.stack(v), *own)
-            else:
-                batch = images.batch(key_data)
+            batch = images.batches(key_data, i, i + len(chunk)) if per_cell else shared
             out.append(np.asarray(scorer(jnp.asarray(chunk), batch, per_cell)))
             print(f"  {i + len(chunk)}/{len(cells)} cells", flush=True)
         return np.concatenate(out)
