@@ -151,7 +151,11 @@ def conv2d(
     """
     stride, padding = _pair(stride), _pair(padding)
     if groups > 1 and groups == x.shape[-1] == kernel.shape[-1] and kernel.shape[2] == 1:
-        return _depthwise_conv2d(x, kernel, stride, padding, dilation)
+        # Reverse mode would otherwise keep the k * k input slices and broadcast kernel
+        # taps of the shifted sum (a one-cell DARTS gradient program: 1.32 -> 0.53 GB).
+        return jax.checkpoint(_depthwise_conv2d, static_argnums=(2, 3, 4))(
+            x, kernel, stride, padding, dilation
+        )
     if groups == 1:
         return _conv2d(x, kernel, stride, padding, dilation)
     return _conv(x, kernel, stride, padding, dilation, groups)
