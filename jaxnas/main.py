@@ -14,7 +14,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxnas import errors, experiment
+from jaxnas import errors, experiment, xla_settings
 
 config_flags.DEFINE_config_file("config", None, "Experiment configuration file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the results.")
@@ -27,6 +27,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # JAX logs backend probing (e.g. "Unable to initialize backend 'tpu'") at INFO.
     logging.set_verbosity(logging.WARNING)
+    xla_settings.prefer_memory_schedule()
     try:
         os.makedirs(FLAGS.workdir, exist_ok=True)
         # The command as typed (config arguments included), for reports that cite runs.

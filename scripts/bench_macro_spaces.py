@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from jaxnas import benchmarks, data, proxies  # noqa: E402
+from jaxnas import benchmarks, data, proxies, xla_settings  # noqa: E402
 from jaxnas.network import from_linen  # noqa: E402
 from jaxnas.spaces import SPACES, autoformer  # noqa: E402
 
@@ -134,4 +134,5 @@ def main():
 
 
 if __name__ == "__main__":
+    xla_settings.prefer_memory_schedule()
     main()

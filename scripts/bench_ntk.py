@@ -34,7 +34,7 @@ from scipy import stats
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import timing  # noqa: E402  (scripts/timing.py, beside this script)
 
-from jaxnas import benchmarks, data, proxies  # noqa: E402
+from jaxnas import benchmarks, data, proxies, xla_settings  # noqa: E402
 from jaxnas.proxies import ntk  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
@@ -130,4 +130,5 @@ def main():
 
 
 if __name__ == "__main__":
+    xla_settings.prefer_memory_schedule()
     main()

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import timing  # noqa: E402  (scripts/timing.py, beside this script)
 
-from jaxnas import benchmarks, data, network, proxies  # noqa: E402
+from jaxnas import benchmarks, data, network, proxies, xla_settings  # noqa: E402
 from jaxnas.spaces import SPACES, nb101  # noqa: E402
 
 
@@ -142,4 +142,5 @@ def main():
 
 
 if __name__ == "__main__":
+    xla_settings.prefer_memory_schedule()
     main()

@@ -30,7 +30,7 @@ from scipy import stats
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import timing  # noqa: E402  (scripts/timing.py, beside this script)
 
-from jaxnas import proxies  # noqa: E402
+from jaxnas import proxies, xla_settings  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
 NB201_SIZE = 15625
@@ -103,4 +103,5 @@ def main():
 
 
 if __name__ == "__main__":
+    xla_settings.prefer_memory_schedule()
     main()
