@@ -1,0 +1,87 @@
+"""Which initialisation NAS-Bench-Suite-Zero's NB101 `l2_norm` column was computed under.
+
+  python scripts/nb101_l2_norm_init.py [--run runs/nb101_sz]
+
+l2_norm is the sum over conv / linear layers of ||W||_F. For a layer of n weights drawn
+i.i.d. with variance v, ||W||_F concentrates at sqrt(n v), so each initialisation rule
+predicts the column from the layer shapes of the materialised network (NB101's actual
+vertex widths, 128-channel stem) alone:
+
+  * PyTorch default (U(+-1/sqrt(fan_in))): sqrt(C_out / 3) per layer.
+  * NASLib's NB101 `Network._initialize_weights` (nasbench101/model.py): conv
+    N(0, 2 / (k^2 C_out)), i.e. sqrt(2 C_in) per conv; linear N(0, 0.01^2).
+
+Prints, for each rule, Spearman(prediction, column) and the median column / prediction
+over the table's 250 cells; with `--run` (a CLI workdir scoring l2_norm on that table),
+the same for our scores.
+"""
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from jaxnas import benchmarks  # noqa: E402
+from jaxnas.spaces import nb101  # noqa: E402
+
+TABLE = ("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
+
+RULES = {
+    "PyTorch default, actual widths": lambda shape: np.sqrt(shape[-1] / 3.0),
+    "NASLib NB101 (Kaiming normal fan-out conv, N(0, 0.01) linear)": lambda shape: (
+        np.sqrt(2.0 * shape[2]) if len(shape) == 4 else np.sqrt(np.prod(shape) * 1e-4)
+    ),
+}
+
+
+def kernel_shapes(space, genotype):
+    """Shapes of the conv / linear kernels of the materialised network."""
+    model = space.materialize(genotype)
+    x = jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+    return [
+        leaf.shape
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        if getattr(path[-1], "key", None) == "kernel"
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", default="", help="CLI workdir with l2_norm scores")
+    args = parser.parse_args()
+    path = os.path.join(benchmarks.shared_data_dir(), *TABLE)
+    if not os.path.exists(path):
+        sys.exit(f"error: benchmark table not found: {path}")
+    with gzip.open(path, "rt") as f:
+        rows = list(csv.DictReader(f))
+    space = nb101.space()
+    column = np.asarray([float(r["l2_norm"]) for r in rows])
+    shapes = [
+        kernel_shapes(space, space.from_string(f"{r['adjacency_rows']};{r['ops']}")) for r in rows
+    ]
+    print(f"{len(rows)} cells of {TABLE[1]}; Spearman with the l2_norm column, median ratio")
+    for name, rule in RULES.items():
+        pred = np.asarray([sum(rule(s) for s in cell) for cell in shapes])
+        rho = stats.spearmanr(pred, column)[0]
+        print(f"  {name:<64} rho {rho:.3f}  column/prediction {np.median(column / pred):.3f}")
+    if args.run:
+        with open(os.path.join(args.run, "scores.jsonl")) as f:
+            ours = {r["arch"]: r["l2_norm"]["score"] for r in map(json.loads, f)}
+        keys = [f"{r['adjacency_rows']};{r['ops']}" for r in rows]
+        held = [i for i, k in enumerate(keys) if k in ours]
+        mine = np.asarray([ours[keys[i]] for i in held])
+        rho = stats.spearmanr(mine, column[held])[0]
+        ratio = np.median(column[held] / mine)
+        print(f"  {'ours (' + args.run + ')':<64} rho {rho:.3f}  column/ours {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
