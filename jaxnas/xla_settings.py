@@ -1,7 +1,8 @@
 """XLA settings for jaxnas programs on CPU.
 
 Call `prefer_memory_schedule()` before JAX's first computation (XLA reads `XLA_FLAGS`
-once, when it starts a backend); the CLI, the scripts and the test suite do.
+once, when it starts a backend); the CLI and the scripts do. The test suite keeps XLA's
+default (WORKSPACE_NOTES.md, Known gaps).
 """
 
 import os

@@ -6,15 +6,12 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxnas import benchmarks, xla_settings
+from jaxnas import benchmarks
 from jaxnas.spaces import nb201
 
 # Surface silent broadcasting and dtype promotion bugs (equinox / neural-tangents policy).
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
-
-# The CLI's XLA:CPU schedule (the gradient programs' memory depends on it).
-xla_settings.prefer_memory_schedule()
 
 TINY = dict(channels=4, cells_per_stage=1)  # an NB201 net that compiles in seconds
 

@@ -1,4 +1,4 @@
-"""The XLA:CPU schedule setting of the CLI, the scripts and the tests."""
+"""The XLA:CPU schedule setting of the CLI and the scripts."""
 
 import os
 
