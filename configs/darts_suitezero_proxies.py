@@ -17,10 +17,11 @@ Proxies (our name -> its column): epe_nas, grad_norm, grasp, jacob_cov -> jacov,
 l2_norm, naswot -> nwot, params, plain, snip, synflow. The fisher and flops columns have
 no counterpart yet: DARTS networks record no layer probes or op costs.
 
-The gradient proxies (snip, grad_norm, plain, jacob_cov, epe_nas, grasp) do not fit a
-24 GiB CPU at batch 64 on this network: XLA asked for a 35 GB temporary buffer for snip +
-grad_norm + plain (WORKSPACE_NOTES.md, Known gaps). naswot + params + l2_norm take 1.1 s
-per cell, synflow 31 ms.
+Cost on the 2-core CPU (one core): naswot + params + l2_norm 1.1 s per cell, synflow
+31 ms; `proxies=snip+grad_norm+plain+jacob_cov+epe_nas,fuse=1` compiles in ~15 min and
+then takes 8.1 s per cell (~10.7 GB resident; before the XLA:CPU memory schedule and
+the rematerialised depthwise convolutions it asked for 55 GB, WORKSPACE_NOTES.md).
+grasp on this network is not measured.
 
 Published (shared/docs/reference.md §C.4, NB301 CIFAR-10, 1,000 cells): Spearman vs
 val_acc nwot 0.47, params 0.46, l2_norm 0.45, synflow 0.18, grasp 0.34, epe_nas 0.00,
