@@ -6,11 +6,12 @@
 
 Compiles `score_population` of the proxy (a `+`-joined list is one fused `proxies.stack`
 program) for one architecture of the space (a seeded sample), one initialisation, a
-batch of `--batch` N(0, 1) 32x32 images, and prints XLA's temporary buffer size
-(`compiled.memory_analysis().temp_size_in_bytes`: what the program allocates besides its
-arguments and outputs) and the compile time. `--materialised` does the same for that
-architecture's materialised network (`space.materialize`, a fixed network: what the
-data-driven one should approach); `--time N` also times N cells after compilation.
+batch of `--batch` N(0, 1) 32x32 images (`data.synthetic_batch`), and prints XLA's
+temporary buffer size (`compiled.memory_analysis().temp_size_in_bytes`: what the program
+allocates besides its arguments and outputs) and the compile time. `--materialised` does
+the same for that architecture's materialised network (`space.materialize`, a fixed
+network: what the data-driven one should approach); `--time N` also times N cells after
+compilation.
 
 Each measurement runs in its own process twice, with XLA:CPU's concurrency-optimised
 scheduler on (XLA's default) and off (`xla_settings.prefer_memory_schedule()`, the
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from jaxnas import network, proxies, xla_settings  # noqa: E402
+from jaxnas import data, network, proxies, xla_settings  # noqa: E402
 from jaxnas.proxies import base  # noqa: E402
 from jaxnas.spaces import SPACES  # noqa: E402
 
@@ -48,8 +49,7 @@ def measure(args):
     """One measurement in this process: a dict of figures."""
     space = SPACES[args.space](**space_kwargs(args.space_args))
     cells = jnp.asarray(space.sample(jax.random.key(args.seed), 1 + args.time))
-    x = jax.random.normal(jax.random.key(1), (args.batch, 32, 32, 3))
-    batch = {"x": x, "y": jnp.arange(args.batch, dtype=jnp.int32) % 10}
+    batch = data.synthetic_batch(jax.random.key(1), args.batch)
     names = args.proxies.split("+")
     fns = [proxies.get_proxy(name) for name in names]
     proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)

@@ -17,8 +17,6 @@ the same for our scores.
 """
 
 import argparse
-import csv
-import gzip
 import json
 import os
 import sys
@@ -28,7 +26,8 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from jaxnas import benchmarks  # noqa: E402
+from jaxnas import benchmarks, errors  # noqa: E402
+from jaxnas.proxies import layerwise  # noqa: E402
 from jaxnas.spaces import nb101  # noqa: E402
 
 TABLE = ("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
@@ -49,7 +48,7 @@ def kernel_shapes(space, genotype):
     return [
         leaf.shape
         for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-        if getattr(path[-1], "key", None) == "kernel"
+        if layerwise.is_weight(path)
     ]
 
 
@@ -57,17 +56,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", default="", help="CLI workdir with l2_norm scores")
     args = parser.parse_args()
-    path = os.path.join(benchmarks.shared_data_dir(), *TABLE)
-    if not os.path.exists(path):
-        sys.exit(f"error: benchmark table not found: {path}")
-    with gzip.open(path, "rt") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        table = benchmarks.Benchmark.from_csv(
+            os.path.join(benchmarks.shared_data_dir(), *TABLE),
+            key="arch",
+            key_columns=("adjacency_rows", "ops"),
+        )
+    except errors.BenchmarkError as exc:
+        sys.exit(f"error: {exc}")
     space = nb101.space()
-    column = np.asarray([float(r["l2_norm"]) for r in rows])
-    shapes = [
-        kernel_shapes(space, space.from_string(f"{r['adjacency_rows']};{r['ops']}")) for r in rows
-    ]
-    print(f"{len(rows)} cells of {TABLE[1]}; Spearman with the l2_norm column, median ratio")
+    archs = list(table.column("arch"))
+    column = table.column("l2_norm")
+    shapes = [kernel_shapes(space, space.from_string(arch)) for arch in archs]
+    print(f"{len(archs)} cells of {TABLE[1]}; Spearman with the l2_norm column, median ratio")
     for name, rule in RULES.items():
         pred = np.asarray([sum(rule(s) for s in cell) for cell in shapes])
         rho = stats.spearmanr(pred, column)[0]
@@ -75,9 +76,8 @@ def main():
     if args.run:
         with open(os.path.join(args.run, "scores.jsonl")) as f:
             ours = {r["arch"]: r["l2_norm"]["score"] for r in map(json.loads, f)}
-        keys = [f"{r['adjacency_rows']};{r['ops']}" for r in rows]
-        held = [i for i, k in enumerate(keys) if k in ours]
-        mine = np.asarray([ours[keys[i]] for i in held])
+        held = [i for i, arch in enumerate(archs) if arch in ours]
+        mine = np.asarray([ours[archs[i]] for i in held])
         rho = stats.spearmanr(mine, column[held])[0]
         ratio = np.median(column[held] / mine)
         print(f"  {'ours (' + args.run + ')':<64} rho {rho:.3f}  column/ours {ratio:.3f}")
