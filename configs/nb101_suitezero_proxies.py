@@ -25,7 +25,12 @@ Published (shared/docs/reference.md §C.4, 1,000 cells): Spearman vs val_acc par
 The 128-channel network costs ~60x the FLOPs of NASWOT's 16-channel one on this CPU;
 `stem=16` is the cheap variant (not Suite-Zero's setting).
 
-Arguments: `:size=N,seed=S,batch=B,stem=C,per_cell=1,proxies=a+b,fuse=1` (see
+Initialisation: NASLib's NB101 network draws conv kernels from N(0, 2 / (k^2 C_out)) at
+each vertex's own width and the classifier from N(0, 0.01^2) (`init=nb101`, the space's
+default; `nb101.space`); `init=pytorch` is PyTorch's default instead. BatchNorm follows
+every conv, so only l2_norm, grad_norm and synflow (BN off) depend on it.
+
+Arguments: `:size=N,seed=S,batch=B,stem=C,init=I,per_cell=1,proxies=a+b,fuse=1` (see
 `configs/nb201_suitezero_proxies.py`).
 """
 
@@ -46,9 +51,9 @@ PROXIES = (
 
 def get_config(arg=None):
     table = experiment.shared_path("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
-    config, args = experiment.suite_zero(arg, table, PROXIES, size=250, stem=128)
+    config, args = experiment.suite_zero(arg, table, PROXIES, size=250, stem=128, init="nb101")
     config.space.name = "nb101"
-    config.space.kwargs = {"stem_channels": args.stem}
+    config.space.kwargs = {"stem_channels": args.stem, "init": args.init}
     config.benchmark.key = "arch"
     config.benchmark.key_columns = ("adjacency_rows", "ops")
     return config

@@ -6,7 +6,7 @@ and `search`.
 """
 
 from jaxnas import benchmarks, data, errors, evaluation, proxies, search, spaces, strategies
-from jaxnas.network import Network, from_linen, from_nnx, sow_tap
+from jaxnas.network import Network, from_linen, from_nnx, initial_params, sow_tap
 from jaxnas.proxies import get_proxy, score_population
 from jaxnas.spaces import SearchSpace
 from jaxnas.strategies import Strategy
@@ -26,6 +26,7 @@ __all__ = [
     "from_linen",
     "from_nnx",
     "get_proxy",
+    "initial_params",
     "proxies",
     "score_population",
     "search",

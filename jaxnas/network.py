@@ -2,7 +2,7 @@
 
 A `Network` is a pair of pure functions in the stax / neural-tangents convention:
 
-  params = network.init(key, x)                  # x: f32[B, H, W, C]
+  params = initial_params(network, key, x)       # x: f32[B, H, W, C]
   logits = network.apply(params, x)               # f32[B, num_classes]
   logits, taps = network.apply(params, x, taps=True)
   logits, probes = network.apply(params, x, probes=True)
@@ -47,11 +47,32 @@ class Network(NamedTuple):
         supernet, a masked channel). None means every parameter belongs. Parameter-based
         proxies (parameter counts, norms) multiply by it, so unused branches of a
         data-driven network never count.
+      rescale_init: optional `(params) -> params`, mapping a draw of `init` to this
+        architecture's initial parameters. A data-driven network draws every layer at
+        the space's maximum width and its `init` does not depend on the genotype, so one
+        draw serves a whole population (`score_population`); where the initialisation's
+        scale depends on a layer's fan-in or fan-out (PyTorch's default, Kaiming), this
+        rescales the selected slices to the architecture's actual widths, so that they
+        have the materialised network's initial distribution. None: the draw needs no
+        rescaling. `initial_params` applies both.
     """
 
     init: types.InitFn
     apply: types.ApplyFn
     param_mask: Callable[[Any], Any] | None = None
+    rescale_init: Callable[[Any], Any] | None = None
+
+
+def initial_params(network: Network, key: jax.Array, x: jax.Array) -> Any:
+    """The architecture's initial parameters: `network.init(key, x)`, then `rescale_init`."""
+    return rescaled_init(network, network.init(key, x))
+
+
+def rescaled_init(network: Network, params: Any) -> Any:
+    """A draw of `network.init` mapped to the architecture's own initial parameters."""
+    if network.rescale_init is None:
+        return params
+    return network.rescale_init(params)
 
 
 def masked_params(network: Network, params: Any) -> Any:

@@ -125,7 +125,7 @@ def data_driven(space):
     @chex.assert_max_traces(n=1)
     def run(genotype, x, key):
         net = space.network(genotype)
-        params = net.init(key, x)
+        params = network.initial_params(net, key, x)
         logits, taps = net.apply(params, x, taps=True)
         return params, logits, taps, kernels.logdet(kernels.hamming_kernel(taps))
 

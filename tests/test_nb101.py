@@ -440,6 +440,55 @@ def test_parameters_do_not_depend_on_the_genotype(tiny, images, key):
     chex.assert_trees_all_equal(a, b)
 
 
+@pytest.mark.parametrize("init", ["nb101", "pytorch"])
+def test_initial_params_have_the_materialised_distribution(images, init):
+    """Drawn at the supernet's widths, rescaled to the cell's vertex widths: every selected
+    kernel has the std (nb101: N(0, 2 / (k^2 C_out)), linear N(0, 0.01^2)) or the bound
+    (pytorch: U(+-1/sqrt(fan_in))) of the materialised layer, not of the widest one."""
+    space = nb101.space(**TINY, init=init)
+    genotype = _cell("wide")  # vertex widths 2 (of 8) and 4 (of 16)
+    net = space.network(jnp.asarray(genotype))
+    keys = jax.random.split(jax.random.key(0), 1024)  # >= 4096 draws of the smallest kernel
+    draws = jax.jit(jax.vmap(lambda k: network.initial_params(net, k, images)))(keys)
+    shapes = jax.eval_shape(space.materialize(genotype).init, jax.random.key(0), images)
+    selected = ops.restrict_params(
+        draws["params"],
+        jax.tree.map(lambda s: jax.ShapeDtypeStruct((1024, *s.shape), s.dtype), shapes["params"]),
+    )
+    checked = 0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(selected):
+        if not layerwise.is_weight(path):
+            continue
+        w = np.asarray(leaf)
+        shape = w.shape[1:]
+        if init == "nb101":
+            std = 0.01 if len(shape) == 2 else math.sqrt(2.0 / (shape[0] * shape[1] * shape[3]))
+            np.testing.assert_allclose(w.std(), std, rtol=0.05, err_msg=jax.tree_util.keystr(path))
+        else:
+            bound = 1.0 / math.sqrt(math.prod(shape[:-1]))
+            assert np.abs(w).max() <= bound * (1 + 1e-6), jax.tree_util.keystr(path)
+            np.testing.assert_allclose(np.abs(w).max(), bound, rtol=0.02)
+        checked += 1
+    assert checked == 14  # per cell 2 vertex convs and 4 projections; stem; classifier
+
+
+def test_shared_initialisations_are_rescaled_per_architecture(tiny, images, key):
+    """Keys shared by the population (one draw, sliced per cell) and keys per cell give
+    the same width-dependent scores: both paths rescale to the cell's own widths."""
+    population = np.stack([_cell(name) for name in CELLS])
+    l2 = proxies.get_proxy("l2_norm")
+    keys = jax.random.split(key, 2)
+    shared = proxies.score_population(l2, tiny, population, {"x": images}, keys)
+    own = proxies.score_population(
+        l2, tiny, population, {"x": images}, jnp.tile(keys[None], (len(population), 1))
+    )
+    np.testing.assert_allclose(shared, own, rtol=1e-6)
+    net = tiny.network(population[0])
+    unscaled = net.init(jax.random.split(keys[0])[0], images)
+    drawn, rescaled = float(l2(net, unscaled, None, key)), float(shared[0, 0])
+    assert abs(drawn - rescaled) > 1e-3 * rescaled
+
+
 def test_batch_norm_override_makes_every_bn_the_identity(images, key):
     genotype = jnp.asarray(_cell("truncation"))
     plain = nb101.space(**TINY, batch_norm=False).network(genotype)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.network import Network
+from jaxnas.network import Network, initial_params, rescaled_init
 from jaxnas.spaces.base import SearchSpace
 
 
@@ -104,7 +104,7 @@ def score_network(
     random numbers), so a score is a deterministic function of `(network, batch, key)`.
     """
     key_init, key_proxy = jax.random.split(key)
-    params = network.init(key_init, batch["x"])
+    params = initial_params(network, key_init, batch["x"])
     return jnp.asarray(proxy(network, params, batch, key_proxy), jnp.float32)
 
 
@@ -144,7 +144,8 @@ def score_population(
         shared keys the scores are common random numbers: a genotype's score does not
         depend on the rest of the population, and since a space's parameters do not
         depend on the genotype, the K initialisations are drawn once for the whole
-        population (architectures use the slices of them that they select).
+        population (architectures use the slices of them that they select, rescaled to
+        their own layer widths by the network's `rescale_init`).
       network_kwargs: static overrides for `space.network` (e.g. a proxy network's
         width); they take precedence over the proxy's own `network_overrides`.
       chunk_size: architectures evaluated together with `vmap`; the population is mapped
@@ -186,9 +187,11 @@ def score_population(
         def score_shared(item):
             genotype, arch_batch = unpack(item)
             net = network(genotype)
-            return jax.vmap(lambda p, k: jnp.asarray(proxy(net, p, arch_batch, k), jnp.float32))(
-                params, key_pairs[:, 1]
-            )
+
+            def score(p, k):
+                return jnp.asarray(proxy(net, rescaled_init(net, p), arch_batch, k), jnp.float32)
+
+            return jax.vmap(score)(params, key_pairs[:, 1])
 
         return jax.lax.map(score_shared, mapped, batch_size=batch_size)
 

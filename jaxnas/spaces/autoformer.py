@@ -768,8 +768,13 @@ def space(
 
     def network(genotype, **overrides):
         module = AutoFormerNetwork(vit, **settings(overrides))
+        # AutoFormer's stds do not depend on layer widths: nothing to rescale.
         return ops.supernet(
-            module, genotype, lambda params: param_mask(params, vit, genotype), autoformer_init
+            module,
+            genotype,
+            lambda params: param_mask(params, vit, genotype),
+            autoformer_init,
+            rescale_fn=None,
         )
 
     def materialize(genotype, **overrides):

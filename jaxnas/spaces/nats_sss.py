@@ -28,11 +28,9 @@ vmaps across a population); the materialised network's parameters are the leadin
 of the data-driven ones (`ops.restrict_params`).
 
 Initialisation: the data-driven parameters are drawn once for the 64-wide network
-(PyTorch default init, bound 1/sqrt(fan_in) for fan-in at width 64), so a narrower layer
-sees weights drawn for the wider fan-in: smaller by sqrt(64 / c_in) than a network built
-for that architecture alone would draw. Layers followed by BatchNorm (all convs except the
-reduction shortcut) are unaffected in the forward pass; the reduction shortcut and the
-classifier are not.
+(PyTorch default init, bound 1/sqrt(fan_in) at width 64) and `Network.rescale_init`
+(`ops.rescale_fan_in`) scales each architecture's slices to the bound of its own
+fan-in, so they are distributed as a network built for that architecture alone.
 """
 
 import re

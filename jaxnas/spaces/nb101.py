@@ -72,6 +72,11 @@ _CONV = {0: ("conv3x3", 3, 1), 1: ("conv1x1", 1, 0)}  # op index -> (param name,
 NASLIB_OPS = (INPUT, OUTPUT, "maxpool3x3", "conv1x1-bn-relu", "conv3x3-bn-relu")
 
 DISPATCH_MODES = ("switch", "mask")
+# Initialisations of the data-driven network: name -> (draw, rescale to actual widths).
+INITS = {
+    "nb101": (ops.fan_out_normal_init, ops.rescale_fan_out),
+    "pytorch": (ops.torch_init, ops.rescale_fan_in),
+}
 
 _EDGE_TO_MATRIX = np.zeros((NUM_EDGES, NUM_VERTICES, NUM_VERTICES), np.int32)
 for _e, (_i, _j) in enumerate(EDGES):
@@ -642,6 +647,7 @@ def space(
     dispatch: str = "switch",
     in_channels: int = 3,
     batch_norm: bool = True,
+    init: str = "nb101",
 ) -> base.SearchSpace:
     """The NB101 space; the arguments are the defaults of `network`/`materialize`.
 
@@ -650,10 +656,23 @@ def space(
     (`nas_101_api/model.py`, `--stem_out_channels 16`), `network(g, batch_norm=False)`
     the BN-free network synflow scores.
 
+    `init` is the data-driven network's initialisation: "nb101", the rule of the NB101
+    PyTorch models that the references score (`Network._initialize_weights` in NASWOT's
+    `nas_101_api/model.py` and NASLib's `nasbench101/model.py`, which NAS-Bench-Suite-
+    Zero used; `ops.fan_out_normal_init`), or "pytorch", PyTorch's default. Either is
+    drawn at the supernet's widths and rescaled to each architecture's vertex widths
+    (`Network.rescale_init`), so the selected parameters have the distribution of the
+    materialised network under the same rule. BatchNorm follows every conv, so
+    forward-only proxies do not depend on the choice; parameter norms, gradient norms
+    and BN-free synflow do. `materialize` builds Linen modules with PyTorch's default
+    initialisers whatever `init` is.
+
     `sample` draws uniformly among valid genotypes (rejection, like NASLib's sampler);
     `mutate` changes one position and redraws until the cell is valid. `enumerate`
     raises: the space has `size` = 373,754,169 valid genotypes.
     """
+    if init not in INITS:
+        raise errors.ConfigError(f"unknown NB101 init {init!r}; expected one of {sorted(INITS)}")
     defaults = dict(
         stem_channels=stem_channels,
         num_stacks=num_stacks,
@@ -702,7 +721,10 @@ def space(
     def network(genotype, **overrides):
         settings = {**defaults, "dispatch": dispatch, **overrides}
         module = NB101Network(**settings, track_running_stats=False)
-        return ops.supernet(module, genotype, lambda params: param_mask(params, genotype))
+        init_fn, rescale_fn = INITS[init]
+        return ops.supernet(
+            module, genotype, lambda params: param_mask(params, genotype), init_fn, rescale_fn
+        )
 
     def materialize(genotype, **overrides):
         settings = {**defaults, **overrides}

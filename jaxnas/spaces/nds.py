@@ -57,7 +57,8 @@ are stored at the maximum width and depth, e.g. about 50 MB per image of ResNet 
 taps at 32x32.
 
 Differences from the reference code, documented rather than reproduced: parameters are
-initialised with `ops.torch_init` on the supernet shapes (pycls draws conv weights from
+initialised with `ops.torch_init` on the supernet shapes, rescaled to each
+architecture's own fan-ins (`ops.rescale_fan_in`) (pycls draws conv weights from
 N(0, 2/fan_out) per network; with BatchNorm in train mode the scale of a conv does not
 change any activation); NASWOT's released `nasspace.py` builds these CIFAR networks with
 the ImageNet stem (7x7 stride-2 conv + max pool, 12 channels), 1 class, and passes the

@@ -100,6 +100,128 @@ def torch_init(key: jax.Array, shapes) -> dict:
     return fill_params(shapes, drawn)
 
 
+def fan_out_normal_init(key: jax.Array, shapes) -> dict:
+    """Kaiming-normal (fan-out) convolutions and N(0, 0.01^2) linear layers, one RNG call.
+
+    The initialisation of the NB101 PyTorch models (`Network._initialize_weights` in
+    NASWOT's `nas_101_api/model.py` and NASLib's `nasbench101/model.py`, which NAS-Bench-
+    Suite-Zero scored): conv kernels
+    [k_h, k_w, C_in, C_out] ~ N(0, 2 / (k_h k_w C_out)), linear kernels ~ N(0, 0.01^2),
+    every bias 0, BatchNorm `scale` 1.
+
+    Args:
+      key: PRNG key.
+      shapes: nested dict of `jax.ShapeDtypeStruct` (e.g. from `jax.eval_shape`).
+
+    Returns:
+      A nested dict of f32 arrays with the structure of `shapes`.
+    """
+    stds = {}
+
+    def collect(tree, path):
+        for name, leaf in tree.items():
+            if isinstance(leaf, dict):
+                collect(leaf, path + (name,))
+            elif name == "kernel" and len(leaf.shape) == 4:
+                stds[path + (name,)] = math.sqrt(2.0 / math.prod((*leaf.shape[:2], leaf.shape[3])))
+            elif name == "kernel" and len(leaf.shape) == 2:
+                stds[path + (name,)] = 0.01
+            elif name not in ("scale", "bias"):
+                raise ValueError(
+                    f"fan_out_normal_init: no init rule for parameter {'/'.join(path)}/{name}"
+                )
+
+    collect(shapes, ())
+    sizes = [math.prod(_leaf(shapes, path).shape) for path in stds]
+    flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    offsets = np.cumsum([0] + sizes)
+    drawn = {
+        path: flat[offsets[i] : offsets[i + 1]].reshape(_leaf(shapes, path).shape) * std
+        for i, (path, std) in enumerate(stds.items())
+    }
+    return fill_params(shapes, drawn)
+
+
+def _mask_count(mask: jax.Array, shape: tuple[int, ...], axes) -> jax.Array:
+    """Sum over `axes` (kept) of a 0/1 mask broadcastable to `shape`, not materialised."""
+    m = jnp.asarray(mask, jnp.float32)
+    m = m.reshape((1,) * (len(shape) - m.ndim) + m.shape)
+    for a in axes:
+        m = m.sum(a, keepdims=True) if m.shape[a] > 1 else m * shape[a]
+    return m
+
+
+def _width_factor(mask, shape, axes) -> jax.Array:
+    """sqrt(full fan / selected fan) per unit; 1 where nothing is selected."""
+    selected = _mask_count(mask, shape, axes)
+    full = math.prod(shape[a] for a in axes)
+    return jnp.where(selected > 0, jnp.sqrt(full / jnp.maximum(selected, 1.0)), 1.0)
+
+
+def _rescale_kernels(params, mask, rule, scale_bias: bool):
+    """Multiplies every `kernel` by `rule(kernel, its mask)` (None: unchanged), and with
+    `scale_bias` the `bias` beside it by the same per-output factor."""
+    out = {
+        name: _rescale_kernels(leaf, mask[name], rule, scale_bias)
+        if isinstance(leaf, dict)
+        else leaf
+        for name, leaf in params.items()
+    }
+    factor = rule(params["kernel"], mask["kernel"]) if "kernel" in params else None
+    if factor is not None:
+        out["kernel"] = params["kernel"] * factor
+        if scale_bias and "bias" in params:
+            out["bias"] = params["bias"] * factor.reshape(-1)
+    return out
+
+
+def rescale_fan_in(params, mask):
+    """Rescales a `torch_init` draw at maximum widths to the selected fan-ins.
+
+    `torch_init` draws a kernel and the bias beside it from U(+-1/sqrt(fan_in)), fan_in
+    the product of all but the last kernel axis at the space's maximum widths. The
+    materialised network's layer reads only the selected inputs, so its bound is
+    1/sqrt(selected fan_in): each output unit's kernel column and bias are multiplied by
+    sqrt(fan_in / selected fan_in), which makes the selected slice exactly its
+    distribution. Units that read no selected input are left as drawn.
+
+    Args:
+      params: `{"params": ...}` drawn by `torch_init`.
+      mask: `param_mask(params)` (leaves broadcastable to the parameters).
+
+    Returns:
+      `params` with the rescaled kernels and biases.
+    """
+
+    def rule(kernel, kernel_mask):
+        return _width_factor(kernel_mask, kernel.shape, tuple(range(kernel.ndim - 1)))
+
+    return _rescale_kernels(params, mask, rule, scale_bias=True)
+
+
+def rescale_fan_out(params, mask):
+    """Rescales a `fan_out_normal_init` draw at maximum widths to the selected fan-outs.
+
+    A conv kernel's std sqrt(2 / (k_h k_w C_out)) depends on its output width: each
+    input row of a kernel is multiplied by sqrt(k_h k_w C_out / selected k_h k_w C_out).
+    Linear layers (fixed std) and biases (0) are unchanged.
+
+    Args:
+      params: `{"params": ...}` drawn by `fan_out_normal_init`.
+      mask: `param_mask(params)`.
+
+    Returns:
+      `params` with the rescaled conv kernels.
+    """
+
+    def rule(kernel, kernel_mask):
+        if kernel.ndim != 4:
+            return None
+        return _width_factor(kernel_mask, kernel.shape, (0, 1, 3))
+
+    return _rescale_kernels(params, mask, rule, scale_bias=False)
+
+
 def fill_params(shapes, drawn: dict) -> dict:
     """Parameters shaped like `shapes`: the `drawn[path]` arrays where given, else the
     PyTorch defaults of the remaining leaves (BatchNorm / LayerNorm `scale` 1, others 0)."""
@@ -820,7 +942,11 @@ def _param_shapes(module: nn.Module, x: jax.ShapeDtypeStruct, genotype: jax.Shap
 
 
 def supernet(
-    module: nn.Module, genotype: jax.Array, param_mask=None, init_fn=torch_init
+    module: nn.Module,
+    genotype: jax.Array,
+    param_mask=None,
+    init_fn=torch_init,
+    rescale_fn=rescale_fan_in,
 ) -> Network:
     """The `Network` of a data-driven Linen module called as `module(x, genotype)`.
 
@@ -828,7 +954,9 @@ def supernet(
     uses `init_fn(key, shapes)` (default `torch_init`; a space whose reference code
     initialises differently passes its own one-RNG-call initialiser), so one
     initialisation serves a whole population. `param_mask` is passed through to the
-    `Network`.
+    `Network`; with it, `rescale_fn(params, param_mask(params))` (default
+    `rescale_fan_in`, the companion of `torch_init`; None for an initialisation whose
+    scale does not depend on layer widths) becomes the network's `rescale_init`.
     """
     genotype = jnp.asarray(genotype)
     linen = from_linen(module, genotype, mutable=())
@@ -841,7 +969,13 @@ def supernet(
         )
         return {"params": init_fn(key, shapes)}
 
-    return Network(init, linen.apply, param_mask)
+    rescale_init = None
+    if param_mask is not None and rescale_fn is not None:
+
+        def rescale_init(params):
+            return rescale_fn(params, param_mask(params))
+
+    return Network(init, linen.apply, param_mask, rescale_init)
 
 
 def restrict_params(params, template):
