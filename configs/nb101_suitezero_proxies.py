@@ -12,11 +12,9 @@ one initialisation per cell. Reports Spearman / Kendall with bootstrap CIs of ou
 `val_acc` (108-epoch CIFAR-10 validation accuracy), of ours vs the proxy's published
 column and of that column vs `val_acc`, on the same cells.
 
-Proxies (our name -> its column): epe_nas, grad_norm, grasp, jacob_cov -> jacov,
-l2_norm, params, plain, snip, synflow. The table's fisher and flops columns have no
-counterpart yet: NB101 networks record no layer probes or op costs, and those proxies
-raise a ConfigError. The table has no nwot column (NASWOT on NB101:
-`configs/nb101_naswot.py`).
+Proxies (our name -> its column): epe_nas, fisher, flops, grad_norm, grasp, jacob_cov ->
+jacov, l2_norm, params, plain, snip, synflow (every column of the table). The table has
+no nwot column (NASWOT on NB101: `configs/nb101_naswot.py`).
 
 Published (shared/docs/reference.md §C.4, 1,000 cells): Spearman vs val_acc params
 0.37, l2_norm 0.50, synflow 0.31, grasp 0.27, epe_nas 0.00, snip -0.19, grad_norm
@@ -38,6 +36,8 @@ from jaxnas import experiment
 
 PROXIES = (
     "epe_nas",
+    "fisher",
+    "flops",
     "grad_norm",
     "grasp",
     "jacob_cov",

@@ -47,7 +47,8 @@ class LayerProbe(NamedTuple):
       weight: f32[] 1 where the layer belongs to the architecture, 0 where it does not
         (an unselected op of a data-driven network, whose value is then all zeros).
       fan_in: f32[] inputs read per output unit: k_h * k_w * C_in / groups for a
-        convolution, in_features for a linear layer.
+        convolution, in_features for a linear layer (the valid inputs only, where a
+        data-driven network masks channels).
     """
 
     value: jax.Array
@@ -62,7 +63,8 @@ class NormProbe(NamedTuple):
       variance: f32[C] the biased per-channel variance used to normalise.
       count: f32[] elements averaged per channel (B * H * W), so that the unbiased
         variance PyTorch puts into running statistics is `variance * count / (count - 1)`.
-      weight: f32[] 1 where the layer belongs to the architecture, else 0.
+      weight: f32[] 1 where the layer belongs to the architecture, else 0; or f32[C],
+        1 for the valid channels of a layer whose width a data-driven network masks.
     """
 
     variance: jax.Array

@@ -15,7 +15,7 @@ import pytest
 from flax import traverse_util
 
 from jaxnas import benchmarks, errors, experiment, network, proxies
-from jaxnas.proxies import kernels, layerwise
+from jaxnas.proxies import kernels, layerwise, zen
 from jaxnas.spaces import nb101, ops
 
 TINY = dict(stem_channels=8, num_stacks=2, cells_per_stack=1)  # 8 and 16 channels
@@ -235,6 +235,62 @@ def test_parameter_counts_equal_the_benchmark_params_column(shared_data):
         variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
         count = sum(math.prod(v.shape) for v in jax.tree.leaves(variables["params"]))
         assert count == round(float(row["params"]) * 1e6)
+
+
+def test_flops_equal_the_benchmark_flops_column(shared_data):
+    """The table's `flops` (millions, NASLib through tensorwatch, one 32x32 image, the
+    benchmark's network): conv MACs, BatchNorm 2 and ReLU 1 per element, max pooling
+    k^2 per output element; the final `torch.mean` is a function, not counted."""
+    rows = _table(shared_data)[:24]
+    population = np.stack([nb101.from_naslib(r["naslib_tuple"]) for r in rows])
+    x = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    keys = jax.random.split(jax.random.key(0), 1)
+    flops = proxies.get_proxy("flops")
+    ours = jax.jit(lambda p: proxies.score_population(flops, nb101.space(), p, {"x": x}, keys))(
+        population
+    )
+    expected = np.asarray([float(r["flops"]) for r in rows])
+    np.testing.assert_allclose(np.asarray(ours)[:, 0], expected, rtol=1e-6)
+
+
+def test_probe_proxies_equal_on_data_driven_and_materialised_networks(tiny):
+    """fisher, flops and the Zen-score of given weights: masked channels and unselected
+    ops never count, and each layer counts with its own fan-in."""
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3), jnp.float32)
+    batch = {"x": x, "y": jnp.arange(4) % 10}
+    x_mixed = x + 0.01 * jax.random.normal(jax.random.key(4), x.shape, jnp.float32)
+    fisher, flops = proxies.get_proxy("fisher"), proxies.get_proxy("flops")
+
+    def scores(net, params):
+        return (
+            fisher(net, params, batch, None),
+            flops(net, params, batch, None),
+            zen.zen_score(net, params, x, x_mixed),
+        )
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def data_driven(genotype):
+        net = tiny.network(genotype)
+        params = network.initial_params(net, jax.random.key(2), x)
+        params = zen.gaussian_init(jax.random.key(3), params)
+        return params, scores(net, params)
+
+    chex.clear_trace_counter()
+    cells = np.concatenate([np.stack([_cell(n) for n in CELLS]), tiny.sample(jax.random.key(5), 1)])
+    for genotype in cells:
+        params, ours = data_driven(jnp.asarray(genotype))
+        model = tiny.materialize(genotype)
+        shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+        fixed = {
+            "params": ops.restrict_params(params["params"], shapes["params"]),
+            "batch_stats": jax.tree.map(
+                lambda s: jnp.ones(s.shape, s.dtype), shapes["batch_stats"]
+            ),
+        }
+        fixed_net = network.from_linen(model, train=True, mutable=("batch_stats",))
+        expected = scores(fixed_net, fixed)
+        np.testing.assert_allclose(ours, expected, rtol=1e-4, err_msg=nb101.to_string(genotype))
 
 
 @pytest.mark.slow

@@ -98,7 +98,7 @@ def test_report_script_renders_runs_next_to_the_published_columns(tmp_path, shar
 @pytest.mark.parametrize(
     "name, arg, message",
     [
-        ("nb101_suitezero_proxies.py", "proxies=fisher", "no published column for \\['fisher'\\]"),
+        ("nb101_suitezero_proxies.py", "proxies=naswot", "no published column for \\['naswot'\\]"),
         ("darts_suitezero_proxies.py", "proxies=zen", "no published column for \\['zen'\\]"),
     ],
 )

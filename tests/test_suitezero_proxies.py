@@ -268,10 +268,9 @@ def _uninstrumented_spaces():
     from test_autoformer import SETTINGS, TINY
     from test_nds import TINY_RESNET
 
-    from jaxnas.spaces import autoformer, nats_sss, nb101, nds
+    from jaxnas.spaces import autoformer, nats_sss, nds
 
     return {
-        "nb101": (nb101.space(stem_channels=8, num_stacks=2, cells_per_stack=1), 8),
         "nats_sss": (nats_sss.space(), 8),
         "nds": (nds.space(design=TINY_RESNET, stem_width=4), 8),
         "autoformer": (autoformer.space(vit=TINY, **SETTINGS), 16),

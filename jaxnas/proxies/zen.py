@@ -79,11 +79,22 @@ def zen_score(network, params: types.Params, x: jax.Array, x_mixed: jax.Array) -
     diff = jnp.abs(first.features["pre_gap"] - second.features["pre_gap"])
     delta = jnp.mean(jnp.sum(diff.reshape(diff.shape[0], -1), axis=1))
     bn_terms = [
-        first.norms[name].weight
-        * jnp.log(jnp.sqrt(jnp.mean(running_variance(first.norms[name], second.norms[name]))))
+        _log_std(running_variance(first.norms[name], second.norms[name]), first.norms[name].weight)
         for name in sorted(first.norms)
     ]
     return jnp.log(delta) + sum(bn_terms, jnp.zeros((), jnp.float32))
+
+
+def _log_std(variance: jax.Array, weight: jax.Array) -> jax.Array:
+    """log sqrt(mean running variance) of one BatchNorm, over its weighted channels: f32[].
+
+    `weight` is 0/1 for the whole layer (in or out of the architecture) or per channel
+    f32[C] (the valid channels of a masked data-driven layer); 0 for an absent layer.
+    """
+    w = jnp.broadcast_to(weight, variance.shape)
+    present = jnp.max(w) > 0
+    mean = jnp.sum(w * variance) / jnp.maximum(jnp.sum(w), 1.0)
+    return jnp.where(present, jnp.log(jnp.sqrt(jnp.where(present, mean, 1.0))), 0.0)
 
 
 def zen(*, mixup_gamma: float = MIXUP_GAMMA) -> types.ProxyFn:

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import errors
+from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
 from jaxnas.spaces import base, ops
 
@@ -178,18 +179,30 @@ def is_valid(genotypes, xp=jnp):
 # ------------------------------------------------------------------------------ modules
 
 
-def _select(dispatch: str, index: jax.Array, branches, operand: jax.Array) -> jax.Array:
-    """`branches[index](operand)`: a real branch ("switch") or a 0/1-weighted sum ("mask")."""
+def _select(dispatch: str, index: jax.Array, branches, operand: jax.Array):
+    """`branches[index](operand)`: a real branch ("switch") or a 0/1-weighted sum ("mask").
+
+    Branches may return pytrees (the same structure from every branch).
+    """
     if dispatch == "switch":
         return ops.switch(index, branches, operand)
-    out = (index == 0).astype(jnp.float32) * branches[0](operand)
-    for i in range(1, len(branches)):
-        out = out + (index == i).astype(jnp.float32) * branches[i](operand)
-    return out
+    outs = [b(operand) for b in branches]
+    weights = [(index == i).astype(jnp.float32) for i in range(len(branches))]
+    return jax.tree.map(lambda *vals: sum(w * v for w, v in zip(weights, vals)), *outs)
+
+
+def _probing(module: nn.Module, *perturbations) -> bool:
+    """Whether the caller asked for layer probes or passed perturbations."""
+    return module.is_mutable_collection(net_lib.LAYERS) or any(e is not None for e in perturbations)
 
 
 class _MixedProjection(nn.Module):
-    """1x1 conv-BN-ReLU from the cell input to a vertex, computed when its edge exists."""
+    """1x1 conv-BN-ReLU from the cell input to a vertex, computed when its edge exists.
+
+    When probes are requested (or perturbations passed) the conv and BatchNorm record
+    their output, statistics and FLOPs over the vertex's valid channels, with weight 0
+    when the edge is absent.
+    """
 
     in_features: int
     features: int
@@ -199,25 +212,49 @@ class _MixedProjection(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, present: jax.Array, mask: jax.Array) -> jax.Array:
         conv = ops.Conv(self.in_features, self.features, 1, name="conv")
-        bn = ops.BatchNorm(self.features, name="bn")
+        bn = ops.BatchNorm(self.features, enabled=self.batch_norm, name="bn")
         w = ops.ConvBNWeights(conv.kernel, *bn.weights())
         shape = (*x.shape[:-1], self.features)
-        pre = _select(
-            self.dispatch,
-            present.astype(jnp.int32),
-            (
-                lambda h: jnp.zeros(shape, h.dtype),
-                lambda h: ops.conv_bn(w, h, 1, 0, self.batch_norm),
-            ),
-            x,
+        index = present.astype(jnp.int32)
+        weight = present.astype(jnp.float32)
+        eps = conv.perturbation()
+        if not _probing(self, eps):
+            pre = _select(
+                self.dispatch,
+                index,
+                (
+                    lambda h: jnp.zeros(shape, h.dtype),
+                    lambda h: ops.conv_bn(w, h, 1, 0, self.batch_norm),
+                ),
+                x,
+            )
+        else:
+            empty = jnp.zeros(shape, x.dtype)
+            pre, conv_out, var = _select(
+                self.dispatch,
+                index,
+                (
+                    lambda h: (empty, empty, jnp.zeros(shape[-1:], h.dtype)),
+                    lambda h: ops.conv_bn_parts(w, h, 1, 0, self.batch_norm, perturbation=eps),
+                ),
+                x,
+            )
+            conv.record(conv_out, weight, channels=mask)
+            bn.record(var, conv_out.size / shape[-1], shape, weight, mask)
+        net_lib.sow_cost(
+            self, "relu_flops", ops.relu_flops(shape) * ops.valid_fraction(weight, mask)
         )
-        weight = present.astype(jnp.float32) * mask
-        sow_tap(self, "conv_bn_relu", pre, weight)
-        return ops.mask_channels(jax.nn.relu(pre), weight)
+        sow_tap(self, "conv_bn_relu", pre, weight * mask)
+        return ops.mask_channels(jax.nn.relu(pre), weight * mask)
 
 
 class _MixedVertex(nn.Module):
-    """An interior vertex: every op's parameters at full width, the selected op applied."""
+    """An interior vertex: every op's parameters at full width, the selected op applied.
+
+    When probes are requested (or perturbations passed) each conv op records its output,
+    statistics and FLOPs over the vertex's valid channels (fan-in k^2 c_v), with weight
+    0 when the op is not selected.
+    """
 
     features: int
     dispatch: str
@@ -226,15 +263,49 @@ class _MixedVertex(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array, choice: jax.Array, mask: jax.Array) -> jax.Array:
         c = self.features
-        w = {o: ops.ConvBN(c, c, size, name=name).weights() for o, (name, size, _) in _CONV.items()}
-        branches = (
-            lambda v: ops.conv_bn(w[0], v, 1, _CONV[0][2], self.batch_norm),
-            lambda v: ops.conv_bn(w[1], v, 1, _CONV[1][2], self.batch_norm),
-            ops.max_pool_3x3,
-            lambda v: v * 0.0,  # a pruned vertex
-        )
-        pre = _select(self.dispatch, choice, branches, h)
+        modules = {
+            o: ops.ConvBN(c, c, size, batch_norm=self.batch_norm, name=name)
+            for o, (name, size, _) in _CONV.items()
+        }
+        w = {o: m.weights() for o, m in modules.items()}
+        eps = {o: m.perturbation() for o, m in modules.items()}
+        if not _probing(self, *eps.values()):
+            branches = (
+                lambda v: ops.conv_bn(w[0], v, 1, _CONV[0][2], self.batch_norm),
+                lambda v: ops.conv_bn(w[1], v, 1, _CONV[1][2], self.batch_norm),
+                ops.max_pool_3x3,
+                lambda v: v * 0.0,  # a pruned vertex
+            )
+            pre = _select(self.dispatch, choice, branches, h)
+        else:
+            empty = (jnp.zeros(h.shape, h.dtype), jnp.zeros((c,), h.dtype))
+
+            def conv_parts(o, v):
+                out, conv_out, var = ops.conv_bn_parts(
+                    w[o], v, 1, _CONV[o][2], self.batch_norm, perturbation=eps[o]
+                )
+                return out, tuple((conv_out, var) if p == o else empty for p in _CONV)
+
+            branches = (
+                lambda v: conv_parts(0, v),
+                lambda v: conv_parts(1, v),
+                lambda v: (ops.max_pool_3x3(v), (empty,) * len(_CONV)),
+                lambda v: (v * 0.0, (empty,) * len(_CONV)),
+            )
+            pre, slots = _select(self.dispatch, choice, branches, h)
+            width = jnp.sum(mask)
+            for (o, m), (conv_out, var) in zip(modules.items(), slots):
+                size = _CONV[o][1]
+                selected = (choice == o).astype(jnp.float32)
+                m.record(h.shape, conv_out, var, selected, size * size * width, mask)
         is_conv = choice < len(_CONV)
+        is_pool = (choice == OPS.index("maxpool3x3")).astype(jnp.float32)
+        net_lib.sow_cost(
+            self, "relu_flops", ops.relu_flops(h.shape) * ops.valid_fraction(is_conv, mask)
+        )
+        net_lib.sow_cost(
+            self, "pool_flops", ops.avg_pool_flops(h.shape, 3) * ops.valid_fraction(is_pool, mask)
+        )
         sow_tap(self, "conv_bn_relu", pre, jnp.where(is_conv, mask, 0.0))
         return ops.mask_channels(jnp.where(is_conv, jax.nn.relu(pre), pre), mask)
 
@@ -283,7 +354,8 @@ class _FixedProjection(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         conv = ops.Conv(self.in_features, self.features, 1, name="conv")
         bn = ops.BatchNorm(self.features, self.track_running_stats, self.batch_norm, name="bn")
-        pre = bn(ops.conv2d(x, conv.kernel), train)
+        pre = bn(conv(x), train)
+        net_lib.sow_cost(self, "relu_flops", ops.relu_flops(pre.shape))
         sow_tap(self, "conv_bn_relu", pre)
         return jax.nn.relu(pre)
 
@@ -297,6 +369,7 @@ class _FixedVertex(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array, train: bool) -> jax.Array:
         if self.op not in _CONV:
+            net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(h.shape, 3))
             return ops.max_pool_3x3(h)
         name, size, pad = _CONV[self.op]
         c = self.features
@@ -304,6 +377,7 @@ class _FixedVertex(nn.Module):
             c, c, size, 1, pad, False, self.track_running_stats, self.batch_norm, name=name
         )
         pre = conv(h, train)
+        net_lib.sow_cost(self, "relu_flops", ops.relu_flops(pre.shape))
         sow_tap(self, "conv_bn_relu", pre)
         return jax.nn.relu(pre)
 
@@ -390,6 +464,7 @@ class _Macro(nn.Module):
             name="stem",
         )
         x = stem(x, train)
+        net_lib.sow_cost(self, "stem_relu_flops", ops.relu_flops(x.shape))
         sow_tap(self, "stem_conv_bn_relu", x)
         x = jax.nn.relu(x)
         c_prev = self.stem_channels
@@ -397,9 +472,12 @@ class _Macro(nn.Module):
             c = self.stem_channels * 2**s
             if s > 0:
                 x = ops.max_pool_2x2(x)
+                net_lib.sow_cost(self, f"downsample{s}_flops", ops.avg_pool_flops(x.shape, 2))
             for i in range(self.cells_per_stack):
                 x = cell_fn(c_prev, c, f"stack{s}_cell{i}", x)
                 c_prev = c
+        # The reference pools with `torch.mean`, a function that FLOP counters skip.
+        net_lib.sow_feature(self, "pre_gap", x)
         return ops.Dense(self.num_classes, name="classifier")(ops.global_avg_pool(x))
 
 

@@ -487,6 +487,15 @@ def conv_flops(out_shape, fan_in: float) -> float:
     return float(fan_in) * _per_image(out_shape)
 
 
+def valid_fraction(weight, channels: jax.Array | None = None) -> jax.Array:
+    """`weight` times the fraction of valid channels (all when `channels` is None).
+
+    Scales the FLOPs of a layer computed at full width down to its valid channels.
+    """
+    weight = jnp.asarray(weight, jnp.float32)
+    return weight if channels is None else weight * jnp.mean(channels)
+
+
 def batch_norm_flops(shape) -> float:
     return 2.0 * _per_image(shape)
 
@@ -716,13 +725,24 @@ class BatchNorm(nn.Module):
         return self.scale, self.bias
 
     def record(
-        self, variance: jax.Array, count: float, shape, weight: jax.Array | float = 1.0
+        self,
+        variance: jax.Array,
+        count: float,
+        shape,
+        weight: jax.Array | float = 1.0,
+        channels: jax.Array | None = None,
     ) -> None:
-        """Probes statistics computed outside the module (inside a `lax.switch`)."""
+        """Probes statistics computed outside the module (inside a `lax.switch`).
+
+        `channels` (f32[C], 0/1) marks the valid channels of a layer whose width the
+        data-driven network masks: only they count in the FLOPs and the statistics.
+        """
         if self.enabled:
-            net_lib.probe_norm(self, variance, count, weight)
+            net_lib.probe_norm(
+                self, variance, count, weight if channels is None else weight * channels
+            )
             net_lib.sow_cost(
-                self, "flops", batch_norm_flops(shape) * jnp.asarray(weight, jnp.float32)
+                self, "flops", batch_norm_flops(shape) * valid_fraction(weight, channels)
             )
 
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -772,12 +792,23 @@ class Conv(nn.Module):
     def perturbation(self) -> jax.Array | None:
         return net_lib.perturbation(self)
 
-    def record(self, value: jax.Array, weight: jax.Array | float = 1.0) -> None:
-        """Probes an output computed outside the module (perturbation already added)."""
-        net_lib.probe_layer(self, value, self.fan_in, weight, add_perturbation=False)
-        net_lib.sow_cost(
-            self, "flops", conv_flops(value.shape, self.fan_in) * jnp.asarray(weight, jnp.float32)
-        )
+    def record(
+        self,
+        value: jax.Array,
+        weight: jax.Array | float = 1.0,
+        fan_in: jax.Array | None = None,
+        channels: jax.Array | None = None,
+    ) -> None:
+        """Probes an output computed outside the module (perturbation already added).
+
+        A data-driven network that masks channels passes the layer's own `fan_in`
+        (traced; default the kernel's) and its valid output `channels` (f32[C], 0/1):
+        the FLOPs count only those, and fisher weighs the layer by that fan-in.
+        """
+        fan_in = self.fan_in if fan_in is None else fan_in
+        net_lib.probe_layer(self, value, fan_in, weight, add_perturbation=False)
+        flops = _per_image(value.shape) * jnp.asarray(fan_in, jnp.float32)
+        net_lib.sow_cost(self, "flops", flops * valid_fraction(weight, channels))
 
     def __call__(self, x: jax.Array, stride: int = 1, padding: int = 0) -> jax.Array:
         y = conv2d(x, self.kernel, stride, padding)
@@ -815,19 +846,22 @@ class ConvBN(nn.Module):
         conv_out: jax.Array,
         variance: jax.Array,
         weight: jax.Array | float = 1.0,
+        fan_in: jax.Array | None = None,
+        channels: jax.Array | None = None,
     ) -> None:
         """Probes an application computed by `conv_bn_parts` outside the module.
 
         Records what `__call__` records (conv output, BatchNorm statistics, FLOPs), with
-        `weight` 0 for an op that is not in the architecture.
+        `weight` 0 for an op that is not in the architecture; `fan_in` and `channels`
+        as in `Conv.record`, for a layer whose input and output channels are masked.
         """
         if self.relu:
             net_lib.sow_cost(
-                self, "relu_flops", relu_flops(x_shape) * jnp.asarray(weight, jnp.float32)
+                self, "relu_flops", relu_flops(x_shape) * valid_fraction(weight, channels)
             )
-        self.conv.record(conv_out, weight)
+        self.conv.record(conv_out, weight, fan_in, channels)
         count = conv_out.size / conv_out.shape[-1]
-        self.bn.record(variance, count, conv_out.shape, weight)
+        self.bn.record(variance, count, conv_out.shape, weight, channels)
 
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         if self.relu:
