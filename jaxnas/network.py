@@ -155,6 +155,12 @@ def perturbation(module, name: str = "out") -> jax.Array | None:
     return None
 
 
+def probing(module, *perturbations) -> bool:
+    """Whether a Linen module's caller asked for layer probes or passed perturbations
+    (then ops computed inside `lax.switch` branches must return what probes record)."""
+    return module.is_mutable_collection(LAYERS) or any(e is not None for e in perturbations)
+
+
 def probe_layer(
     module,
     value: jax.Array,

@@ -191,11 +191,6 @@ def _select(dispatch: str, index: jax.Array, branches, operand: jax.Array):
     return jax.tree.map(lambda *vals: sum(w * v for w, v in zip(weights, vals)), *outs)
 
 
-def _probing(module: nn.Module, *perturbations) -> bool:
-    """Whether the caller asked for layer probes or passed perturbations."""
-    return module.is_mutable_collection(net_lib.LAYERS) or any(e is not None for e in perturbations)
-
-
 class _MixedProjection(nn.Module):
     """1x1 conv-BN-ReLU from the cell input to a vertex, computed when its edge exists.
 
@@ -218,7 +213,7 @@ class _MixedProjection(nn.Module):
         index = present.astype(jnp.int32)
         weight = present.astype(jnp.float32)
         eps = conv.perturbation()
-        if not _probing(self, eps):
+        if not net_lib.probing(self, eps):
             pre = _select(
                 self.dispatch,
                 index,
@@ -269,7 +264,7 @@ class _MixedVertex(nn.Module):
         }
         w = {o: m.weights() for o, m in modules.items()}
         eps = {o: m.perturbation() for o, m in modules.items()}
-        if not _probing(self, *eps.values()):
+        if not net_lib.probing(self, *eps.values()):
             branches = (
                 lambda v: ops.conv_bn(w[0], v, 1, _CONV[0][2], self.batch_norm),
                 lambda v: ops.conv_bn(w[1], v, 1, _CONV[1][2], self.batch_norm),

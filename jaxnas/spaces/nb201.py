@@ -93,9 +93,7 @@ class _MixedEdge(nn.Module):
         }
         conv = {name: m.weights() for name, m in modules.items()}
         eps = {name: m.perturbation() for name, m in modules.items()}
-        probing = self.is_mutable_collection(net_lib.LAYERS) or any(
-            e is not None for e in eps.values()
-        )
+        probing = net_lib.probing(self, *eps.values())
         # Conv ops record their own FLOPs (`ConvBN.record`); pooling is counted here.
         pool = OPS.index("avg_pool_3x3")
         pool_flops = ops.avg_pool_flops(x.shape, 3)

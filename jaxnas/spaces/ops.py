@@ -89,15 +89,8 @@ def torch_init(key: jax.Array, shapes) -> dict:
                 raise ValueError(f"torch_init: no init rule for parameter {'/'.join(path)}/{name}")
 
     collect(shapes, ())
-    sizes = [math.prod(_leaf(shapes, path).shape) for path in bounds]
-    flat = jax.random.uniform(key, (sum(sizes),), jnp.float32, -1.0, 1.0)
-    offsets = np.cumsum([0] + sizes)
-    drawn = {
-        path: flat[offsets[i] : offsets[i + 1]].reshape(_leaf(shapes, path).shape) * bound
-        for i, (path, bound) in enumerate(bounds.items())
-    }
-
-    return fill_params(shapes, drawn)
+    uniform = functools.partial(jax.random.uniform, dtype=jnp.float32, minval=-1.0, maxval=1.0)
+    return _draw_scaled(key, shapes, bounds, uniform)
 
 
 def fan_out_normal_init(key: jax.Array, shapes) -> dict:
@@ -132,12 +125,18 @@ def fan_out_normal_init(key: jax.Array, shapes) -> dict:
                 )
 
     collect(shapes, ())
-    sizes = [math.prod(_leaf(shapes, path).shape) for path in stds]
-    flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    return _draw_scaled(key, shapes, stds, functools.partial(jax.random.normal, dtype=jnp.float32))
+
+
+def _draw_scaled(key: jax.Array, shapes, scales: dict, sample) -> dict:
+    """`fill_params` with each leaf of `scales` (path -> scale) drawn by one `sample(key,
+    (n,))` call for all of them, sliced per leaf and multiplied by its scale."""
+    sizes = [math.prod(_leaf(shapes, path).shape) for path in scales]
+    flat = sample(key, (sum(sizes),))
     offsets = np.cumsum([0] + sizes)
     drawn = {
-        path: flat[offsets[i] : offsets[i + 1]].reshape(_leaf(shapes, path).shape) * std
-        for i, (path, std) in enumerate(stds.items())
+        path: flat[offsets[i] : offsets[i + 1]].reshape(_leaf(shapes, path).shape) * scale
+        for i, (path, scale) in enumerate(scales.items())
     }
     return fill_params(shapes, drawn)
 
