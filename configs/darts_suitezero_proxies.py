@@ -13,9 +13,10 @@ auxiliary head; the `darts` space's defaults, whose parameter counts equal the t
 per cell. Reports Spearman / Kendall with bootstrap CIs of ours vs `val_acc`, of ours
 vs the proxy's published column and of that column vs `val_acc`, on the same cells.
 
-Proxies (our name -> its column): epe_nas, grad_norm, grasp, jacob_cov -> jacov,
-l2_norm, naswot -> nwot, params, plain, snip, synflow. The fisher and flops columns have
-no counterpart yet: DARTS networks record no layer probes or op costs.
+Proxies (our name -> its column): epe_nas, fisher, flops, grad_norm, grasp, jacob_cov
+-> jacov, l2_norm, naswot -> nwot, params, plain, snip, synflow: every column. flops
+counts what tensorwatch counted on that network (its BatchNorms without affine
+parameters 1 per element, the others 2) and equals the column.
 
 Cost on the 2-core CPU (one core): naswot + params + l2_norm 1.1 s per cell, synflow
 31 ms; `proxies=snip+grad_norm+plain+jacob_cov+epe_nas,fuse=1` compiles in ~15 min and
@@ -35,6 +36,8 @@ from jaxnas import experiment
 
 PROXIES = (
     "epe_nas",
+    "fisher",
+    "flops",
     "grad_norm",
     "grasp",
     "jacob_cov",

@@ -11,8 +11,8 @@ Proxies only ever see this pair, so any model can be scored: a built-in search s
 Linen module (`from_linen`) or an NNX model factory (`from_nnx`). Activations for kernel
 proxies come from `sow`-ed `Tap`s in the collection `"taps"`, never from hooks.
 
-Probes (`types.Probes`) are the second, optional instrumentation: conv / linear outputs
-(with zero-valued perturbation inputs that give their gradients), BatchNorm statistics,
+Probes (`types.Probes`) are the second, optional instrumentation: conv / linear layers
+(with zero-valued channel gate inputs that give their gradients), BatchNorm statistics,
 named feature maps and per-op FLOPs, sown by the shared ops of `jaxnas.spaces.ops` into
 the collections `PROBE_COLLECTIONS`. Like taps they cost nothing unless requested.
 """
@@ -31,7 +31,7 @@ NORMS = "norms"
 FEATURES = "features"
 COSTS = "costs"
 PROBE_COLLECTIONS = (LAYERS, NORMS, FEATURES, COSTS)
-PERTURBATIONS = "perturbations"  # an input collection: zeros added to probed layer outputs
+GATES = "gates"  # an input collection: zeros that scale probed layer outputs by (1 + gate)
 
 
 class Network(NamedTuple):
@@ -144,21 +144,30 @@ def _sow(module, collection: str, name: str, value) -> None:
     module.sow(collection, name, value, init_fn=lambda: None, reduce_fn=lambda _, new: new)
 
 
-def perturbation(module, name: str = "out") -> jax.Array | None:
-    """The zero-valued perturbation `name` of a Linen module, if the caller passed one.
+def gate(module, name: str = "out") -> jax.Array | None:
+    """The zero-valued channel gate `name` of a Linen module, if the caller passed one.
 
-    A caller that wants dL/d(output) of a probed layer passes a `"perturbations"`
-    collection of zeros in `params`; the layer adds it to its output. Otherwise None.
+    A caller that wants dL/d(gate) of a probed layer, sum over positions of a * dL/da per
+    image and output channel, passes a `"gates"` collection of zeros f32[B, C_out] in
+    `params`; the layer multiplies its output by `1 + gate`. Otherwise None.
     """
-    if module.has_variable(PERTURBATIONS, name):
-        return module.get_variable(PERTURBATIONS, name)
+    if module.has_variable(GATES, name):
+        return module.get_variable(GATES, name)
     return None
 
 
-def probing(module, *perturbations) -> bool:
-    """Whether a Linen module's caller asked for layer probes or passed perturbations
-    (then ops computed inside `lax.switch` branches must return what probes record)."""
-    return module.is_mutable_collection(LAYERS) or any(e is not None for e in perturbations)
+def apply_gate(value: jax.Array, gate_value: jax.Array | None) -> jax.Array:
+    """`value * (1 + gate)`, the gate f32[B, C] broadcast over positions; `value` if None."""
+    if gate_value is None:
+        return value
+    shape = (value.shape[0],) + (1,) * (value.ndim - 2) + (value.shape[-1],)
+    return value + value * jnp.reshape(gate_value, shape)
+
+
+def probing(module, *gates) -> bool:
+    """Whether a Linen module's caller asked for probes or passed gates (then ops computed
+    inside `lax.switch` branches must take the gates and return what probes record)."""
+    return module.is_mutable_collection(LAYERS) or any(g is not None for g in gates)
 
 
 def probe_layer(
@@ -167,12 +176,12 @@ def probe_layer(
     fan_in: jax.Array | float,
     weight: jax.Array | float = 1.0,
     name: str = "out",
-    add_perturbation: bool = True,
+    add_gate: bool = True,
 ) -> jax.Array:
     """Marks `value` as the output of a conv / linear layer held by a Linen module.
 
-    Adds the module's perturbation (if passed; see `perturbation`) and, when probes are
-    requested, sows a `LayerProbe`. A no-op otherwise.
+    Applies the module's gate (if passed; see `gate`) and, when probes are requested,
+    sows a `LayerProbe`. A no-op otherwise.
 
     Args:
       module: the Linen module that owns the layer's weights.
@@ -180,21 +189,33 @@ def probe_layer(
       fan_in: inputs read per output unit (k_h * k_w * C_in / groups, or in_features).
       weight: 1 if the layer belongs to the architecture, 0 if not.
       name: probe name inside the module's scope.
-      add_perturbation: False when the caller already added it (inside a `lax.switch`
-        branch, where the module cannot be called).
+      add_gate: False when the caller already applied it (inside a `lax.switch` branch,
+        where the module cannot be called).
 
     Returns:
-      `value` plus the perturbation, or `value`.
+      `value` times `1 + gate`, or `value`.
     """
-    if add_perturbation:
-        eps = perturbation(module, name)
-        if eps is not None:
-            value = value + eps
+    if add_gate:
+        value = apply_gate(value, gate(module, name))
+    record_layer(module, value.shape, fan_in, weight, name)
+    return value
+
+
+def record_layer(
+    module,
+    out_shape,
+    fan_in: jax.Array | float,
+    weight: jax.Array | float = 1.0,
+    name: str = "out",
+) -> None:
+    """Sows the `LayerProbe` of a conv / linear layer whose output has shape `out_shape`
+    (computed inside a `lax.switch` branch that applied the gate); see `probe_layer`."""
     probe = types.LayerProbe(
-        value, jnp.asarray(weight, jnp.float32), jnp.asarray(fan_in, jnp.float32)
+        jnp.zeros((out_shape[0], out_shape[-1]), jnp.float32),
+        jnp.asarray(weight, jnp.float32),
+        jnp.asarray(fan_in, jnp.float32),
     )
     _sow(module, LAYERS, name, probe)
-    return value
 
 
 def probe_norm(

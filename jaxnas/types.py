@@ -37,21 +37,23 @@ Taps = Mapping[str, Tap]
 
 
 class LayerProbe(NamedTuple):
-    """The output of a convolution or linear layer, before any normalisation.
+    """A convolution or linear layer of the network, and the shape of its channel gate.
 
     Sown by the shared ops (`jaxnas.spaces.ops`) when a caller asks for probes; proxies
-    that need per-layer activations and their gradients (fisher) read these.
+    that need a per-image, per-channel gradient at every layer output (fisher) read
+    these and pass gates of zeros (`Probes.layers`).
 
     Attributes:
-      value: f32[B, ..., C_out] the layer output (NHWC for convolutions).
+      gate: f32[B, C_out] zeros shaped like the layer's gate: one entry per image and
+        output channel.
       weight: f32[] 1 where the layer belongs to the architecture, 0 where it does not
-        (an unselected op of a data-driven network, whose value is then all zeros).
+        (an unselected op of a data-driven network).
       fan_in: f32[] inputs read per output unit: k_h * k_w * C_in / groups for a
         convolution, in_features for a linear layer (the valid inputs only, where a
         data-driven network masks channels).
     """
 
-    value: jax.Array
+    gate: jax.Array
     weight: jax.Array
     fan_in: jax.Array
 
@@ -80,10 +82,12 @@ class Probes(NamedTuple):
     for the layers the architecture has.
 
     Attributes:
-      layers: conv / linear outputs (`LayerProbe`). Passing a collection
-        `"perturbations"` of zeros with the same names (nested by module path, e.g. from
-        `flax.traverse_util.unflatten_dict(..., sep="/")`) inside `params` adds them to
-        these outputs, so the gradient of a loss with respect to them is dL/d(output).
+      layers: conv / linear layers (`LayerProbe`). Passing a collection `"gates"` of
+        zeros shaped like their `gate` fields, with the same names (nested by module
+        path, e.g. from `flax.traverse_util.unflatten_dict(..., sep="/")`), inside
+        `params` multiplies each layer output a by `1 + gate`, so the gradient of a loss
+        L with respect to a gate is sum over positions of a * dL/da, per image and
+        channel (the channel saliency of Fisher pruning).
       norms: BatchNorm batch statistics (`NormProbe`).
       features: named feature maps, e.g. `"pre_gap"`: f32[B, H, W, C], the input of the
         final global average pooling.

@@ -8,9 +8,11 @@ images (synthetic N(0, 1) images when the shared data is absent), on this machin
 CPU, one after the other in one process:
 
   * jaxnas: `score_population` with `ntk_cond(impl=...)` for both NTK implementations,
-    jitted once, one initialisation per cell, cells mapped in calls of
-    `--archs-per-call`; compile time (first call minus a steady call) is reported
-    separately from the per-cell time after compilation.
+    and the per-example mode (one backward pass of B single-image forwards; it equals
+    the batched NTK only without BatchNorm, so its scores differ here), jitted once,
+    one initialisation per cell, cells mapped in calls of `--archs-per-call`; compile
+    time (first call minus a steady call) is reported separately from the per-cell time
+    after compilation.
   * PyTorch (scripts/torch_kernel_oracle.py, needs the `torch` extra): per cell, build
     the network (default init) and run TE-NAS's `get_ntk_n` loop: one forward, then one
     `logit[i].backward(retain_graph=True)` per sample, gradients of every "weight",
@@ -52,9 +54,9 @@ def make_batch(batch_size, seed):
     return data.synthetic_batch(key, batch_size), "synthetic N(0,1)"
 
 
-def bench_jax(cells, batch, network, impl, archs_per_call):
+def bench_jax(cells, batch, network, impl, archs_per_call, per_example=False):
     space = nb201.space(**NETWORKS[network])
-    proxy = proxies.get_proxy(f"ntk_cond(impl={int(impl)})")
+    proxy = proxies.get_proxy(f"ntk_cond(impl={int(impl)},per_example={int(per_example)})")
     keys = jax.random.split(jax.random.key(0), 1)
 
     @jax.jit
@@ -103,13 +105,16 @@ def main():
         flush=True,
     )
     results = {}
-    for impl in ntk.NtkImpl:
+    modes = [(impl.name, impl, False) for impl in ntk.NtkImpl]
+    # One backward pass of B single images; not the batched-BN NTK that TE-NAS computes.
+    modes.append(("PER_EXAMPLE (no BN!)", ntk.NtkImpl.JACOBIAN_CONTRACTION, True))
+    for name, impl, per_example in modes:
         scores, per_arch, compile_s = bench_jax(
-            cells, batch, args.network, impl, args.archs_per_call
+            cells, batch, args.network, impl, args.archs_per_call, per_example
         )
-        results[impl.name] = (scores, per_arch)
+        results[name] = (scores, per_arch)
         print(
-            f"jaxnas {impl.name:20s}: {per_arch * 1e3:8.1f} ms/arch after compile; "
+            f"jaxnas {name:20s}: {per_arch * 1e3:8.1f} ms/arch after compile; "
             f"compile {compile_s:.1f} s",
             flush=True,
         )

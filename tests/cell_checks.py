@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import network, types
-from jaxnas.proxies import kernels, layerwise
+from jaxnas import network, proxies, types
+from jaxnas.proxies import kernels, layerwise, zen
 
 # A reduction cell on the stem, then a normal cell whose first input is preprocessed by a
 # FactorizedReduce: both cell kinds and both preprocessings at the smallest compile.
@@ -133,3 +133,26 @@ def assert_same_gradients(space, genotype, seed=0):
     ):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=str(path))
     assert any(np.abs(g).max() > 0 for g in jax.tree.leaves(fixed))
+
+
+def assert_same_probe_proxies(space, genotype, seed=0):
+    """fisher, flops and the Zen-score of the data-driven network (ops recording inside
+    `lax.switch` branches, unselected ops with weight 0) equal the materialised one's."""
+    x, init, _ = data_driven(space)
+    batch = {"x": x, "y": jnp.arange(x.shape[0]) % 10}
+    x_mixed = x + 0.01 * jax.random.normal(jax.random.key(seed + 1), x.shape)
+    genotype = jnp.asarray(genotype)
+    params, _, _ = init(genotype, jax.random.key(seed))
+
+    def scores(net, variables):
+        return tuple(
+            proxies.get_proxy(name)(net, variables, batch, None) for name in ("fisher", "flops")
+        ) + (zen.zen_score(net, variables, x, x_mixed),)
+
+    ours = jax.jit(lambda p: scores(space.network(genotype), p))(params)
+    _, net, variables, _ = _materialised_network(space, np.asarray(genotype), params, x)
+    fixed = jax.jit(lambda v: scores(net, v))(variables)
+    arch = space.to_string(np.asarray(genotype))
+    for name, got, want in zip(("fisher", "flops", "zen"), ours, fixed):
+        assert np.isfinite(want) and (name == "zen" or want > 0), (name, arch)
+        np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=f"{name}: {arch}")

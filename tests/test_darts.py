@@ -199,6 +199,22 @@ def test_parameter_counts_equal_the_suite_zero_params_column(shared_data):
     )
 
 
+def test_flops_equal_the_suite_zero_flops_column(shared_data):
+    """The table's `flops` (millions, NASLib's NB301 graph through tensorwatch, one
+    32x32 image): conv MACs, ReLU 1 and BatchNorm 2 per element (1 without affine
+    parameters: the cell ops' and pooling's BatchNorms), pooling k^2 per output element,
+    global pooling (H + 1)(W + 1) per channel, the linear layer's weights."""
+    rows = _rows(shared_data, SUBSET)[:6]
+    space = darts.space()
+    population = np.stack([space.from_string(r["genotype"]) for r in rows])
+    x = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    keys = jax.random.split(jax.random.key(0), 1)
+    flops = proxies.get_proxy("flops")
+    ours = jax.jit(lambda p: proxies.score_population(flops, space, p, {"x": x}, keys))(population)
+    expected = np.asarray([float(r["flops"]) for r in rows])
+    np.testing.assert_allclose(np.asarray(ours)[:, 0], expected, rtol=1e-6)
+
+
 def test_darts_v2_has_the_published_3_3m_parameters():
     # DARTS (second order) on CIFAR-10: C=36, 20 cells, auxiliary head; the paper's 3.3M
     # (train log: 3.349342 MB) excludes the auxiliary head, as DARTS' count does.
@@ -223,6 +239,12 @@ def test_data_driven_network_equals_materialised_network_on_random_cells(tiny):
 def test_loss_gradients_equal_the_materialised_network_gradients(one_cell):
     # The reduction cell of EVERY_OP holds every op kind, at stride 2 and at stride 1.
     cell_checks.assert_same_gradients(one_cell, one_cell.from_string(EVERY_OP))
+
+
+def test_probe_proxies_equal_the_materialised_network(one_cell):
+    # Every op kind records its layers, statistics and FLOPs inside the switch, at
+    # stride 2 and at stride 1, with the other ops' probes weighted 0.
+    cell_checks.assert_same_probe_proxies(one_cell, one_cell.from_string(EVERY_OP))
 
 
 def test_darts_conventions_with_none_equal_materialised_network():

@@ -206,3 +206,14 @@ def test_data_driven_network_equals_materialised_network(name):
         genotypes.append(space.from_string(PYCLS[name]))
     for i, g in enumerate(genotypes):
         cell_checks.assert_same_network(space, g, seed=i)
+
+
+def test_probe_proxies_equal_the_materialised_network_with_loose_ends():
+    # ENAS concatenates the loose ends: after a reduction cell, both preprocessings of
+    # the next cell (FactorizedReduce and ReLU-conv-BN) and the head read masked inputs,
+    # whose masked channels count in neither the FLOPs nor fisher's fan-in.
+    space = SPACES["nds_enas"](**cell_checks.TINY_CELLS)
+    genotype = space.sample(jax.random.key(0), 1)[0]
+    choices = np.asarray(genotype).reshape(2, 5, 2, 2)[1]  # the reduction cell
+    assert not np.isin(np.arange(2, 7), choices[:, :, 0]).all()  # it has loose ends
+    cell_checks.assert_same_probe_proxies(space, genotype)

@@ -12,9 +12,10 @@ and the reference broadcasts Delta_k over the channel's weights before summing, 
 score = sum_layers sum_k Delta_k * fan_in (k_h k_w C_in for a conv, in_features for a
 linear layer). L is the mean cross-entropy of one batch, BatchNorm in train mode.
 
-a and dL/da come from the network's layer probes (`Probes.layers`): zero-valued
-perturbations added to every layer output give dL/da in one backward pass, with no
-hooks. Only layers of the architecture count (probe weight 1).
+g_nk comes straight from the network's layer probes (`Probes.layers`): every layer
+output is multiplied by 1 + gate with a zero-valued gate f32[B, C], and dL/d(gate_nk) is
+sum over positions of a * dL/da, in one backward pass, with no hooks and no stored
+activations. Only layers of the architecture count (probe weight 1).
 """
 
 import jax
@@ -22,15 +23,13 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from jaxnas import errors, types
-from jaxnas.network import PERTURBATIONS
+from jaxnas.network import GATES
 from jaxnas.proxies import layerwise
 
 
-def layer_fisher(probe: types.LayerProbe, grad: jax.Array) -> jax.Array:
-    """sum_k 0.5 * mean_n (sum_spatial a * dL/da)^2 * fan_in of one layer: f32[]."""
-    a = probe.value
-    per_channel = jnp.sum(a * grad, axis=tuple(range(1, a.ndim - 1)))  # f32[B, C]
-    delta = 0.5 * jnp.mean(jnp.square(per_channel), axis=0)
+def layer_fisher(probe: types.LayerProbe, gate_grad: jax.Array) -> jax.Array:
+    """sum_k 0.5 * mean_n g_nk^2 * fan_in of one layer, g = dL/d(gate) f32[B, C]: f32[]."""
+    delta = 0.5 * jnp.mean(jnp.square(gate_grad), axis=0)
     return probe.weight * probe.fan_in * jnp.sum(delta)
 
 
@@ -54,10 +53,10 @@ def fisher() -> types.ProxyFn:
                 "jaxnas.spaces.ops (Conv, ConvBN, Dense)"
             )
         layerwise.require_probes("fisher", params, shapes, layerwise.WEIGHT_LEAF, "out")
-        zeros = {name: jnp.zeros(s.value.shape, s.value.dtype) for name, s in shapes.items()}
+        zeros = {name: jnp.zeros(s.gate.shape, s.gate.dtype) for name, s in shapes.items()}
 
-        def loss(flat_eps):
-            variables = {**params, PERTURBATIONS: traverse_util.unflatten_dict(flat_eps, sep="/")}
+        def loss(flat_gates):
+            variables = {**params, GATES: traverse_util.unflatten_dict(flat_gates, sep="/")}
             logits, probes = network.apply(variables, x, probes=True)
             return layerwise.cross_entropy(logits, y), probes.layers
 

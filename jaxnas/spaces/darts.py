@@ -65,6 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import errors
+from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
 from jaxnas.spaces import base, ops
 
@@ -154,25 +155,33 @@ def _op_module(op: str, channels: int, stride: int, s: _Settings, **kwargs):
         return ops.SepConv(c, _specs(op, stride), *args, **kwargs)
     if kind == "skip" and stride == 2:
         return ops.FactorizedReduce(c, c, *args, **kwargs)
-    if kind in ("max_pool", "avg_pool") and s.pool_bn and s.track:
-        return ops.BatchNorm(c, True, s.batch_norm, affine=False, **kwargs)
+    if kind in ("max_pool", "avg_pool") and s.pool_bn:
+        return ops.BatchNorm(c, s.track, s.batch_norm, affine=False, **kwargs)
     return None
 
 
-def _run_op(name: str, weights, x: jax.Array, stride: int, s: _Settings):
-    """Applies an op with batch-statistics BN: `(out, mid or None)`."""
+def _run_op(name: str, weights, x: jax.Array, stride: int, s: _Settings, gates=None):
+    """Applies an op with batch-statistics BN: `(out, mid or None, variances)`, with
+    one batch variance f32[C] per BatchNorm of the op's module (see `_op_module`) and
+    `gates` (one per conv of that module, or None) applied to its conv outputs."""
     kind, size = _OP_KINDS[name]
     if kind == "none":
-        return x[:, ::stride, ::stride] * 0.0, None  # not zeros_like: see WORKSPACE_NOTES
+        return x[:, ::stride, ::stride] * 0.0, None, ()  # not zeros_like: see WORKSPACE_NOTES
     if kind == "skip":
-        return (x if stride == 1 else ops.factorized_reduce(weights, x, s.batch_norm)), None
+        if stride == 1:
+            return x, None, ()
+        out, variances = ops.factorized_reduce(weights, x, s.batch_norm, gates)
+        return out, None, variances
     if kind in ("max_pool", "avg_pool"):
-        pool = ops.max_pool if kind == "max_pool" else ops.avg_pool
-        y = pool(x, size, stride)
-        return (ops.batch_norm(y, None, None) if s.pool_bn and s.batch_norm else y), None
+        y = (ops.max_pool if kind == "max_pool" else ops.avg_pool)(x, size, stride)
+        if not s.pool_bn:
+            return y, None, ()
+        y, var = ops.batch_norm_parts(y, None, None, s.batch_norm)
+        return y, None, (var,)
     if kind in _SEP_KINDS:
-        return ops.sep_conv(weights, x, _specs(name, stride), s.batch_norm)
-    return ops.relu_convs_bn(weights, x, _specs(name, stride), s.batch_norm), None
+        return ops.sep_conv(weights, x, _specs(name, stride), s.batch_norm, gates)
+    out, variances = ops.relu_convs_bn(weights, x, _specs(name, stride), s.batch_norm, gates)
+    return out, None, variances
 
 
 def _check_ops(names) -> tuple[str, ...]:
@@ -242,12 +251,12 @@ def _preprocess(module, index: int, x, mask, in_features, features, reduce, s: _
         fr = ops.FactorizedReduce(
             in_features, features, True, s.track, s.batch_norm, name=f"preprocess{index}"
         )
-        return fr(x, module.train)
+        return fr(x, module.train, mask)
     sow_tap(module, f"preprocess{index}_relu_conv_bn", x, weight)
     conv = ops.ConvBN(
         in_features, features, 1, 1, 0, True, s.track, s.batch_norm, name=f"preprocess{index}"
     )
-    return conv(x, module.train)
+    return conv(x, module.train, mask)
 
 
 class _CellBase(nn.Module):
@@ -265,7 +274,13 @@ class _CellBase(nn.Module):
 
 
 class _MixedEdge(nn.Module):
-    """One edge of the data-driven cell: the parameters of every op, one op applied."""
+    """One edge of the data-driven cell: the parameters of every op, one op applied.
+
+    When probes are requested (or gates passed) every op module records its layers,
+    BatchNorm statistics and FLOPs under its own name, with weight 0 when the op is not
+    selected; the switch branches then also return the BatchNorm variances (zeros from
+    the branches of other ops).
+    """
 
     channels: int
     reduction: bool
@@ -277,40 +292,92 @@ class _MixedEdge(nn.Module):
     def __call__(self, inputs, nodes, which_input: jax.Array, which_op: jax.Array):
         s = self.settings._replace(track=False)
         stride = 2 if self.reduction else 1
-        weights = {}
+        modules = {}
         for name in self.ops:
             module = _op_module(name, self.channels, stride, s, name=name)
             if module is not None:
-                weights[name] = module.weights()
+                modules[name] = module
+        weights = {name: m.weights() for name, m in modules.items()}
         with_mid = any(_has_mid(name) for name in self.ops)
         if self.is_initializing():
             # Only the parameters matter during `init`; tracing every branch of the
             # switch there would double the trace time of a network.
-            x = inputs[0][:, :: 2 if self.reduction else 1, :: 2 if self.reduction else 1]
+            x = inputs[0][:, ::stride, ::stride]
             return x, (x if with_mid else None)
+        gates = {
+            name: () if isinstance(m, ops.BatchNorm) else m.gates() for name, m in modules.items()
+        }
+        probing = net_lib.probing(self, *(g for gs in gates.values() for g in gs))
+        num_bn = {name: 2 if isinstance(m, ops.SepConv) else 1 for name, m in modules.items()}
 
         def branch(name, stride, operand):
             def run(h_inputs, h_nodes):
                 x = h_inputs if operand == 0 else h_nodes
-                out, mid = _run_op(name, weights.get(name), x, stride, s)
-                if not with_mid:
-                    return out
-                return out, (out * 0.0 if mid is None else mid)
+                out, mid, variances = _run_op(
+                    name, weights.get(name), x, stride, s, gates.get(name)
+                )
+                result = (out,)
+                if with_mid:
+                    result += (out * 0.0 if mid is None else mid,)
+                if probing:
+                    empty = jnp.zeros((self.channels,), out.dtype)
+                    result += (
+                        tuple(
+                            variances if o == name and variances else (empty,) * num_bn[o]
+                            for o in modules
+                        ),
+                    )
+                return result
 
             return run
 
         if not self.reduction:
             x = _select(which_input, (*inputs, *nodes))
             branches = [branch(name, 1, 0) for name in self.ops]
-            return _split(ops.switch(which_op, branches, x, x), with_mid)
-        x_inputs = _select(which_input, inputs)
-        branches = [branch(name, 2, 0) for name in self.ops]
-        if not nodes:
-            return _split(ops.switch(which_op, branches, x_inputs, x_inputs), with_mid)
-        x_nodes = _select(which_input - NUM_INPUTS, nodes)
-        branches += [branch(name, 1, 1) for name in self.ops]
-        index = which_op + len(self.ops) * (which_input >= NUM_INPUTS).astype(which_op.dtype)
-        return _split(ops.switch(index, branches, x_inputs, x_nodes), with_mid)
+            result = ops.switch(which_op, branches, x, x)
+            variants = [(1.0, x.shape, 1)]
+        else:
+            x_inputs = _select(which_input, inputs)
+            branches = [branch(name, 2, 0) for name in self.ops]
+            if not nodes:
+                result = ops.switch(which_op, branches, x_inputs, x_inputs)
+                variants = [(1.0, x_inputs.shape, 2)]
+            else:
+                x_nodes = _select(which_input - NUM_INPUTS, nodes)
+                branches += [branch(name, 1, 1) for name in self.ops]
+                from_nodes = which_input >= NUM_INPUTS
+                index = which_op + len(self.ops) * from_nodes.astype(which_op.dtype)
+                result = ops.switch(index, branches, x_inputs, x_nodes)
+                from_nodes = from_nodes.astype(jnp.float32)
+                variants = [(1.0 - from_nodes, x_inputs.shape, 2), (from_nodes, x_nodes.shape, 1)]
+        out = result[0]
+        if probing:
+            self._record(modules, result[-1], which_op, variants, out.shape)
+        return out, (result[1] if with_mid else None)
+
+    def _record(self, modules, slots, which_op, variants, out_shape) -> None:
+        """Records every op's probes and FLOPs; `variants` are the switch's input kinds
+        `(weight, x_shape, stride)`."""
+        selected = {name: (which_op == o).astype(jnp.float32) for o, name in enumerate(self.ops)}
+        for (name, module), variances in zip(modules.items(), slots):
+            if isinstance(module, ops.BatchNorm):
+                module.record(variances[0], out_shape, selected[name])
+                continue
+            strided_only = _OP_KINDS[name][0] == "skip"  # a stride-1 skip is the identity
+            module.record(
+                [
+                    (selected[name] * w, module.costs(shape, _specs(name, stride)))
+                    for w, shape, stride in variants
+                    if stride == 2 or not strided_only
+                ],
+                variances,
+            )
+        pool_flops = sum(
+            selected[name] * ops.avg_pool_flops(out_shape, _OP_KINDS[name][1])
+            for name in self.ops
+            if _OP_KINDS[name][0] in ("max_pool", "avg_pool")
+        )
+        net_lib.sow_cost(self, "pool_flops", pool_flops)
 
 
 def _select(which: jax.Array, candidates):
@@ -318,10 +385,6 @@ def _select(which: jax.Array, candidates):
     if len(candidates) == 1:
         return candidates[0]
     return jax.lax.select_n(jnp.clip(which, 0, len(candidates) - 1), *candidates)
-
-
-def _split(result, with_mid):
-    return result if with_mid else (result, None)
 
 
 class _MixedCell(_CellBase):
@@ -411,9 +474,10 @@ class _FixedEdge(nn.Module):
         kind, size = _OP_KINDS[self.op]
         if kind in ("max_pool", "avg_pool"):
             y = (ops.max_pool if kind == "max_pool" else ops.avg_pool)(x, size, self.stride)
+            net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(y.shape, size))
             return (module(y, self.train) if s.pool_bn else y), None
         if module is None:
-            return _run_op(self.op, None, x, self.stride, s)
+            return _run_op(self.op, None, x, self.stride, s)[:2]
         out = module(x, self.train)
         return out if isinstance(out, tuple) else (out, None)
 
@@ -450,12 +514,17 @@ class AuxiliaryHead(nn.Module):
     def __call__(self, x: jax.Array, mask=None, train: bool = True) -> jax.Array:
         track, bn = self.track_running_stats, self.batch_norm
         sow_tap(self, "relu0", x, 1.0 if mask is None else mask)
+        valid = ops.valid_fraction(1.0, mask)
+        net_lib.sow_cost(self, "relu0_flops", ops.relu_flops(x.shape) * valid)
         y = _avg_pool_valid(jax.nn.relu(x), 5, 2 if self.imagenet else 3)
-        y = ops.ConvBN(self.in_features, 128, 1, 1, 0, False, track, bn, name="conv_a")(y, train)
+        net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(y.shape, 5) * valid)
+        conv_a = ops.ConvBN(self.in_features, 128, 1, 1, 0, False, track, bn, name="conv_a")
+        y = conv_a(y, train, mask)
         sow_tap(self, "relu1", y)
+        net_lib.sow_cost(self, "relu1_flops", ops.relu_flops(y.shape))
         y = jax.nn.relu(y)
         if self.imagenet:
-            y = ops.conv2d(y, ops.Conv(128, 768, 2, name="conv_b").kernel)
+            y = ops.Conv(128, 768, 2, name="conv_b")(y)
         else:
             y = ops.ConvBN(128, 768, 2, 1, 0, False, track, bn, name="conv_b")(y, train)
         if y.shape[1:3] != (1, 1):
@@ -464,6 +533,7 @@ class AuxiliaryHead(nn.Module):
                 f"{x.shape[1]}x{x.shape[2]}"
             )
         sow_tap(self, "relu2", y)
+        net_lib.sow_cost(self, "relu2_flops", ops.relu_flops(y.shape))
         y = jax.nn.relu(y).reshape(y.shape[0], -1)
         return ops.Dense(self.num_classes, name="classifier")(y)
 
@@ -545,7 +615,8 @@ class _Macro(nn.Module):
                     name="auxiliary",
                 )
                 self.sow("intermediates", "aux_logits", head(s1, mask, train))
-        return ops.Dense(self.num_classes, name="classifier")(ops.global_avg_pool(s1))
+        features = ops.global_pool_features(self, s1, masks[1])
+        return ops.Dense(self.num_classes, name="classifier")(features, masks[1])
 
 
 class CellNetwork(_Macro):

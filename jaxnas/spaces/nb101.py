@@ -194,8 +194,8 @@ def _select(dispatch: str, index: jax.Array, branches, operand: jax.Array):
 class _MixedProjection(nn.Module):
     """1x1 conv-BN-ReLU from the cell input to a vertex, computed when its edge exists.
 
-    When probes are requested (or perturbations passed) the conv and BatchNorm record
-    their output, statistics and FLOPs over the vertex's valid channels, with weight 0
+    When probes are requested (or gates passed) the conv and BatchNorm record their
+    layer, statistics and FLOPs over the vertex's valid channels, with weight 0
     when the edge is absent.
     """
 
@@ -212,8 +212,8 @@ class _MixedProjection(nn.Module):
         shape = (*x.shape[:-1], self.features)
         index = present.astype(jnp.int32)
         weight = present.astype(jnp.float32)
-        eps = conv.perturbation()
-        if not net_lib.probing(self, eps):
+        gate = conv.gate()
+        if not net_lib.probing(self, gate):
             pre = _select(
                 self.dispatch,
                 index,
@@ -224,18 +224,17 @@ class _MixedProjection(nn.Module):
                 x,
             )
         else:
-            empty = jnp.zeros(shape, x.dtype)
-            pre, conv_out, var = _select(
+            pre, var = _select(
                 self.dispatch,
                 index,
                 (
-                    lambda h: (empty, empty, jnp.zeros(shape[-1:], h.dtype)),
-                    lambda h: ops.conv_bn_parts(w, h, 1, 0, self.batch_norm, perturbation=eps),
+                    lambda h: (jnp.zeros(shape, h.dtype), jnp.zeros(shape[-1:], h.dtype)),
+                    lambda h: ops.conv_bn_parts(w, h, 1, 0, self.batch_norm, gate=gate),
                 ),
                 x,
             )
-            conv.record(conv_out, weight, channels=mask)
-            bn.record(var, conv_out.size / shape[-1], shape, weight, mask)
+            conv.record(shape, weight, channels=mask)
+            bn.record(var, shape, weight, mask)
         net_lib.sow_cost(
             self, "relu_flops", ops.relu_flops(shape) * ops.valid_fraction(weight, mask)
         )
@@ -246,7 +245,7 @@ class _MixedProjection(nn.Module):
 class _MixedVertex(nn.Module):
     """An interior vertex: every op's parameters at full width, the selected op applied.
 
-    When probes are requested (or perturbations passed) each conv op records its output,
+    When probes are requested (or gates passed) each conv op records its layer,
     statistics and FLOPs over the vertex's valid channels (fan-in k^2 c_v), with weight
     0 when the op is not selected.
     """
@@ -263,8 +262,8 @@ class _MixedVertex(nn.Module):
             for o, (name, size, _) in _CONV.items()
         }
         w = {o: m.weights() for o, m in modules.items()}
-        eps = {o: m.perturbation() for o, m in modules.items()}
-        if not net_lib.probing(self, *eps.values()):
+        gates = {o: m.gate() for o, m in modules.items()}
+        if not net_lib.probing(self, *gates.values()):
             branches = (
                 lambda v: ops.conv_bn(w[0], v, 1, _CONV[0][2], self.batch_norm),
                 lambda v: ops.conv_bn(w[1], v, 1, _CONV[1][2], self.batch_norm),
@@ -273,13 +272,13 @@ class _MixedVertex(nn.Module):
             )
             pre = _select(self.dispatch, choice, branches, h)
         else:
-            empty = (jnp.zeros(h.shape, h.dtype), jnp.zeros((c,), h.dtype))
+            empty = jnp.zeros((c,), h.dtype)
 
             def conv_parts(o, v):
-                out, conv_out, var = ops.conv_bn_parts(
-                    w[o], v, 1, _CONV[o][2], self.batch_norm, perturbation=eps[o]
+                out, var = ops.conv_bn_parts(
+                    w[o], v, 1, _CONV[o][2], self.batch_norm, gate=gates[o]
                 )
-                return out, tuple((conv_out, var) if p == o else empty for p in _CONV)
+                return out, tuple(var if p == o else empty for p in _CONV)
 
             branches = (
                 lambda v: conv_parts(0, v),
@@ -289,10 +288,10 @@ class _MixedVertex(nn.Module):
             )
             pre, slots = _select(self.dispatch, choice, branches, h)
             width = jnp.sum(mask)
-            for (o, m), (conv_out, var) in zip(modules.items(), slots):
+            for (o, m), var in zip(modules.items(), slots):
                 size = _CONV[o][1]
                 selected = (choice == o).astype(jnp.float32)
-                m.record(h.shape, conv_out, var, selected, size * size * width, mask)
+                m.record(h.shape, h.shape, var, selected, size * size * width, mask)
         is_conv = choice < len(_CONV)
         is_pool = (choice == OPS.index("maxpool3x3")).astype(jnp.float32)
         net_lib.sow_cost(

@@ -74,9 +74,9 @@ _APPLY = {
 class _MixedEdge(nn.Module):
     """One edge of the data-driven cell: all ops' parameters, one (or a mix) applied.
 
-    When probes are requested (or perturbations passed) every conv op records its
-    output and BatchNorm statistics under its own name, with weight 0 when the op is not
-    selected; under "switch" dispatch the branches then also return those values
+    When probes are requested (or gates passed) every conv op records its layer and
+    BatchNorm statistics under its own name, with weight 0 when the op is not selected;
+    under "switch" dispatch the branches then also return the BatchNorm variances
     (zeros from the branches that are not conv ops).
     """
 
@@ -92,27 +92,27 @@ class _MixedEdge(nn.Module):
             for name, (size, pad) in _CONV_KERNEL.items()
         }
         conv = {name: m.weights() for name, m in modules.items()}
-        eps = {name: m.perturbation() for name, m in modules.items()}
-        probing = net_lib.probing(self, *eps.values())
+        gates = {name: m.gate() for name, m in modules.items()}
+        probing = net_lib.probing(self, *gates.values())
         # Conv ops record their own FLOPs (`ConvBN.record`); pooling is counted here.
         pool = OPS.index("avg_pool_3x3")
         pool_flops = ops.avg_pool_flops(x.shape, 3)
 
         def conv_op(name, h):
             _, pad = _CONV_KERNEL[name]
-            return ops.conv_bn_parts(conv[name], h, 1, pad, self.batch_norm, True, eps[name])
+            return ops.conv_bn_parts(conv[name], h, 1, pad, self.batch_norm, True, gates[name])
 
         def parts_of(name, h):
-            """`(out, slots)`: slots hold (conv_out, variance) per conv op, zeros if unused."""
-            empty = (h * 0.0, jnp.zeros((c,), h.dtype))
+            """`(out, slots)`: slots hold the BatchNorm variance per conv op, zeros if unused."""
+            empty = jnp.zeros((c,), h.dtype)
             if name not in _CONV_KERNEL:
                 return _APPLY[name](h), (empty,) * len(_CONV_KERNEL)
-            out, conv_out, var = conv_op(name, h)
-            return out, tuple((conv_out, var) if o == name else empty for o in _CONV_KERNEL)
+            out, var = conv_op(name, h)
+            return out, tuple(var if o == name else empty for o in _CONV_KERNEL)
 
         def record(slots, active):
-            for (name, m), (conv_out, var) in zip(modules.items(), slots):
-                m.record(x.shape, conv_out, var, active[OPS.index(name)])
+            for (name, m), var in zip(modules.items(), slots):
+                m.record(x.shape, x.shape, var, active[OPS.index(name)])
 
         if self.dispatch == "switch":
             is_conv = (choice == CONV_OPS[0]) | (choice == CONV_OPS[1])
@@ -135,8 +135,8 @@ class _MixedEdge(nn.Module):
         outs, slots = [], []
         for name in OPS:
             if name in _CONV_KERNEL:
-                out, conv_out, var = conv_op(name, x)
-                slots.append((conv_out, var))
+                out, var = conv_op(name, x)
+                slots.append(var)
             else:
                 out = _APPLY[name](x)
             outs.append(out)

@@ -495,8 +495,9 @@ def valid_fraction(weight, channels: jax.Array | None = None) -> jax.Array:
     return weight if channels is None else weight * jnp.mean(channels)
 
 
-def batch_norm_flops(shape) -> float:
-    return 2.0 * _per_image(shape)
+def batch_norm_flops(shape, affine: bool = True) -> float:
+    """Tensorwatch's count: 2 per element with affine parameters, 1 without."""
+    return (2.0 if affine else 1.0) * _per_image(shape)
 
 
 def relu_flops(shape) -> float:
@@ -513,10 +514,12 @@ def global_avg_pool_flops(shape) -> float:
     return float(c * (h + 1) * (w + 1))
 
 
-def global_pool_features(module: nn.Module, x: jax.Array) -> jax.Array:
-    """Global average pooling that records its input as the feature map `"pre_gap"`."""
+def global_pool_features(module: nn.Module, x: jax.Array, mask=None) -> jax.Array:
+    """Global average pooling that records its input as the feature map `"pre_gap"`;
+    `mask` (f32[C], 0/1) marks the valid channels of a masked input."""
     net_lib.sow_feature(module, "pre_gap", x)
-    net_lib.sow_cost(module, "global_pool_flops", global_avg_pool_flops(x.shape))
+    flops = global_avg_pool_flops(x.shape) * valid_fraction(1.0, mask)
+    net_lib.sow_cost(module, "global_pool_flops", flops)
     return global_avg_pool(x)
 
 
@@ -555,13 +558,42 @@ class ConvSpec(NamedTuple):
     depthwise: bool = False
 
 
-def relu_convs(kernels, x: jax.Array, convs) -> jax.Array:
-    """ReLU followed by a chain of bias-free convolutions (`convs`: ConvSpec, ...)."""
+def conv_out_shape(shape, spec: ConvSpec, features: int) -> tuple[int, ...]:
+    """NHWC output shape of a `ConvSpec` convolution of an input of `shape`."""
+    b, h, w, _ = shape
+    (kh, kw), (sh, sw), (ph, pw), d = spec.kernel_size, spec.stride, spec.padding, spec.dilation
+    return (
+        b,
+        (h + 2 * ph - d * (kh - 1) - 1) // sh + 1,
+        (w + 2 * pw - d * (kw - 1) - 1) // sw + 1,
+        features,
+    )
+
+
+def _gate_of(gates, i):
+    return None if gates is None else gates[i]
+
+
+def relu_convs(kernels, x: jax.Array, convs, gates=None) -> jax.Array:
+    """ReLU followed by a chain of bias-free convolutions (`convs`: ConvSpec, ...).
+
+    `gates`: None, or one f32[B, C] gate (or None) per conv, scaling its output by
+    `1 + gate` (`network.gate`).
+    """
     y = jax.nn.relu(x)
-    for kernel, spec in zip(kernels, convs, strict=True):
+    for i, (kernel, spec) in enumerate(zip(kernels, convs, strict=True)):
         groups = y.shape[-1] if spec.depthwise else 1
         y = conv2d(y, kernel, spec.stride, spec.padding, spec.dilation, groups)
+        y = net_lib.apply_gate(y, _gate_of(gates, i))
     return y
+
+
+def batch_norm_parts(y: jax.Array, scale, bias, bn: bool = True) -> tuple[jax.Array, jax.Array]:
+    """`(batch_norm(y), variance f32[C])`; `(y, zeros)` when `bn` is False."""
+    if not bn:
+        return y, jnp.zeros(y.shape[-1:], y.dtype)
+    mean, var = batch_stats(y)
+    return normalize(y, mean, var, scale, bias), var
 
 
 class ReLUConvsBNWeights(NamedTuple):
@@ -570,14 +602,19 @@ class ReLUConvsBNWeights(NamedTuple):
     bias: jax.Array | None
 
 
-def relu_convs_bn(w: ReLUConvsBNWeights, x: jax.Array, convs, bn: bool = True) -> jax.Array:
+def relu_convs_bn(
+    w: ReLUConvsBNWeights, x: jax.Array, convs, bn: bool = True, gates=None
+) -> tuple[jax.Array, tuple[jax.Array]]:
     """ReLU -> convs -> BatchNorm (train mode; identity when `bn` is False).
 
     With one conv it is DARTS' ReLUConvBN; depthwise + pointwise is DARTS' DilConv and
     each half of its SepConv; a 1x7 then 7x1 conv is NASNet's `conv_7x1_1x7`.
+
+    Returns:
+      `(out, (variance,))`: the output and the BatchNorm's batch variance f32[Co].
     """
-    y = relu_convs(w.kernels, x, convs)
-    return batch_norm(y, w.scale, w.bias) if bn else y
+    out, var = batch_norm_parts(relu_convs(w.kernels, x, convs, gates), w.scale, w.bias, bn)
+    return out, (var,)
 
 
 def conv_specs(size: int, stride: int) -> tuple[ConvSpec]:
@@ -616,15 +653,19 @@ def sep_conv(
     x: jax.Array,
     specs,
     bn: bool = True,
-) -> tuple[jax.Array, jax.Array]:
-    """DARTS' SepConv with `specs = sep_conv_specs(...)`.
+    gates=None,
+) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+    """DARTS' SepConv with `specs = sep_conv_specs(...)`; `gates` one per conv (4).
 
     Returns:
-      `(out, mid)`: the output and the input of the second ReLU (a pre-activation that
-      kernel proxies tap), both f32[B, H', W', C].
+      `(out, mid, variances)`: the output and the input of the second ReLU (a
+      pre-activation that kernel proxies tap), both f32[B, H', W', C], and the batch
+      variances f32[C] of the two BatchNorms.
     """
-    mid = relu_convs_bn(w[0], x, specs[0], bn)
-    return relu_convs_bn(w[1], mid, specs[1], bn), mid
+    first, second = (None, None) if gates is None else (gates[:2], gates[2:])
+    mid, (var1,) = relu_convs_bn(w[0], x, specs[0], bn, first)
+    out, (var2,) = relu_convs_bn(w[1], mid, specs[1], bn, second)
+    return out, mid, (var1, var2)
 
 
 class FactorizedReduceWeights(NamedTuple):
@@ -634,22 +675,32 @@ class FactorizedReduceWeights(NamedTuple):
     bias: jax.Array | None
 
 
-def factorized_reduce_convs(conv_1: jax.Array, conv_2: jax.Array, x: jax.Array) -> jax.Array:
-    """DARTS' FactorizedReduce without its BN: f32[B, H, W, Ci] -> f32[B, H', W', Co].
-
-    ReLU, then two stride-2 1x1 convs, the second on the input shifted by one pixel
-    (zero-padded at the bottom/right as in pycls, which also admits odd H and W), and
-    their outputs concatenated along channels.
-    """
+def factorized_reduce_inputs(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The ReLU of `x` and its copy shifted by one pixel (zero-padded at the bottom /
+    right as in pycls, which also admits odd H and W): FactorizedReduce's conv inputs."""
     x = jax.nn.relu(x)
-    shifted = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))[:, 1:, 1:]
-    return jnp.concatenate([conv2d(x, conv_1, 2), conv2d(shifted, conv_2, 2)], axis=-1)
+    return x, jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))[:, 1:, 1:]
 
 
-def factorized_reduce(w: FactorizedReduceWeights, x: jax.Array, bn: bool = True) -> jax.Array:
-    """DARTS' FactorizedReduce: halves H and W (ReLU -> two 1x1 convs -> BatchNorm)."""
-    y = factorized_reduce_convs(w.conv_1, w.conv_2, x)
-    return batch_norm(y, w.scale, w.bias) if bn else y
+def factorized_reduce(
+    w: FactorizedReduceWeights, x: jax.Array, bn: bool = True, gates=None
+) -> tuple[jax.Array, tuple[jax.Array]]:
+    """DARTS' FactorizedReduce: halves H and W. ReLU, then two stride-2 1x1 convs (the
+    second on the shifted input), concatenated along channels, then BatchNorm.
+
+    Returns:
+      `(out, (variance,))`: f32[B, H', W', Co] and the batch variance f32[Co].
+    """
+    x, shifted = factorized_reduce_inputs(x)
+    y = jnp.concatenate(
+        [
+            net_lib.apply_gate(conv2d(x, w.conv_1, 2), _gate_of(gates, 0)),
+            net_lib.apply_gate(conv2d(shifted, w.conv_2, 2), _gate_of(gates, 1)),
+        ],
+        axis=-1,
+    )
+    out, var = batch_norm_parts(y, w.scale, w.bias, bn)
+    return out, (var,)
 
 
 def conv_bn_parts(
@@ -659,8 +710,8 @@ def conv_bn_parts(
     padding: int,
     bn: bool = True,
     relu: bool = False,
-    perturbation: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+    gate: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """`conv_bn` (after an optional ReLU) that also returns what probes record.
 
     Args:
@@ -669,22 +720,16 @@ def conv_bn_parts(
       stride, padding: of the convolution.
       bn: False makes the BatchNorm the identity.
       relu: apply a ReLU first (`relu_conv_bn`).
-      perturbation: zeros added to the conv output (see `network.perturbation`).
+      gate: f32[B, Co] zeros scaling the conv output by `1 + gate` (`network.gate`).
 
     Returns:
-      `(out, conv_out, variance)`: the op's output f32[B, H', W', Co], the conv output
-      before BatchNorm (plus the perturbation), and its biased batch variance f32[Co]
-      (zeros when `bn` is False).
+      `(out, variance)`: the op's output f32[B, H', W', Co] and the biased batch
+      variance f32[Co] of the conv output (zeros when `bn` is False).
     """
     if relu:
         x = jax.nn.relu(x)
-    y = conv2d(x, w.kernel, stride, padding)
-    if perturbation is not None:
-        y = y + perturbation
-    if not bn:
-        return y, y, jnp.zeros(y.shape[-1:], y.dtype)
-    mean, var = batch_stats(y)
-    return normalize(y, mean, var, w.scale, w.bias), y, var
+    y = net_lib.apply_gate(conv2d(x, w.kernel, stride, padding), gate)
+    return batch_norm_parts(y, w.scale, w.bias, bn)
 
 
 # ------------------------------------------------------------------ Linen declarations
@@ -726,28 +771,28 @@ class BatchNorm(nn.Module):
     def record(
         self,
         variance: jax.Array,
-        count: float,
         shape,
         weight: jax.Array | float = 1.0,
         channels: jax.Array | None = None,
     ) -> None:
-        """Probes statistics computed outside the module (inside a `lax.switch`).
+        """Probes the statistics of an input of `shape` normalised outside the module
+        (inside a `lax.switch`).
 
         `channels` (f32[C], 0/1) marks the valid channels of a layer whose width the
         data-driven network masks: only they count in the FLOPs and the statistics.
         """
         if self.enabled:
+            count = math.prod(shape[:-1])
             net_lib.probe_norm(
                 self, variance, count, weight if channels is None else weight * channels
             )
-            net_lib.sow_cost(
-                self, "flops", batch_norm_flops(shape) * valid_fraction(weight, channels)
-            )
+            flops = batch_norm_flops(shape, self.affine)
+            net_lib.sow_cost(self, "flops", flops * valid_fraction(weight, channels))
 
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         if not self.enabled:
             return x
-        net_lib.sow_cost(self, "flops", batch_norm_flops(x.shape))
+        net_lib.sow_cost(self, "flops", batch_norm_flops(x.shape, self.affine))
         if train or not self.track_running_stats:
             mean, var = batch_stats(x)
             net_lib.probe_norm(self, var, x.size / x.shape[-1])
@@ -788,31 +833,48 @@ class Conv(nn.Module):
         kh, kw = _pair(self.kernel_size)
         return kh * kw * self.in_features
 
-    def perturbation(self) -> jax.Array | None:
-        return net_lib.perturbation(self)
+    def gate(self) -> jax.Array | None:
+        return net_lib.gate(self)
 
     def record(
         self,
-        value: jax.Array,
+        out_shape,
         weight: jax.Array | float = 1.0,
         fan_in: jax.Array | None = None,
         channels: jax.Array | None = None,
+        flops: jax.Array | None = None,
     ) -> None:
-        """Probes an output computed outside the module (perturbation already added).
+        """Probes an output of shape `out_shape` computed outside the module (inside a
+        `lax.switch` branch that applied the gate).
 
         A data-driven network that masks channels passes the layer's own `fan_in`
         (traced; default the kernel's) and its valid output `channels` (f32[C], 0/1):
-        the FLOPs count only those, and fisher weighs the layer by that fan-in.
+        the FLOPs count only those, and fisher weighs the layer by that fan-in. `flops`
+        overrides the count (an op whose switch branches run it at several strides).
         """
         fan_in = self.fan_in if fan_in is None else fan_in
-        net_lib.probe_layer(self, value, fan_in, weight, add_perturbation=False)
-        flops = _per_image(value.shape) * jnp.asarray(fan_in, jnp.float32)
-        net_lib.sow_cost(self, "flops", flops * valid_fraction(weight, channels))
+        net_lib.record_layer(self, out_shape, fan_in, weight)
+        if flops is None:
+            flops = _per_image(out_shape) * jnp.asarray(fan_in, jnp.float32)
+            flops = flops * valid_fraction(weight, channels)
+        net_lib.sow_cost(self, "flops", flops)
 
-    def __call__(self, x: jax.Array, stride: int = 1, padding: int = 0) -> jax.Array:
-        y = conv2d(x, self.kernel, stride, padding)
-        net_lib.sow_cost(self, "flops", conv_flops(y.shape, self.fan_in))
-        return net_lib.probe_layer(self, y, self.fan_in)
+    def __call__(
+        self,
+        x: jax.Array,
+        stride=1,
+        padding=0,
+        dilation: int = 1,
+        groups: int = 1,
+        in_mask: jax.Array | None = None,
+    ) -> jax.Array:
+        """Convolves `x`; `in_mask` (f32[Ci], 0/1; ungrouped convolutions) marks the
+        valid input channels of a data-driven network's masked input: the FLOPs and the
+        fan-in count only those."""
+        y = conv2d(x, self.kernel, stride, padding, dilation, groups)
+        fan_in = self.fan_in if in_mask is None else self.fan_in * jnp.mean(in_mask)
+        net_lib.sow_cost(self, "flops", _per_image(y.shape) * jnp.asarray(fan_in, jnp.float32))
+        return net_lib.probe_layer(self, y, fan_in)
 
 
 class ConvBN(nn.Module):
@@ -835,14 +897,14 @@ class ConvBN(nn.Module):
     def weights(self) -> ConvBNWeights:
         return ConvBNWeights(self.conv.kernel, *self.bn.weights())
 
-    def perturbation(self) -> jax.Array | None:
-        """The conv output's perturbation, if passed (for `conv_bn_parts`)."""
-        return self.conv.perturbation()
+    def gate(self) -> jax.Array | None:
+        """The conv output's gate, if passed (for `conv_bn_parts`)."""
+        return self.conv.gate()
 
     def record(
         self,
         x_shape,
-        conv_out: jax.Array,
+        out_shape,
         variance: jax.Array,
         weight: jax.Array | float = 1.0,
         fan_in: jax.Array | None = None,
@@ -850,7 +912,7 @@ class ConvBN(nn.Module):
     ) -> None:
         """Probes an application computed by `conv_bn_parts` outside the module.
 
-        Records what `__call__` records (conv output, BatchNorm statistics, FLOPs), with
+        Records what `__call__` records (conv layer, BatchNorm statistics, FLOPs), with
         `weight` 0 for an op that is not in the architecture; `fan_in` and `channels`
         as in `Conv.record`, for a layer whose input and output channels are masked.
         """
@@ -858,21 +920,50 @@ class ConvBN(nn.Module):
             net_lib.sow_cost(
                 self, "relu_flops", relu_flops(x_shape) * valid_fraction(weight, channels)
             )
-        self.conv.record(conv_out, weight, fan_in, channels)
-        count = conv_out.size / conv_out.shape[-1]
-        self.bn.record(variance, count, conv_out.shape, weight, channels)
+        self.conv.record(out_shape, weight, fan_in, channels)
+        self.bn.record(variance, out_shape, weight, channels)
 
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, train: bool = True, in_mask: jax.Array | None = None
+    ) -> jax.Array:
+        """`in_mask`: valid input channels, as in `Conv.__call__`."""
         if self.relu:
-            net_lib.sow_cost(self, "relu_flops", relu_flops(x.shape))
+            net_lib.sow_cost(self, "relu_flops", relu_flops(x.shape) * valid_fraction(1.0, in_mask))
             x = jax.nn.relu(x)
-        return self.bn(self.conv(x, self.stride, self.padding), train)
+        return self.bn(self.conv(x, self.stride, self.padding, in_mask=in_mask), train)
+
+
+def _record_convs(module, convs, variants, variance) -> None:
+    """Records an op applied inside a `lax.switch` (ReLU -> convs -> BatchNorm).
+
+    `variants`: `(weight, costs)` pairs, the op's static `costs` at each stride it may
+    run at (one per branch of the switch) weighted by whether that branch ran; the
+    recorded FLOPs are their weighted sum.
+    """
+    weight = sum(w for w, _ in variants)
+    net_lib.sow_cost(module, "relu_flops", sum(w * c["relu"] for w, c in variants))
+    shapes = variants[0][1]["shapes"]
+    for i, conv in enumerate(convs):
+        conv.record(shapes[i], weight, flops=sum(w * c["convs"][i] for w, c in variants))
+    module.bn.record(variance, variants[0][1]["out"], weight)
+
+
+def _chain_costs(x_shape, convs, specs) -> dict:
+    """Static FLOPs per image (tensorwatch's rules) of ReLU -> `convs` on `x_shape`."""
+    shape, flops, shapes = x_shape, [], []
+    for conv, spec in zip(convs, specs, strict=True):
+        shape = conv_out_shape(shape, spec, conv.features)
+        flops.append(conv_flops(shape, conv.fan_in))
+        shapes.append(shape)
+    return {"relu": relu_flops(x_shape), "convs": tuple(flops), "shapes": shapes, "out": shape}
 
 
 class ReLUConvsBN(nn.Module):
     """ReLU -> a chain of bias-free convs (`convs`: ConvSpec, ...) -> BatchNorm.
 
     The Linen declaration of `relu_convs_bn`: kernels `conv0`, `conv1`, ... and `bn`.
+    Called, it records its costs and probes; applied inside a `lax.switch` through the
+    pure function, `costs` and `record` record the same.
     """
 
     in_features: int
@@ -892,20 +983,40 @@ class ReLUConvsBN(nn.Module):
                 width = self.features
         self.bn = BatchNorm(width, self.track_running_stats, self.batch_norm, self.affine)
 
+    def _convs(self) -> list[Conv]:
+        return [getattr(self, f"conv{i}") for i in range(len(self.convs))]
+
     def kernels(self) -> tuple[jax.Array, ...]:
-        return tuple(getattr(self, f"conv{i}").kernel for i in range(len(self.convs)))
+        return tuple(conv.kernel for conv in self._convs())
 
     def weights(self) -> ReLUConvsBNWeights:
         return ReLUConvsBNWeights(self.kernels(), *self.bn.weights())
 
+    def gates(self) -> tuple[jax.Array | None, ...]:
+        return tuple(conv.gate() for conv in self._convs())
+
+    def costs(self, x_shape, convs=None) -> dict:
+        """Static FLOPs per image on an input of `x_shape`, with this op's kernels at
+        `convs` (default its own; the same kernels at another stride)."""
+        return _chain_costs(x_shape, self._convs(), self.convs if convs is None else convs)
+
+    def record(self, variants, variances) -> None:
+        """Records an application inside a `lax.switch`; see `_record_convs`."""
+        _record_convs(self, self._convs(), variants, variances[0])
+
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        return self.bn(relu_convs(self.kernels(), x, self.convs), train)
+        net_lib.sow_cost(self, "relu_flops", relu_flops(x.shape))
+        y = jax.nn.relu(x)
+        for conv, spec in zip(self._convs(), self.convs, strict=True):
+            groups = y.shape[-1] if spec.depthwise else 1
+            y = conv(y, spec.stride, spec.padding, spec.dilation, groups)
+        return self.bn(y, train)
 
 
 class SepConv(nn.Module):
     """The Linen declaration of `sep_conv`: two `ReLUConvsBN` halves `half1`, `half2`.
 
-    `__call__(x, train)` returns `(out, mid)` like `sep_conv`.
+    `__call__(x, train)` returns `(out, mid)`.
     """
 
     features: int
@@ -921,6 +1032,20 @@ class SepConv(nn.Module):
 
     def weights(self) -> tuple[ReLUConvsBNWeights, ReLUConvsBNWeights]:
         return self.half1.weights(), self.half2.weights()
+
+    def gates(self) -> tuple[jax.Array | None, ...]:
+        return self.half1.gates() + self.half2.gates()
+
+    def costs(self, x_shape, specs=None) -> dict:
+        """Static FLOPs per image of both halves (see `ReLUConvsBN.costs`)."""
+        specs = self.specs if specs is None else specs
+        first = self.half1.costs(x_shape, specs[0])
+        return {"half1": first, "half2": self.half2.costs(first["out"], specs[1])}
+
+    def record(self, variants, variances) -> None:
+        """Records an application inside a `lax.switch`; see `_record_convs`."""
+        for half, key, variance in zip((self.half1, self.half2), ("half1", "half2"), variances):
+            half.record([(w, c[key]) for w, c in variants], (variance,))
 
     def __call__(self, x: jax.Array, train: bool = True) -> tuple[jax.Array, jax.Array]:
         mid = self.half1(x, train)
@@ -946,8 +1071,36 @@ class FactorizedReduce(nn.Module):
     def weights(self) -> FactorizedReduceWeights:
         return FactorizedReduceWeights(self.conv_1.kernel, self.conv_2.kernel, *self.bn.weights())
 
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        return self.bn(factorized_reduce_convs(self.conv_1.kernel, self.conv_2.kernel, x), train)
+    def gates(self) -> tuple[jax.Array | None, ...]:
+        return self.conv_1.gate(), self.conv_2.gate()
+
+    def costs(self, x_shape, specs=None) -> dict:
+        """Static FLOPs per image on an input of `x_shape` (always stride 2)."""
+        del specs
+        spec = ConvSpec((1, 1), (2, 2))
+        costs = _chain_costs(x_shape, (self.conv_1,), (spec,))
+        half = costs["out"]
+        return {
+            **costs,
+            "convs": costs["convs"] * 2,
+            "shapes": [half, half],
+            "out": (*half[:-1], self.features),
+        }
+
+    def record(self, variants, variances) -> None:
+        """Records an application inside a `lax.switch`; see `_record_convs`."""
+        _record_convs(self, (self.conv_1, self.conv_2), variants, variances[0])
+
+    def __call__(
+        self, x: jax.Array, train: bool = True, in_mask: jax.Array | None = None
+    ) -> jax.Array:
+        """`in_mask`: valid input channels, as in `Conv.__call__`."""
+        net_lib.sow_cost(self, "relu_flops", relu_flops(x.shape) * valid_fraction(1.0, in_mask))
+        x, shifted = factorized_reduce_inputs(x)
+        y = jnp.concatenate(
+            [self.conv_1(x, 2, in_mask=in_mask), self.conv_2(shifted, 2, in_mask=in_mask)], axis=-1
+        )
+        return self.bn(y, train)
 
 
 class Dense(nn.Module):
@@ -956,12 +1109,14 @@ class Dense(nn.Module):
     features: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in = x.shape[-1]
-        kernel = self.param("kernel", torch_kernel_init, (fan_in, self.features))
-        bias = self.param("bias", torch_bias_init(fan_in), (self.features,))
+    def __call__(self, x: jax.Array, in_mask: jax.Array | None = None) -> jax.Array:
+        """`in_mask`: valid input features, as in `Conv.__call__`."""
+        width = x.shape[-1]
+        kernel = self.param("kernel", torch_kernel_init, (width, self.features))
+        bias = self.param("bias", torch_bias_init(width), (self.features,))
         y = x @ kernel + bias[None, :]
-        net_lib.sow_cost(self, "flops", conv_flops(y.shape, fan_in))
+        fan_in = width if in_mask is None else width * jnp.mean(in_mask)
+        net_lib.sow_cost(self, "flops", self.features * jnp.asarray(fan_in, jnp.float32))
         return net_lib.probe_layer(self, y, fan_in)
 
 
