@@ -22,7 +22,8 @@ Cost on the 2-core CPU (one core): naswot + params + l2_norm 1.1 s per cell, syn
 31 ms; `proxies=snip+grad_norm+plain+jacob_cov+epe_nas,fuse=1` compiles in ~15 min and
 then takes 8.1 s per cell (~10.7 GB resident; before the XLA:CPU memory schedule and
 the rematerialised depthwise convolutions it asked for 55 GB, WORKSPACE_NOTES.md).
-grasp on this network is not measured.
+fisher 3.2 s per cell after an 8-min compile; flops 15 s for all 363 cells (it depends
+only on shapes and the genotype). grasp on this network is not measured.
 
 Published (shared/docs/reference.md §C.4, NB301 CIFAR-10, 1,000 cells): Spearman vs
 val_acc nwot 0.47, params 0.46, l2_norm 0.45, synflow 0.18, grasp 0.34, epe_nas 0.00,

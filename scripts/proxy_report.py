@@ -450,7 +450,7 @@ def with_az_nas(results):
     parts = [f"az_{c}" for c in aznas.COMPONENTS] + ["flops"]
     for dataset in DATASETS:
         entries = [results["scores"].get(p, {}).get(dataset) for p in parts]
-        if any(e is None for e in entries):
+        if any(e is None or "targets" in e for e in entries):  # missing, or other cells
             continue
         matrix = np.asarray([[np.nan if v is None else v for v in e["scores"]] for e in entries])
         results["scores"].setdefault("az_nas (aggregate)", {})[dataset] = {
@@ -467,7 +467,7 @@ def correlations(results, bootstrap):
     for name in sorted(results["scores"]):
         for dataset, entry in results["scores"][name].items():
             scores = np.asarray([np.nan if v is None else v for v in entry["scores"]])
-            target = np.asarray(results["targets"][dataset])
+            target = np.asarray(entry.get("targets", results["targets"][dataset]))
             r = evaluation.rank_correlations(scores, target, num_bootstrap=bootstrap)
             rows.append((name, dataset, r, entry))
     return rows
@@ -682,7 +682,12 @@ def main():
     parser.add_argument("--out", default="docs/proxy_correlations.md")
     parser.add_argument("--png", default="docs/proxy_correlations.png")
     parser.add_argument("--scores-out", default="", help="also save raw scores (JSON)")
-    parser.add_argument("--from-scores", nargs="*", default=[], help="re-render saved scores")
+    parser.add_argument(
+        "--from-scores",
+        nargs="*",
+        default=[],
+        help="re-render saved scores (entries scored on other cells keep their own targets)",
+    )
     parser.add_argument("--runs", nargs="*", default=[], help="CLI score workdirs to add")
     parser.add_argument("--no-scoring", action="store_true", help="only --runs / --from-scores")
     args = parser.parse_args()
@@ -692,11 +697,15 @@ def main():
             saved = json.load(f)
         if results is None:
             results = saved
-        elif saved["archs"] != results["archs"]:
-            raise SystemExit(f"error: {path} scores other cells than {args.from_scores[0]}")
-        else:
-            for name, by_dataset in saved["scores"].items():
-                results["scores"].setdefault(name, {}).update(by_dataset)
+            continue
+        for name, by_dataset in saved["scores"].items():
+            if saved["archs"] != results["archs"]:
+                # Scored on other cells (e.g. more of them): keep their own targets.
+                by_dataset = {
+                    ds: {**entry, "targets": saved["targets"][ds]}
+                    for ds, entry in by_dataset.items()
+                }
+            results["scores"].setdefault(name, {}).update(by_dataset)
     if results is None and not args.no_scoring:
         results = run(args)
     rows = correlations(with_az_nas(results), args.bootstrap) if results else []
