@@ -13,6 +13,11 @@ auxiliary head; the `darts` space's defaults, whose parameter counts equal the t
 per cell. Reports Spearman / Kendall with bootstrap CIs of ours vs `val_acc`, of ours
 vs the proxy's published column and of that column vs `val_acc`, on the same cells.
 
+The table's batch-dependent columns were scored at batch 32, not the paper's 64: their
+levels are those of `batch=32` (jacob_cov x0.5, epe_nas ~x0.25, snip and grad_norm
+x1.4 against ours at 64; WORKSPACE_NOTES.md). Rank correlations of the scale-free
+proxies hardly change; pass `:batch=32` to compare the others like for like.
+
 Proxies (our name -> its column): epe_nas, fisher, flops, grad_norm, grasp, jacob_cov
 -> jacov, l2_norm, naswot -> nwot, params, plain, snip, synflow: every column. flops
 counts what tensorwatch counted on that network (its BatchNorms without affine

@@ -12,6 +12,11 @@ one initialisation per cell. Reports Spearman / Kendall with bootstrap CIs of ou
 `val_acc` (108-epoch CIFAR-10 validation accuracy), of ours vs the proxy's published
 column and of that column vs `val_acc`, on the same cells.
 
+The table's batch-dependent columns were scored at batch 32, not the paper's 64: their
+levels are those of `batch=32` (jacob_cov x0.5, epe_nas ~x0.25, snip and grad_norm
+x1.4 against ours at 64; WORKSPACE_NOTES.md). Rank correlations of the scale-free
+proxies hardly change; pass `:batch=32` to compare the others like for like.
+
 Proxies (our name -> its column): epe_nas, fisher, flops, grad_norm, grasp, jacob_cov ->
 jacov, l2_norm, params, plain, snip, synflow (every column of the table). The table has
 no nwot column (NASWOT on NB101: `configs/nb101_naswot.py`).
