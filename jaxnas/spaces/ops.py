@@ -13,17 +13,19 @@ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for conv and linear weights and linear biase
 BatchNorm gamma=1, beta=0).
 
 Instrumentation (`jaxnas.types.Probes`, recorded only when a caller asks): the modules
-`Conv`, `ConvBN`, `BatchNorm` and `Dense` probe their outputs, statistics and FLOPs
-themselves; code that calls the pure functions directly (inside `lax.switch` branches)
-records the same things through `ConvBN.record`, `network.sow_cost` and the `*_flops`
+`Conv`, `ConvBN`, `BatchNorm`, `Dense` and the DARTS op modules (`ReLUConvsBN`,
+`SepConv`, `FactorizedReduce`) probe their layers, statistics and FLOPs themselves when
+called; code that calls the pure functions directly (inside `lax.switch` branches)
+passes the modules' gates in and records the same things through their `record`
+methods (with the op modules' static `costs`), `network.sow_cost` and the `*_flops`
 functions below, so that every space gets the same probes.
 
 FLOPs per image follow tensorwatch's counters, which NAS-Bench-Suite-Zero used through
 NASLib's `get_model_stats`: a convolution or linear layer counts one per
 multiply-accumulate (k_h k_w C_in/groups per output element; biases not counted),
-BatchNorm 2 per element, ReLU 1 per element, a k x k pooling k^2 per output element,
-global average pooling (H + 1)(W + 1) per channel (tensorwatch's adaptive-pool formula),
-and additions of branches nothing.
+BatchNorm 2 per element (1 without affine parameters), ReLU 1 per element, a k x k
+pooling k^2 per output element, global average pooling (H + 1)(W + 1) per channel
+(tensorwatch's adaptive-pool formula), and additions of branches nothing.
 """
 
 import functools
