@@ -394,10 +394,17 @@ def normalize(x, mean, var, scale=None, bias=None):
     return y * jnp.reshape(scale, shape) + jnp.reshape(bias, shape)
 
 
+def batch_norm_parts(y: jax.Array, scale, bias, bn: bool = True) -> tuple[jax.Array, jax.Array]:
+    """`(batch_norm(y), variance f32[C])`; `(y, zeros)` when `bn` is False."""
+    if not bn:
+        return y, jnp.zeros(y.shape[-1:], y.dtype)
+    mean, var = batch_stats(y)
+    return normalize(y, mean, var, scale, bias), var
+
+
 def batch_norm(x: jax.Array, scale: jax.Array | None, bias: jax.Array | None) -> jax.Array:
     """BatchNorm in train mode: normalises with the statistics of this batch."""
-    mean, var = batch_stats(x)
-    return normalize(x, mean, var, scale, bias)
+    return batch_norm_parts(x, scale, bias)[0]
 
 
 def _separable_window(p: jax.Array, size: int, h: int, w: int, combine) -> jax.Array:
@@ -483,9 +490,10 @@ def _per_image(shape) -> int:
     return math.prod(shape[1:])
 
 
-def conv_flops(out_shape, fan_in: float) -> float:
-    """Multiply-accumulates per image of a conv / linear layer with this output shape."""
-    return float(fan_in) * _per_image(out_shape)
+def conv_flops(out_shape, fan_in) -> jax.Array:
+    """Multiply-accumulates per image of a conv / linear layer with this output shape:
+    f32[]; `fan_in` may be traced (a layer's valid fan-in in a masked network)."""
+    return jnp.asarray(fan_in, jnp.float32) * _per_image(out_shape)
 
 
 def valid_fraction(weight, channels: jax.Array | None = None) -> jax.Array:
@@ -588,14 +596,6 @@ def relu_convs(kernels, x: jax.Array, convs, gates=None) -> jax.Array:
         y = conv2d(y, kernel, spec.stride, spec.padding, spec.dilation, groups)
         y = net_lib.apply_gate(y, _gate_of(gates, i))
     return y
-
-
-def batch_norm_parts(y: jax.Array, scale, bias, bn: bool = True) -> tuple[jax.Array, jax.Array]:
-    """`(batch_norm(y), variance f32[C])`; `(y, zeros)` when `bn` is False."""
-    if not bn:
-        return y, jnp.zeros(y.shape[-1:], y.dtype)
-    mean, var = batch_stats(y)
-    return normalize(y, mean, var, scale, bias), var
 
 
 class ReLUConvsBNWeights(NamedTuple):
@@ -857,8 +857,7 @@ class Conv(nn.Module):
         fan_in = self.fan_in if fan_in is None else fan_in
         net_lib.record_layer(self, out_shape, fan_in, weight)
         if flops is None:
-            flops = _per_image(out_shape) * jnp.asarray(fan_in, jnp.float32)
-            flops = flops * valid_fraction(weight, channels)
+            flops = conv_flops(out_shape, fan_in) * valid_fraction(weight, channels)
         net_lib.sow_cost(self, "flops", flops)
 
     def __call__(
@@ -875,7 +874,7 @@ class Conv(nn.Module):
         fan-in count only those."""
         y = conv2d(x, self.kernel, stride, padding, dilation, groups)
         fan_in = self.fan_in if in_mask is None else self.fan_in * jnp.mean(in_mask)
-        net_lib.sow_cost(self, "flops", _per_image(y.shape) * jnp.asarray(fan_in, jnp.float32))
+        net_lib.sow_cost(self, "flops", conv_flops(y.shape, fan_in))
         return net_lib.probe_layer(self, y, fan_in)
 
 
@@ -1118,7 +1117,7 @@ class Dense(nn.Module):
         bias = self.param("bias", torch_bias_init(width), (self.features,))
         y = x @ kernel + bias[None, :]
         fan_in = width if in_mask is None else width * jnp.mean(in_mask)
-        net_lib.sow_cost(self, "flops", self.features * jnp.asarray(fan_in, jnp.float32))
+        net_lib.sow_cost(self, "flops", conv_flops(y.shape, fan_in))
         return net_lib.probe_layer(self, y, fan_in)
 
 
