@@ -500,32 +500,39 @@ def test_parameters_do_not_depend_on_the_genotype(tiny, images, key):
 def test_initial_params_have_the_materialised_distribution(images, init):
     """Drawn at the supernet's widths, rescaled to the cell's vertex widths: every selected
     kernel has the std (nb101: N(0, 2 / (k^2 C_out)), linear N(0, 0.01^2)) or the bound
-    (pytorch: U(+-1/sqrt(fan_in))) of the materialised layer, not of the widest one."""
+    (pytorch: U(+-1/sqrt(fan_in))) of the materialised layer, not of the widest one. The
+    materialised network's own Linen initialisers draw the same distributions."""
     space = nb101.space(**TINY, init=init)
     genotype = _cell("wide")  # vertex widths 2 (of 8) and 4 (of 16)
     net = space.network(jnp.asarray(genotype))
+    model = space.materialize(genotype)
     keys = jax.random.split(jax.random.key(0), 1024)  # >= 4096 draws of the smallest kernel
     draws = jax.jit(jax.vmap(lambda k: network.initial_params(net, k, images)))(keys)
-    shapes = jax.eval_shape(space.materialize(genotype).init, jax.random.key(0), images)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), images)
     selected = ops.restrict_params(
         draws["params"],
         jax.tree.map(lambda s: jax.ShapeDtypeStruct((1024, *s.shape), s.dtype), shapes["params"]),
     )
-    checked = 0
-    for path, leaf in jax.tree_util.tree_leaves_with_path(selected):
-        if not layerwise.is_weight(path):
-            continue
-        w = np.asarray(leaf)
-        shape = w.shape[1:]
-        if init == "nb101":
-            std = 0.01 if len(shape) == 2 else math.sqrt(2.0 / (shape[0] * shape[1] * shape[3]))
-            np.testing.assert_allclose(w.std(), std, rtol=0.05, err_msg=jax.tree_util.keystr(path))
-        else:
-            bound = 1.0 / math.sqrt(math.prod(shape[:-1]))
-            assert np.abs(w).max() <= bound * (1 + 1e-6), jax.tree_util.keystr(path)
-            np.testing.assert_allclose(np.abs(w).max(), bound, rtol=0.02)
-        checked += 1
-    assert checked == 14  # per cell 2 vertex convs and 4 projections; stem; classifier
+    own = jax.jit(jax.vmap(lambda k: model.init(k, images)["params"]))(keys)
+    for source, params in (("data-driven", selected), ("materialised", own)):
+        checked = 0
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+            name = f"{source} {jax.tree_util.keystr(path)}"
+            if not layerwise.is_weight(path):
+                if path[-1].key == "bias" and init == "nb101":
+                    assert not np.asarray(leaf).any(), name
+                continue
+            w = np.asarray(leaf)
+            shape = w.shape[1:]
+            if init == "nb101":
+                std = 0.01 if len(shape) == 2 else math.sqrt(2.0 / (shape[0] * shape[1] * shape[3]))
+                np.testing.assert_allclose(w.std(), std, rtol=0.05, err_msg=name)
+            else:
+                bound = 1.0 / math.sqrt(math.prod(shape[:-1]))
+                assert np.abs(w).max() <= bound * (1 + 1e-6), name
+                np.testing.assert_allclose(np.abs(w).max(), bound, rtol=0.02, err_msg=name)
+            checked += 1
+        assert checked == 14  # per cell 2 vertex convs and 4 projections; stem; classifier
 
 
 def test_shared_initialisations_are_rescaled_per_architecture(tiny, images, key):

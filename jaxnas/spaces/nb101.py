@@ -43,7 +43,8 @@ Dispatch modes of the data-driven network (see `network`):
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -73,10 +74,29 @@ _CONV = {0: ("conv3x3", 3, 1), 1: ("conv1x1", 1, 0)}  # op index -> (param name,
 NASLIB_OPS = (INPUT, OUTPUT, "maxpool3x3", "conv1x1-bn-relu", "conv3x3-bn-relu")
 
 DISPATCH_MODES = ("switch", "mask")
-# Initialisations of the data-driven network: name -> (draw, rescale to actual widths).
+
+
+class Init(NamedTuple):
+    """An initialisation rule, for the data-driven and the materialised networks."""
+
+    draw: Callable  # one-RNG-call draw at the supernet's widths (`ops.supernet`)
+    rescale: Callable  # its rescale to an architecture's widths
+    conv: Callable  # the Linen initialisers of the same rule, at the materialised widths
+    linear: Callable
+    linear_bias: Callable | None  # None: PyTorch's U(+-1/sqrt(fan_in))
+
+
 INITS = {
-    "nb101": (ops.fan_out_normal_init, ops.rescale_fan_out),
-    "pytorch": (ops.torch_init, ops.rescale_fan_in),
+    "nb101": Init(
+        ops.fan_out_normal_init,
+        ops.rescale_fan_out,
+        nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+        nn.initializers.normal(0.01),
+        nn.initializers.zeros,
+    ),
+    "pytorch": Init(
+        ops.torch_init, ops.rescale_fan_in, ops.torch_kernel_init, ops.torch_kernel_init, None
+    ),
 }
 
 _EDGE_TO_MATRIX = np.zeros((NUM_EDGES, NUM_VERTICES, NUM_VERTICES), np.int32)
@@ -343,10 +363,11 @@ class _FixedProjection(nn.Module):
     features: int
     track_running_stats: bool
     batch_norm: bool
+    init_rule: str
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = ops.Conv(self.in_features, self.features, 1, name="conv")
+        conv = ops.Conv(self.in_features, self.features, 1, INITS[self.init_rule].conv, name="conv")
         bn = ops.BatchNorm(self.features, self.track_running_stats, self.batch_norm, name="bn")
         pre = bn(conv(x), train)
         net_lib.sow_cost(self, "relu_flops", ops.relu_flops(pre.shape))
@@ -359,6 +380,7 @@ class _FixedVertex(nn.Module):
     op: int
     track_running_stats: bool
     batch_norm: bool
+    init_rule: str
 
     @nn.compact
     def __call__(self, h: jax.Array, train: bool) -> jax.Array:
@@ -368,7 +390,16 @@ class _FixedVertex(nn.Module):
         name, size, pad = _CONV[self.op]
         c = self.features
         conv = ops.ConvBN(
-            c, c, size, 1, pad, False, self.track_running_stats, self.batch_norm, name=name
+            c,
+            c,
+            size,
+            1,
+            pad,
+            False,
+            self.track_running_stats,
+            self.batch_norm,
+            kernel_init=INITS[self.init_rule].conv,
+            name=name,
         )
         pre = conv(h, train)
         net_lib.sow_cost(self, "relu_flops", ops.relu_flops(pre.shape))
@@ -385,13 +416,14 @@ class _FixedCell(nn.Module):
     choice: tuple[int, ...]
     track_running_stats: bool
     batch_norm: bool
+    init_rule: str
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         n, c = NUM_VERTICES, self.features
         a = np.asarray(self.pruned)
         channels = [int(v) for v in vertex_channels(a, c, np)]
-        settings = (self.track_running_stats, self.batch_norm)
+        settings = (self.track_running_stats, self.batch_norm, self.init_rule)
         tensors, concat = {0: x}, []
         for t in range(1, n - 1):
             if self.choice[t - 1] == DEAD:
@@ -443,9 +475,11 @@ class _Macro(nn.Module):
     in_channels: int
     track_running_stats: bool
     batch_norm: bool
+    init_rule: str = "nb101"  # a key of INITS
 
     def body(self, x, cell_fn, train):
         _check_images(x, self.in_channels, self.num_stacks)
+        rule = INITS[self.init_rule]
         stem = ops.ConvBN(
             self.in_channels,
             self.stem_channels,
@@ -455,6 +489,7 @@ class _Macro(nn.Module):
             False,
             self.track_running_stats,
             self.batch_norm,
+            kernel_init=rule.conv,
             name="stem",
         )
         x = stem(x, train)
@@ -472,7 +507,8 @@ class _Macro(nn.Module):
                 c_prev = c
         # The reference pools with `torch.mean`, a function that FLOP counters skip.
         net_lib.sow_feature(self, "pre_gap", x)
-        return ops.Dense(self.num_classes, name="classifier")(ops.global_avg_pool(x))
+        classifier = ops.Dense(self.num_classes, rule.linear, rule.linear_bias, name="classifier")
+        return classifier(ops.global_avg_pool(x))
 
 
 class NB101Network(_Macro):
@@ -520,6 +556,7 @@ class NB101Model(_Macro):
                 self.choice,
                 self.track_running_stats,
                 self.batch_norm,
+                self.init_rule,
                 name=name,
             )
             return module(h, train)
@@ -711,6 +748,12 @@ def to_naslib(genotype: Sequence[int]) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- space
 
 
+def _check_init(init: str) -> str:
+    if init not in INITS:
+        raise errors.ConfigError(f"unknown NB101 init {init!r}; expected one of {sorted(INITS)}")
+    return init
+
+
 def space(
     stem_channels: int = 128,
     num_stacks: int = 3,
@@ -734,17 +777,17 @@ def space(
     Zero used; `ops.fan_out_normal_init`), or "pytorch", PyTorch's default. Either is
     drawn at the supernet's widths and rescaled to each architecture's vertex widths
     (`Network.rescale_init`), so the selected parameters have the distribution of the
-    materialised network under the same rule. BatchNorm follows every conv, so
+    materialised network under the same rule (`network(g, init=...)` overrides it per
+    network). BatchNorm follows every conv, so
     forward-only proxies do not depend on the choice; parameter norms, gradient norms
-    and BN-free synflow do. `materialize` builds Linen modules with PyTorch's default
-    initialisers whatever `init` is.
+    and BN-free synflow do. `materialize` builds Linen modules whose initialisers follow
+    the same rule at the cell's own widths (`Init`).
 
     `sample` draws uniformly among valid genotypes (rejection, like NASLib's sampler);
     `mutate` changes one position and redraws until the cell is valid. `enumerate`
     raises: the space has `size` = 373,754,169 valid genotypes.
     """
-    if init not in INITS:
-        raise errors.ConfigError(f"unknown NB101 init {init!r}; expected one of {sorted(INITS)}")
+    _check_init(init)
     defaults = dict(
         stem_channels=stem_channels,
         num_stacks=num_stacks,
@@ -792,14 +835,16 @@ def space(
 
     def network(genotype, **overrides):
         settings = {**defaults, "dispatch": dispatch, **overrides}
-        module = NB101Network(**settings, track_running_stats=False)
-        init_fn, rescale_fn = INITS[init]
+        rule_name = _check_init(settings.pop("init", init))
+        rule = INITS[rule_name]
+        module = NB101Network(**settings, init_rule=rule_name, track_running_stats=False)
         return ops.supernet(
-            module, genotype, lambda params: param_mask(params, genotype), init_fn, rescale_fn
+            module, genotype, lambda params: param_mask(params, genotype), rule.draw, rule.rescale
         )
 
     def materialize(genotype, **overrides):
         settings = {**defaults, **overrides}
+        settings["init_rule"] = _check_init(settings.pop("init", init))
         g = validate(genotype).reshape(-1)
         alive, pruned = prune(adjacency(g[:NUM_EDGES], np), np)
         choice = np.where(alive[1:-1], g[NUM_EDGES:], DEAD)

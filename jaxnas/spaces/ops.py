@@ -30,6 +30,7 @@ pooling k^2 per output element, global average pooling (H + 1)(W + 1) per channe
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -813,21 +814,23 @@ class BatchNorm(nn.Module):
 
 
 class Conv(nn.Module):
-    """A bias-free convolution kernel `f32[kh, kw, Ci, Co]` with PyTorch's default init.
+    """A bias-free convolution kernel `f32[kh, kw, Ci, Co]`.
 
     `kernel_size` is an int (square) or an (H, W) pair; `in_features` is the number of
-    inputs per group (1 for a depthwise convolution). Calling it convolves and probes the
-    output (`network.probe_layer`).
+    inputs per group (1 for a depthwise convolution); `kernel_init` is the kernel's Linen
+    initialiser (default PyTorch's). Calling it convolves and probes the output
+    (`network.probe_layer`).
     """
 
     in_features: int
     features: int
     kernel_size: int | tuple[int, int]
+    kernel_init: Callable = torch_kernel_init
 
     def setup(self):
         kh, kw = _pair(self.kernel_size)
         self.kernel = self.param(
-            "kernel", torch_kernel_init, (kh, kw, self.in_features, self.features)
+            "kernel", self.kernel_init, (kh, kw, self.in_features, self.features)
         )
 
     @property
@@ -879,7 +882,10 @@ class Conv(nn.Module):
 
 
 class ConvBN(nn.Module):
-    """Conv (no bias) -> BatchNorm; with `relu=True` it is NB201's ReLUConvBN."""
+    """Conv (no bias) -> BatchNorm; with `relu=True` it is NB201's ReLUConvBN.
+
+    `kernel_init`: the conv kernel's Linen initialiser (default PyTorch's).
+    """
 
     in_features: int
     features: int
@@ -890,9 +896,10 @@ class ConvBN(nn.Module):
     track_running_stats: bool = False
     batch_norm: bool = True
     affine: bool = True
+    kernel_init: Callable = torch_kernel_init
 
     def setup(self):
-        self.conv = Conv(self.in_features, self.features, self.kernel_size)
+        self.conv = Conv(self.in_features, self.features, self.kernel_size, self.kernel_init)
         self.bn = BatchNorm(self.features, self.track_running_stats, self.batch_norm, self.affine)
 
     def weights(self) -> ConvBNWeights:
@@ -1105,16 +1112,23 @@ class FactorizedReduce(nn.Module):
 
 
 class Dense(nn.Module):
-    """A linear classifier with PyTorch's default init; probes its output."""
+    """A linear classifier; probes its output.
+
+    `kernel_init` and `bias_init` are Linen initialisers; None for the bias is PyTorch's
+    default, U(+-1/sqrt(fan_in)).
+    """
 
     features: int
+    kernel_init: Callable = torch_kernel_init
+    bias_init: Callable | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, in_mask: jax.Array | None = None) -> jax.Array:
         """`in_mask`: valid input features, as in `Conv.__call__`."""
         width = x.shape[-1]
-        kernel = self.param("kernel", torch_kernel_init, (width, self.features))
-        bias = self.param("bias", torch_bias_init(width), (self.features,))
+        kernel = self.param("kernel", self.kernel_init, (width, self.features))
+        bias_init = torch_bias_init(width) if self.bias_init is None else self.bias_init
+        bias = self.param("bias", bias_init, (self.features,))
         y = x @ kernel + bias[None, :]
         fan_in = width if in_mask is None else width * jnp.mean(in_mask)
         net_lib.sow_cost(self, "flops", conv_flops(y.shape, fan_in))
