@@ -1,5 +1,6 @@
 """NATS-Bench size space: notation, parameter counts, data-driven vs materialised networks."""
 
+import functools
 import itertools
 import math
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxnas import errors, network, proxies
-from jaxnas.proxies import kernels
+from jaxnas.proxies import kernels, zen
 from jaxnas.spaces import nats_sss, ops
 
 EXTREMES = ("8:8:8:8:8", "64:64:64:64:64", "64:32:16:8:64", "8:64:8:64:8")
@@ -214,3 +215,86 @@ def test_batch_norm_override_makes_every_bn_the_identity(images, key):
     )
     apply = jax.jit(plain.apply)
     np.testing.assert_allclose(apply(scaled, images), apply(params, images), rtol=1e-6)
+
+
+def _flops_formula(c, size, num_classes=10):
+    """FLOPs per image of a NATS-SSS network on size x size images, tensorwatch's rules:
+    conv multiply-accumulates, BatchNorm 2 per element, ReLU 1, k x k pooling k^2 per
+    output, global pooling (H + 1)(W + 1) per channel; written from the module's
+    docstring and `nats_sss.TOPOLOGY` (node 1: conv from 0; node 2: convs from 0 and 1;
+    node 3: skip from 0, convs from 1 and 2)."""
+
+    def relu_conv_bn(k, a, b, pixels_in, pixels_out):
+        return a * pixels_in + k * k * a * b * pixels_out + 2 * b * pixels_out
+
+    def cell(a, b, pixels):
+        skip = a * b * pixels + 2 * b * pixels if a != b else 0
+        return (
+            2 * relu_conv_bn(3, a, b, pixels, pixels)
+            + 3 * relu_conv_bn(3, b, b, pixels, pixels)
+            + skip
+        )
+
+    def reduction(a, b, pixels):
+        half = pixels // 4
+        return (
+            relu_conv_bn(3, a, b, pixels, half)
+            + relu_conv_bn(3, b, b, half, half)
+            + 4 * a * half  # 2x2 average pool of the shortcut
+            + a * b * half  # its 1x1 conv
+        )
+
+    p = size * size
+    last = size // 4
+    return (
+        9 * 3 * c[0] * p
+        + 2 * c[0] * p
+        + cell(c[0], c[0], p)
+        + reduction(c[0], c[1], p)
+        + cell(c[1], c[2], p // 4)
+        + reduction(c[2], c[3], p // 4)
+        + cell(c[3], c[4], p // 16)
+        + 3 * c[4] * last * last  # lastact BatchNorm and ReLU
+        + c[4] * (last + 1) ** 2
+        + c[4] * num_classes
+    )
+
+
+def test_probe_proxies_equal_the_materialised_network_and_flops_the_formula(space, images, key):
+    """fisher, flops and the Zen-score of the masked 64-wide network equal those of the
+    network built at the architecture's widths (masked channels count in neither FLOPs,
+    fan-ins, gradients nor BatchNorm statistics), and flops equals the formula."""
+    batch = {"x": images, "y": jnp.arange(images.shape[0]) % 10}
+    mixed = images + 0.01 * jax.random.normal(jax.random.key(1), images.shape)
+    fisher, flops = proxies.get_proxy("fisher"), proxies.get_proxy("flops")
+
+    def scores(net, variables):
+        return (
+            fisher(net, variables, batch, None),
+            flops(net, variables, batch, None),
+            zen.zen_score(net, variables, images, mixed),
+        )
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def data_driven(genotype):
+        net = space.network(genotype)
+        params = network.initial_params(net, key, images)
+        return params, scores(net, params)
+
+    chex.clear_trace_counter()
+    for arch in ("64:32:16:8:64", "8:64:8:64:8", "16:16:24:24:56"):
+        genotype = space.from_string(arch)
+        params, ours = data_driven(jnp.asarray(genotype))
+        model = space.materialize(genotype)
+        shapes = jax.eval_shape(model.init, jax.random.key(0), images)
+        variables = {
+            "params": ops.restrict_params(params["params"], shapes["params"]),
+            "batch_stats": jax.tree.map(lambda s: jnp.ones(s.shape), shapes["batch_stats"]),
+        }
+        fixed = jax.jit(functools.partial(scores, network.from_linen(model, train=True)))(variables)
+        for name, got, want in zip(("fisher", "flops", "zen"), ours, fixed):
+            assert np.isfinite(want) and (name == "zen" or want > 0), (name, arch)
+            np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=f"{name}: {arch}")
+        widths = [int(w) for w in arch.split(":")]
+        np.testing.assert_allclose(ours[1] * 1e6, _flops_formula(widths, 8), rtol=1e-6)

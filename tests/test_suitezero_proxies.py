@@ -268,10 +268,9 @@ def _uninstrumented_spaces():
     from test_autoformer import SETTINGS, TINY
     from test_nds import TINY_RESNET
 
-    from jaxnas.spaces import autoformer, nats_sss, nds
+    from jaxnas.spaces import autoformer, nds
 
     return {
-        "nats_sss": (nats_sss.space(), 8),
         "nds": (nds.space(design=TINY_RESNET, stem_width=4), 8),
         "autoformer": (autoformer.space(vit=TINY, **SETTINGS), 16),
     }

@@ -25,7 +25,9 @@ channels, of which the first c are valid; activations are multiplied by the chan
 after every op, taps carry it as a per-channel weight, and `param_mask` marks the valid
 rows and columns of every kernel. One compiled program serves the whole space (and
 vmaps across a population); the materialised network's parameters are the leading slices
-of the data-driven ones (`ops.restrict_params`).
+of the data-driven ones (`ops.restrict_params`). Probes (fisher's layers and gates,
+BatchNorm statistics, FLOPs) count the valid channels only, so fisher, flops and zen
+equal those of the materialised network.
 
 Initialisation: the data-driven parameters are drawn once for the 64-wide network
 (PyTorch default init, bound 1/sqrt(fan_in) at width 64) and `Network.rescale_init`
@@ -42,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import errors
+from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
 from jaxnas.spaces import base, nb201, ops
 
@@ -92,6 +95,38 @@ def _check_images(x: jax.Array, in_channels: int) -> None:
 # ------------------------------------------------------------------ data-driven network
 
 
+def _masked_conv_bn(
+    module: ops.ConvBN,
+    x: jax.Array,
+    stride: int,
+    padding: int,
+    bn: bool,
+    in_mask: jax.Array | None,
+    out_mask: jax.Array,
+    relu: bool = False,
+    weight: jax.Array | float = 1.0,
+) -> jax.Array:
+    """`module`'s (ReLU ->) conv -> BN of a 64-wide input, masked to `out_mask`.
+
+    `in_mask` marks the valid input channels (None: all). When probes are requested the
+    layer, its BatchNorm statistics and its FLOPs (ReLU, conv, BN) are recorded over the
+    valid channels only, with `weight` (0 for an op the architecture does not use): what
+    the materialised network of these widths records.
+    """
+    w = module.weights()
+    gate = module.gate()
+    if not net_lib.probing(module, gate):
+        out = ops.conv_bn(w, jax.nn.relu(x) if relu else x, stride, padding, bn)
+        return ops.mask_channels(out, out_mask)
+    out, var = ops.conv_bn_parts(w, x, stride, padding, bn, relu=relu, gate=gate)
+    fan_in = module.conv.fan_in * (1.0 if in_mask is None else jnp.mean(in_mask))
+    if relu:
+        flops = ops.relu_flops(x.shape) * ops.valid_fraction(weight, in_mask)
+        net_lib.sow_cost(module, "relu_flops", flops)
+    module.record(x.shape, out.shape, var, weight, fan_in, out_mask)
+    return ops.mask_channels(out, out_mask)
+
+
 class _MaskedEdge(nn.Module):
     op: str
     may_reduce: bool  # a skip edge leaving node 0 of a cell whose width may change
@@ -101,13 +136,16 @@ class _MaskedEdge(nn.Module):
     def __call__(self, x, in_mask, out_mask, same_width):
         w = MAX_WIDTH
         if self.op == _CONV:
-            conv = ops.ConvBN(w, w, 3, 1, 1, relu=True, name=_CONV).weights()
+            conv = ops.ConvBN(w, w, 3, name=_CONV)
             sow_tap(self, "relu_conv_bn", x, in_mask)
-            return ops.mask_channels(ops.relu_conv_bn(conv, x, 1, 1, self.batch_norm), out_mask)
+            return _masked_conv_bn(conv, x, 1, 1, self.batch_norm, in_mask, out_mask, relu=True)
         if not self.may_reduce:
             return x
-        reduce = ops.ConvBN(w, w, 1, name=_REDUCE).weights()
-        reduced = ops.mask_channels(ops.conv_bn(reduce, x, 1, 0, self.batch_norm), out_mask)
+        reduce = ops.ConvBN(w, w, 1, name=_REDUCE)
+        weight = 1.0 - same_width.astype(jnp.float32)
+        reduced = _masked_conv_bn(
+            reduce, x, 1, 0, self.batch_norm, in_mask, out_mask, weight=weight
+        )
         return jnp.where(same_width, x, reduced)
 
 
@@ -134,14 +172,20 @@ class _MaskedReduction(nn.Module):
     @nn.compact
     def __call__(self, x, in_mask, out_mask):
         w, bn = MAX_WIDTH, self.batch_norm
-        conv_a = ops.ConvBN(w, w, 3, 2, 1, relu=True, name="conv_a").weights()
-        conv_b = ops.ConvBN(w, w, 3, 1, 1, relu=True, name="conv_b").weights()
+        conv_a = ops.ConvBN(w, w, 3, name="conv_a")
+        conv_b = ops.ConvBN(w, w, 3, name="conv_b")
         sow_tap(self, "conv_a_relu_conv_bn", x, in_mask)
-        h = ops.mask_channels(ops.relu_conv_bn(conv_a, x, 2, 1, bn), out_mask)
+        h = _masked_conv_bn(conv_a, x, 2, 1, bn, in_mask, out_mask, relu=True)
         sow_tap(self, "conv_b_relu_conv_bn", h, out_mask)
-        h = ops.mask_channels(ops.relu_conv_bn(conv_b, h, 1, 1, bn), out_mask)
+        h = _masked_conv_bn(conv_b, h, 1, 1, bn, out_mask, out_mask, relu=True)
+        pooled = ops.avg_pool_2x2(x)
+        pool_flops = ops.avg_pool_flops(pooled.shape, 2) * ops.valid_fraction(1.0, in_mask)
+        net_lib.sow_cost(self, "pool_flops", pool_flops)
         shortcut = ops.Conv(w, w, 1, name="downsample")
-        residual = ops.conv2d(ops.avg_pool_2x2(x), shortcut.kernel)
+        gate = shortcut.gate()
+        residual = net_lib.apply_gate(ops.conv2d(pooled, shortcut.kernel), gate)
+        if net_lib.probing(shortcut, gate):
+            shortcut.record(residual.shape, 1.0, w * jnp.mean(in_mask), out_mask)
         return ops.mask_channels(residual, out_mask) + h
 
 
@@ -162,8 +206,8 @@ class NATSSizeNetwork(nn.Module):
         widths = jnp.asarray(CHANNELS, jnp.int32)[_check_genotype(genotype)]
         masks = [ops.channel_mask(widths[i], MAX_WIDTH) for i in range(NUM_LAYERS)]
         bn = self.batch_norm
-        stem = ops.ConvBN(self.in_channels, MAX_WIDTH, 3, name="stem").weights()
-        x = ops.mask_channels(ops.conv_bn(stem, x, 1, 1, bn), masks[0])
+        stem = ops.ConvBN(self.in_channels, MAX_WIDTH, 3, name="stem")
+        x = _masked_conv_bn(stem, x, 1, 1, bn, None, masks[0])
         for layer in range(NUM_LAYERS):
             previous = masks[max(layer - 1, 0)]
             if layer % 2:
@@ -171,13 +215,17 @@ class NATSSizeNetwork(nn.Module):
             else:
                 cell = _MaskedCell(layer > 0, bn, name=_layer_name(layer))
                 x = cell(x, previous, masks[layer], widths[max(layer - 1, 0)] == widths[layer])
-        scale, bias = ops.BatchNorm(MAX_WIDTH, name="lastact").weights()
-        if bn:
-            x = ops.batch_norm(x, scale, bias)
+        lastact = ops.BatchNorm(MAX_WIDTH, enabled=bn, name="lastact")
+        x, var = ops.batch_norm_parts(x, *lastact.weights(), bn)
+        if net_lib.probing(lastact):
+            lastact.record(var, x.shape, 1.0, masks[-1])
         x = ops.mask_channels(x, masks[-1])
         sow_tap(self, "lastact_relu", x, masks[-1])
-        x = ops.global_avg_pool(jax.nn.relu(x))
-        return ops.Dense(self.num_classes, name="classifier")(x)
+        net_lib.sow_cost(
+            self, "lastact_relu_flops", ops.relu_flops(x.shape) * ops.valid_fraction(1.0, masks[-1])
+        )
+        x = ops.global_pool_features(self, jax.nn.relu(x), masks[-1])
+        return ops.Dense(self.num_classes, name="classifier")(x, masks[-1])
 
 
 def _check_genotype(genotype: jax.Array) -> jax.Array:
@@ -300,7 +348,8 @@ class NATSSizeModel(nn.Module):
                 x = _FixedCell(c_in, c[layer], *settings, name=name)(x, train)
         x = ops.BatchNorm(c[-1], *settings, name="lastact")(x, train)
         sow_tap(self, "lastact_relu", x)
-        x = ops.global_avg_pool(jax.nn.relu(x))
+        net_lib.sow_cost(self, "lastact_relu_flops", ops.relu_flops(x.shape))
+        x = ops.global_pool_features(self, jax.nn.relu(x))
         return ops.Dense(self.num_classes, name="classifier")(x)
 
 
