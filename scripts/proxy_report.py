@@ -231,16 +231,16 @@ def load_run(workdir):
 
 
 def run_rows(runs, bootstrap):
-    """Per (table, proxy, shared batch or a batch per cell): correlations of the largest
-    run scoring it."""
+    """Per (table, proxy, shared batch or a batch per cell, batch size): correlations of
+    the largest run scoring it."""
     best = {}
     for run in runs:
         for name, scores in run["scores"].items():
-            key = (os.path.basename(run["table"]), name, run["per_cell"])
+            key = (os.path.basename(run["table"]), name, run["per_cell"], run["batch"])
             if key not in best or len(scores) > len(best[key][1]):
                 best[key] = (run, scores)
     tables, rows = {}, []
-    for (table_name, name, per_cell), (run, scores) in sorted(best.items()):
+    for (table_name, name, per_cell, _), (run, scores) in sorted(best.items()):
         if run["table"] not in tables:
             tables[run["table"]] = benchmarks.Benchmark.from_csv(
                 run["table"],
@@ -285,7 +285,7 @@ def nb201_test_rows(best, results, bootstrap):
     path = os.path.join(benchmarks.shared_data_dir(), "nasbench201", TEST_ACCURACY)
     table = None
     rows = []
-    for (_, name, per_cell), (run, scores) in sorted(best.items()):
+    for (_, name, per_cell, _), (run, scores) in sorted(best.items()):
         scored = results["scores"].get(name, {}) if results else {}
         if run["space"] != "nb201" or "cifar10" in scored or per_cell:
             continue
@@ -548,7 +548,7 @@ def runs_markdown(rows):
             if r["seconds"] is not None:
                 seconds = _seconds({"seconds_per_arch": r["seconds"][0], "group": r["seconds"][1]})
             lines.append(
-                f"| {r['proxy']} | {'per cell' if r['per_cell'] else 'shared'} | "
+                f"| {r['proxy']} | {'per cell' if r['per_cell'] else 'shared'}, {r['batch']} | "
                 f"{r['target']} | {o['n']} | {o['n_failed']} | "
                 f"{_ci(o, 'spearman')} | {_ci(o, 'kendall')} | {ref} | {diff} | {agree} | "
                 f"{pub} | {seconds} | `{r['command']}` |"
@@ -567,11 +567,12 @@ def write_markdown(meta, rows, run_table_rows, path, png, command):
             " and others): each proxy on the table's own cells and target, next to the "
             "table's published column for the same proxy on the same cells (NAS-Bench-"
             "Suite-Zero's scores; its settings: batch 64 of augmented CIFAR-10, one "
-            "initialisation per cell, a new batch per cell). *batch*: one seeded batch "
+            "initialisation per cell, a new batch per cell; the NB101 and NB301 tables' "
+            "levels show batch 32, WORKSPACE_NOTES.md). *batch*: one seeded batch "
             "shared by all cells (our default) or a batch per cell (`per_cell=1`, "
-            "Suite-Zero's protocol). *ours − column*: difference of the two Spearman ρ "
-            "vs the target, paired bootstrap interval (issue 3's bar: |difference| ≤ 0.05 "
-            "on 1,000 NB201 cells).",
+            "Suite-Zero's protocol), and its size. *ours − column*: difference of the two "
+            "Spearman ρ vs the target, paired bootstrap interval (issue 3's bar: "
+            "|difference| ≤ 0.05 on 1,000 NB201 cells).",
             "",
             *runs_markdown(run_table_rows),
         ]

@@ -89,7 +89,7 @@ def test_report_script_renders_runs_next_to_the_published_columns(tmp_path, shar
     assert "### `nb201_zc_suitezero_cifar10_9445.csv.gz` (nb201 space, batch 8)" in text
     # params of the (reduced) network against the full network's column: same ranks.
     params_row = next(
-        line for line in text.splitlines() if line.startswith("| params | shared | val_acc")
+        line for line in text.splitlines() if line.startswith("| params | shared, 8 | val_acc")
     )
     assert "| 5 | 0 |" in params_row and "`params`" in params_row
     assert "### cifar10" in text and "| l2_norm | 5 | 0 |" in text
