@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxnas import benchmarks, data, errors, evaluation, proxies, spaces, strategies, types
 from jaxnas.progress import Progress
@@ -329,6 +330,9 @@ def _score_chunks(
     same population) are kept and scoring goes on after them.
     """
     per_call = min(per_call, population.shape[0])
+    # Inputs are replicated over the devices the population is sharded over.
+    replicated = NamedSharding(proxies.population_mesh(), PartitionSpec())
+    keys = jax.device_put(keys, replicated)
     out = [] if previous is None else [previous]
     first = 0 if previous is None else previous.shape[0]
     for start in range(first, population.shape[0], per_call):
@@ -343,7 +347,8 @@ def _score_chunks(
                     lambda v, n=pad: jnp.concatenate([v, jnp.repeat(v[:1], n, 0)]), chunk_batch
                 )
         with jax.transfer_guard("disallow"):
-            scores = scorer(jax.device_put(chunk), chunk_batch, keys)
+            chunk, chunk_batch = jax.device_put((chunk, chunk_batch), replicated)
+            scores = scorer(chunk, chunk_batch, keys)
             out.append(jax.device_get(scores)[:real])
         if checkpoint:
             np.save(checkpoint, np.concatenate(out))

@@ -34,6 +34,7 @@ from jaxnas.proxies import (
 from jaxnas.proxies.base import (
     aggregate,
     network_overrides,
+    population_mesh,
     score_inits,
     score_network,
     score_population,
@@ -109,6 +110,7 @@ __all__ = [
     "get_proxy",
     "network_overrides",
     "parse_spec",
+    "population_mesh",
     "score_inits",
     "score_network",
     "score_population",

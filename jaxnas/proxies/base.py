@@ -4,7 +4,8 @@ A proxy is a pure function `proxy(network, params, batch, key) -> f32[]` (higher
 better, NaN = failed). `score_population` turns it into `f32[P, K]` for P genotypes of a
 search space and K initialisation keys; it is a pure function of its inputs, so the
 caller decides where to `jax.jit` it (one compile serves every population of the same
-shape).
+shape). Populations are sharded over the local devices (a `jax.sharding.Mesh` with a
+`"population"` axis; `population_mesh`).
 """
 
 import contextlib
@@ -14,6 +15,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 from jaxnas import errors, types
 from jaxnas.network import Network, initial_params, rescaled_init
@@ -115,6 +118,15 @@ def score_inits(
     return jax.vmap(lambda key: score_network(proxy, network, batch, key))(keys)
 
 
+POPULATION_AXIS = "population"
+
+
+def population_mesh(devices=None) -> Mesh:
+    """A one-axis mesh (`"population"`) over `devices` (default: the local devices)."""
+    devices = jax.local_devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (POPULATION_AXIS,))
+
+
 def score_population(
     proxy: types.ProxyFn,
     space: SearchSpace,
@@ -125,6 +137,7 @@ def score_population(
     network_kwargs: Mapping[str, Any] | None = None,
     chunk_size: int | None = None,
     batch_per_arch: bool = False,
+    mesh: Mesh | None = None,
 ) -> jax.Array:
     """Scores every genotype of a population under every initialisation key.
 
@@ -153,6 +166,11 @@ def score_population(
         architecture at a time, which bounds memory and keeps "switch" dispatch a real
         branch; larger chunks suit "mask" dispatch on accelerators.
       batch_per_arch: whether `batch` has a leading population axis.
+      mesh: the devices to shard the population over, along its `"population"` axis
+        (its other axes, if any, hold replicas); None: `population_mesh()`, all local
+        devices. Each device maps over its contiguous share of the genotypes (padded
+        to a multiple of the device count with copies of the first, whose scores are
+        dropped); the initial parameters and a shared batch are replicated.
 
     Returns:
       f32[P, K] scores (f32[P, K, M] for a `stack` of M proxies); NaN marks a failed
@@ -168,44 +186,81 @@ def score_population(
     _check_batch(batch, num if batch_per_arch else None)
     example = batch["x"][0] if batch_per_arch else batch["x"]
     kwargs = {**network_overrides(proxy), **(network_kwargs or {})}
-    batch_size = None if chunk_size is None or chunk_size <= 1 else min(chunk_size, num)
+    mesh = population_mesh() if mesh is None else mesh
+    if POPULATION_AXIS not in mesh.shape:
+        raise errors.ConfigError(
+            f"score_population shards over a mesh axis named {POPULATION_AXIS!r}; got axes "
+            f"{tuple(mesh.shape)}"
+        )
+    shards = mesh.shape[POPULATION_AXIS]
+    per_shard = -(-num // shards)
+    batch_size = None if chunk_size is None or chunk_size <= 1 else min(chunk_size, per_shard)
 
     def network(genotype):
         return space.network(genotype, **kwargs)
-
-    # `lax.map` maps over the genotypes (and their batches); a shared batch is closed over.
-    mapped = (population, batch) if batch_per_arch else population
-
-    def unpack(item):
-        return item if batch_per_arch else (item, batch)
 
     if keys.ndim == 1:
         key_pairs = jax.vmap(jax.random.split)(keys)
         template = network(population[0])
         params = jax.vmap(template.init, in_axes=(0, None))(key_pairs[:, 0], example)
 
-        def score_shared(item):
-            genotype, arch_batch = unpack(item)
+        def score_shared(item, shared_batch, params, proxy_keys):
+            genotype, arch_batch = item if batch_per_arch else (item, shared_batch)
             net = network(genotype)
 
             def score(p, k):
                 return jnp.asarray(proxy(net, rescaled_init(net, p), arch_batch, k), jnp.float32)
 
-            return jax.vmap(score)(params, key_pairs[:, 1])
+            return jax.vmap(score)(params, proxy_keys)
 
-        return jax.lax.map(score_shared, mapped, batch_size=batch_size)
+        # The initial parameters are drawn once and replicated (common random numbers).
+        replicated = ({} if batch_per_arch else batch, params, key_pairs[:, 1])
+        per_arch = (population, batch) if batch_per_arch else population
+        return _map_sharded(score_shared, per_arch, replicated, num, mesh, batch_size)
 
     if keys.ndim != 2 or keys.shape[0] != num:
         raise errors.ShapeError(
             f"keys must be key[K] or key[P={num}, K], got shape {tuple(keys.shape)}"
         )
 
-    def score_own(args):
-        item, arch_keys = args
-        genotype, arch_batch = unpack(item)
+    def score_own(item, shared_batch):
+        if batch_per_arch:
+            genotype, arch_batch, arch_keys = item
+        else:
+            (genotype, arch_keys), arch_batch = item, shared_batch
         return score_inits(proxy, network(genotype), arch_batch, arch_keys)
 
-    return jax.lax.map(score_own, (mapped, keys), batch_size=batch_size)
+    per_arch = (population, batch, keys) if batch_per_arch else (population, keys)
+    replicated = ({} if batch_per_arch else batch,)
+    return _map_sharded(score_own, per_arch, replicated, num, mesh, batch_size)
+
+
+def _map_sharded(fn, per_arch, replicated, num, mesh, batch_size):
+    """`lax.map(lambda item: fn(item, *replicated), per_arch)` with the leading axis of
+    `per_arch` (length `num`) sharded over the mesh's population axis."""
+
+    def mapped(items, *shared):
+        return jax.lax.map(lambda item: fn(item, *shared), items, batch_size=batch_size)
+
+    shards = mesh.shape[POPULATION_AXIS]
+    if shards == 1:
+        return mapped(per_arch, *replicated)
+    pad = -num % shards
+    if pad:
+        per_arch = jax.tree.map(
+            lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]), per_arch
+        )
+    spec = PartitionSpec(POPULATION_AXIS)
+    sharded = jax.shard_map(
+        mapped,
+        mesh=mesh,
+        in_specs=(spec, *(PartitionSpec() for _ in replicated)),
+        out_specs=spec,
+        # Spaces build branches that ignore their input (NB201's "none" edge returns
+        # zeros); under varying-axis checks `lax.switch` would reject such branches.
+        check_vma=False,
+    )
+    return sharded(per_arch, *replicated)[:num]
 
 
 def _check_batch(batch: types.Batch, num: int | None = None) -> None:
