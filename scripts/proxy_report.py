@@ -251,30 +251,34 @@ def run_rows(runs, bootstrap):
         table = tables[run["table"]]
         column = experiment.suite_zero_column(name)
         reference = table.lookup(column, run["archs"]) if column in table.columns else None
-        for target in run["targets"]:
-            truth = table.lookup(target, run["archs"])
+        # A table without targets (scores only) still gets a row: ours vs its column.
+        for target in run["targets"] or ((None,) if reference is not None else ()):
+            truth = None if target is None else table.lookup(target, run["archs"])
             row = {
                 "table": table_name,
                 "space": run["space"],
                 "proxy": name,
-                "target": target,
-                "ours": evaluation.rank_correlations(scores, truth, num_bootstrap=bootstrap),
+                "target": target or "-",
                 "seconds": run["seconds"].get(name),
                 "batch": run["batch"],
                 "per_cell": per_cell,
                 "workdir": run["workdir"],
                 "command": run["command"],
             }
+            if truth is not None:
+                row["ours"] = evaluation.rank_correlations(scores, truth, num_bootstrap=bootstrap)
             if reference is not None:
                 row["column"] = column
+                row["agreement"] = evaluation.rank_correlations(
+                    scores, reference, num_bootstrap=bootstrap
+                )
+                row["medians"] = (float(np.nanmedian(scores)), float(np.nanmedian(reference)))
+            if reference is not None and truth is not None:
                 row["reference"] = evaluation.rank_correlations(
                     reference, truth, num_bootstrap=bootstrap
                 )
                 row["difference"] = evaluation.spearman_difference(
                     scores, reference, truth, num_bootstrap=bootstrap
-                )
-                row["agreement"] = evaluation.rank_correlations(
-                    scores, reference, num_bootstrap=bootstrap
                 )
             rows.append(row)
     return rows, best
@@ -533,15 +537,19 @@ def runs_markdown(rows):
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in subset:
-            o = r["ours"]
+            o = r.get("ours") or r["agreement"]
+            ours = (_ci(o, "spearman"), _ci(o, "kendall")) if "ours" in r else ("-", "-")
+            ref = diff = agree = "-"
             if "reference" in r:
                 ref = f"`{r['column']}` {_ci(r['reference'], 'spearman')}"
                 d = r["difference"]
                 lo, hi = d["difference_ci"]
                 diff = f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                agree = f"{r['agreement']['spearman']:.3f}"
-            else:
-                ref = diff = agree = "-"
+            elif "column" in r:
+                ref = f"`{r['column']}` median {r['medians'][1]:.4g} (ours {r['medians'][0]:.4g})"
+            if "agreement" in r:
+                a = r["agreement"]
+                agree = f"{a['spearman']:.3f}" if "ours" in r else _ci(a, "spearman")
             value = PUBLISHED_TABLES.get(table, {}).get(r["proxy"])
             pub = f"{value[1]} {value[0]:.2f} ({value[2]})" if value else "-"
             seconds = "-"
@@ -550,7 +558,7 @@ def runs_markdown(rows):
             lines.append(
                 f"| {r['proxy']} | {'per cell' if r['per_cell'] else 'shared'}, {r['batch']} | "
                 f"{r['target']} | {o['n']} | {o['n_failed']} | "
-                f"{_ci(o, 'spearman')} | {_ci(o, 'kendall')} | {ref} | {diff} | {agree} | "
+                f"{ours[0]} | {ours[1]} | {ref} | {diff} | {agree} | "
                 f"{pub} | {seconds} | `{r['command']}` |"
             )
         lines.append("")

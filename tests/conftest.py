@@ -2,11 +2,13 @@
 
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from jaxnas import benchmarks
+from jaxnas import benchmarks, proxies
 from jaxnas.spaces import nb201
 
 # Surface silent broadcasting and dtype promotion bugs (equinox / neural-tangents policy).
@@ -42,3 +44,22 @@ def tiny_batch():
         "x": jax.random.normal(key_x, (8, 8, 8, 3), jnp.float32),
         "y": jax.random.randint(key_y, (8,), 0, 10, jnp.int32),
     }
+
+
+def assert_scoring_compiles_once(space, x, num=3):
+    """NASWOT on two populations of `space` (images `x` f32[B, H, W, C]) through one
+    jitted `score_population`: a single trace, finite f32[P, K] scores that differ."""
+    chex.clear_trace_counter()
+    proxy = proxies.get_proxy("naswot")
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def score(population, keys):
+        return proxies.score_population(proxy, space, population, {"x": x}, keys)
+
+    keys = jax.random.split(jax.random.key(0), 2)
+    first = score(space.sample(jax.random.key(1), num), keys)
+    second = score(space.sample(jax.random.key(2), num), keys)
+    chex.assert_shape([first, second], (num, 2))
+    chex.assert_tree_all_finite(first)
+    assert not np.allclose(first, second)

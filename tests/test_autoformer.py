@@ -15,6 +15,8 @@ from jaxnas.proxies import kernels
 from jaxnas.spaces import autoformer as af
 from jaxnas.spaces import masking
 
+from conftest import assert_scoring_compiles_once
+
 # A tiny space: 16x16 images in 4x4 patches (17 tokens), relative distances up to 3
 # clipped at 2, every dimension masked below a larger supernet.
 TINY = af.ViTSpace(
@@ -342,3 +344,7 @@ def test_init_follows_autoformer(vit_batch, key):
     assert np.abs(patch).max() <= bound and np.abs(patch).max() > 0.9 * bound
     assert not np.any(params[("params", "blocks_0", "fc1", "bias")])
     np.testing.assert_array_equal(params[("params", "norm", "scale")], 1.0)
+
+
+def test_scoring_compiles_once_for_every_population(vit_batch):
+    assert_scoring_compiles_once(af.space(vit=TINY, **SETTINGS), vit_batch["x"])

@@ -17,6 +17,8 @@ from flax import traverse_util
 from jaxnas import errors, proxies
 from jaxnas.spaces import darts
 
+from conftest import assert_scoring_compiles_once
+
 DARTS_V2 = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
     "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
@@ -293,21 +295,7 @@ def test_parameters_do_not_depend_on_the_genotype(tiny, key):
 
 
 def test_scoring_compiles_once_for_every_population(one_cell):
-    chex.clear_trace_counter()
-    proxy = proxies.get_proxy("naswot")
-    batch = {"x": jax.random.normal(jax.random.key(1), (4, 8, 8, 3))}
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def score(population, keys):
-        return proxies.score_population(proxy, one_cell, population, batch, keys)
-
-    keys = jax.random.split(jax.random.key(0), 2)
-    first = score(one_cell.sample(jax.random.key(1), 3), keys)
-    second = score(one_cell.sample(jax.random.key(2), 3), keys)
-    chex.assert_shape([first, second], (3, 2))
-    chex.assert_tree_all_finite(first)
-    assert not np.allclose(first, second)
+    assert_scoring_compiles_once(one_cell, jax.random.normal(jax.random.key(1), (4, 8, 8, 3)))
 
 
 def test_batch_norm_override_makes_every_bn_the_identity(one_cell, key):

@@ -10,6 +10,8 @@ import pytest
 from jaxnas import errors
 from jaxnas.spaces import SPACES, darts, nds_cells
 
+from conftest import assert_scoring_compiles_once
+
 # pycls `genotypes.py` cells (NDS' reference implementation).
 NASNET = (
     "Genotype(normal=[('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 0), "
@@ -217,3 +219,8 @@ def test_probe_proxies_equal_the_materialised_network_with_loose_ends():
     choices = np.asarray(genotype).reshape(2, 5, 2, 2)[1]  # the reduction cell
     assert not np.isin(np.arange(2, 7), choices[:, :, 0]).all()  # it has loose ends
     cell_checks.assert_same_probe_proxies(space, genotype)
+
+
+def test_scoring_compiles_once_for_every_population():
+    space = SPACES["nds_enas"](**cell_checks.TINY_CELLS)
+    assert_scoring_compiles_once(space, jax.random.normal(jax.random.key(1), (4, 8, 8, 3)))
