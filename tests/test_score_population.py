@@ -120,3 +120,16 @@ def test_aggregate_propagates_nan_and_keeps_minus_infinity():
     assert np.isnan(agg[1]) and agg[2] == -np.inf
     with pytest.raises(errors.ConfigError, match="unknown aggregate"):
         proxies.aggregate(scores, "mode")
+
+
+def test_a_concrete_invalid_population_is_refused_before_scoring(tiny_space, tiny_batch):
+    population = np.zeros((2, 6), np.int32)
+    population[1, 3] = 9  # NB201 has 5 ops per edge
+    with pytest.raises(errors.ArchitectureError, match="value 9 at position 3"):
+        proxies.score_population(
+            proxies.get_proxy("naswot"),
+            tiny_space,
+            population,
+            tiny_batch,
+            jax.random.split(jax.random.key(0), 1),
+        )

@@ -149,7 +149,8 @@ def score_population(
       space: the search space; `space.network(genotype, **network_kwargs)` builds each
         network from a traced genotype, so the population is data and one compiled
         program serves every architecture.
-      population: int32[P, D] genotypes.
+      population: int32[P, D] genotypes, checked with `space.validate` when concrete
+        (a traced population inside the caller's `jit` cannot be: validate it first).
       batch: `{"x": f32[B, H, W, C], "y": int32[B]}`, shared by every architecture;
         with `batch_per_arch`, `{"x": f32[P, B, H, W, C], "y": int32[P, B]}`, one batch
         per architecture (NAS-Bench-Suite-Zero drew a new batch for every cell).
@@ -176,6 +177,8 @@ def score_population(
       f32[P, K] scores (f32[P, K, M] for a `stack` of M proxies); NaN marks a failed
       evaluation.
     """
+    if not isinstance(population, jax.core.Tracer):
+        space.validate(population)
     population = jnp.asarray(population)
     if population.ndim != 2 or population.shape[1] != len(space.num_choices):
         raise errors.ArchitectureError(
