@@ -177,14 +177,15 @@ def score_population(
       f32[P, K] scores (f32[P, K, M] for a `stack` of M proxies); NaN marks a failed
       evaluation.
     """
-    if not isinstance(population, jax.core.Tracer):
-        space.validate(population)
+    concrete = not isinstance(population, jax.core.Tracer)
     population = jnp.asarray(population)
     if population.ndim != 2 or population.shape[1] != len(space.num_choices):
         raise errors.ArchitectureError(
             f"a {space.name} population is int32[P, {len(space.num_choices)}], got shape "
             f"{tuple(population.shape)}"
         )
+    if concrete:
+        space.validate(population)
     num = population.shape[0]
     _check_batch(batch, num if batch_per_arch else None)
     example = batch["x"][0] if batch_per_arch else batch["x"]
