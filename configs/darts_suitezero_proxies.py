@@ -28,7 +28,9 @@ Cost on the 2-core CPU (one core): naswot + params + l2_norm 1.1 s per cell, syn
 then takes 8.1 s per cell (~10.7 GB resident; before the XLA:CPU memory schedule and
 the rematerialised depthwise convolutions it asked for 55 GB, WORKSPACE_NOTES.md).
 fisher 3.2 s per cell after an 8-min compile; flops 15 s for all 363 cells (it depends
-only on shapes and the genotype). grasp on this network is not measured.
+only on shapes and the genotype). `proxies=grasp,batch=32` compiles in ~25 min (15 GB
+resident while compiling) and then takes 7.2 s per cell: Spearman vs val_acc 0.324,
+column 0.401, rho(ours, column) 0.434 (WORKSPACE_NOTES.md).
 
 Published (shared/docs/reference.md §C.4, NB301 CIFAR-10, 1,000 cells): Spearman vs
 val_acc nwot 0.47, params 0.46, l2_norm 0.45, synflow 0.18, grasp 0.34, epe_nas 0.00,
