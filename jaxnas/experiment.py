@@ -333,22 +333,26 @@ def _score_chunks(
     # Inputs are replicated over the devices the population is sharded over.
     replicated = NamedSharding(proxies.population_mesh(), PartitionSpec())
     keys = jax.device_put(keys, replicated)
+    if not callable(batch):
+        batch = jax.device_put(batch, replicated)
     out = [] if previous is None else [previous]
     first = 0 if previous is None else previous.shape[0]
     for start in range(first, population.shape[0], per_call):
         chunk = population[start : start + per_call]
         real = chunk.shape[0]
-        chunk_batch = batch(start, start + real) if callable(batch) else batch
         pad = per_call - real
         if pad:
             chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
-            if callable(batch):
+        chunk_batch = batch
+        if callable(batch):
+            chunk_batch = batch(start, start + real)
+            if pad:
                 chunk_batch = jax.tree.map(
                     lambda v, n=pad: jnp.concatenate([v, jnp.repeat(v[:1], n, 0)]), chunk_batch
                 )
+            chunk_batch = jax.device_put(chunk_batch, replicated)
         with jax.transfer_guard("disallow"):
-            chunk, chunk_batch = jax.device_put((chunk, chunk_batch), replicated)
-            scores = scorer(chunk, chunk_batch, keys)
+            scores = scorer(jax.device_put(chunk, replicated), chunk_batch, keys)
             out.append(jax.device_get(scores)[:real])
         if checkpoint:
             np.save(checkpoint, np.concatenate(out))

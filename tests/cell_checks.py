@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import network, proxies, types
-from jaxnas.proxies import kernels, layerwise, zen
+from jaxnas import network, types
+from jaxnas.proxies import kernels, layerwise
+
+from conftest import probe_scores
 
 # A reduction cell on the stem, then a normal cell whose first input is preprocessed by a
 # FactorizedReduce: both cell kinds and both preprocessings at the smallest compile.
@@ -144,11 +146,7 @@ def assert_same_probe_proxies(space, genotype, seed=0):
     genotype = jnp.asarray(genotype)
     params, _, _ = init(genotype, jax.random.key(seed))
 
-    def scores(net, variables):
-        return tuple(
-            proxies.get_proxy(name)(net, variables, batch, None) for name in ("fisher", "flops")
-        ) + (zen.zen_score(net, variables, x, x_mixed),)
-
+    scores = probe_scores(batch, x_mixed)
     ours = jax.jit(lambda p: scores(space.network(genotype), p))(params)
     _, net, variables, _ = _materialised_network(space, np.asarray(genotype), params, x)
     fixed = jax.jit(lambda v: scores(net, v))(variables)

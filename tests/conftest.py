@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxnas import benchmarks, proxies
-from jaxnas.spaces import nb201
+from jaxnas.proxies import zen
+from jaxnas.spaces import nb201, ops
 
 # Surface silent broadcasting and dtype promotion bugs (equinox / neural-tangents policy).
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -63,3 +64,29 @@ def assert_scoring_compiles_once(space, x, num=3):
     chex.assert_shape([first, second], (num, 2))
     chex.assert_tree_all_finite(first)
     assert not np.allclose(first, second)
+
+
+def materialised_variables(model, params, x):
+    """Variables of a materialised `model`: the supernet `params` restricted to its
+    shapes, running statistics 1 (not read in train mode). Shapes come from `eval_shape`
+    (Linen's eager init draws per leaf, tens of seconds)."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    return {
+        "params": ops.restrict_params(params["params"], shapes["params"]),
+        "batch_stats": jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes["batch_stats"]),
+    }
+
+
+def probe_scores(batch, mixed):
+    """`scores(net, variables) -> (fisher, flops, zen)`: fisher and flops on `batch`,
+    the Zen-score of `batch["x"]` against the perturbed images `mixed`."""
+    fisher, flops = proxies.get_proxy("fisher"), proxies.get_proxy("flops")
+
+    def scores(net, variables):
+        return (
+            fisher(net, variables, batch, None),
+            flops(net, variables, batch, None),
+            zen.zen_score(net, variables, batch["x"], mixed),
+        )
+
+    return scores

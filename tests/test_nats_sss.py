@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from jaxnas import errors, network, proxies
-from jaxnas.proxies import kernels, zen
-from jaxnas.spaces import nats_sss, ops
+from jaxnas.proxies import kernels
+from jaxnas.spaces import nats_sss
+
+from conftest import materialised_variables, probe_scores
 
 EXTREMES = ("8:8:8:8:8", "64:64:64:64:64", "64:32:16:8:64", "8:64:8:64:8")
 
@@ -149,11 +151,7 @@ def test_data_driven_network_equals_materialised_network(space, data_driven, ima
     for i, genotype in enumerate(np.asarray(cells)):
         params, logits, taps, score = data_driven(jnp.asarray(genotype), images, jax.random.key(i))
         model = space.materialize(genotype)
-        shapes = jax.eval_shape(model.init, jax.random.key(0), images)
-        fixed = {
-            "params": ops.restrict_params(params["params"], shapes["params"]),
-            "batch_stats": jax.tree.map(lambda s: jnp.ones(s.shape), shapes["batch_stats"]),
-        }
+        fixed = materialised_variables(model, params, images)
         fixed_logits, state = model.apply(
             fixed, images, train=True, mutable=["batch_stats", "taps"]
         )
@@ -266,14 +264,7 @@ def test_probe_proxies_equal_the_materialised_network_and_flops_the_formula(spac
     fan-ins, gradients nor BatchNorm statistics), and flops equals the formula."""
     batch = {"x": images, "y": jnp.arange(images.shape[0]) % 10}
     mixed = images + 0.01 * jax.random.normal(jax.random.key(1), images.shape)
-    fisher, flops = proxies.get_proxy("fisher"), proxies.get_proxy("flops")
-
-    def scores(net, variables):
-        return (
-            fisher(net, variables, batch, None),
-            flops(net, variables, batch, None),
-            zen.zen_score(net, variables, images, mixed),
-        )
+    scores = probe_scores(batch, mixed)
 
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -287,11 +278,7 @@ def test_probe_proxies_equal_the_materialised_network_and_flops_the_formula(spac
         genotype = space.from_string(arch)
         params, ours = data_driven(jnp.asarray(genotype))
         model = space.materialize(genotype)
-        shapes = jax.eval_shape(model.init, jax.random.key(0), images)
-        variables = {
-            "params": ops.restrict_params(params["params"], shapes["params"]),
-            "batch_stats": jax.tree.map(lambda s: jnp.ones(s.shape), shapes["batch_stats"]),
-        }
+        variables = materialised_variables(model, params, images)
         fixed = jax.jit(functools.partial(scores, network.from_linen(model, train=True)))(variables)
         for name, got, want in zip(("fisher", "flops", "zen"), ours, fixed):
             assert np.isfinite(want) and (name == "zen" or want > 0), (name, arch)

@@ -18,6 +18,8 @@ from jaxnas import benchmarks, errors, experiment, network, proxies
 from jaxnas.proxies import kernels, layerwise, zen
 from jaxnas.spaces import nb101, ops
 
+from conftest import materialised_variables, probe_scores
+
 TINY = dict(stem_channels=8, num_stacks=2, cells_per_stack=1)  # 8 and 16 channels
 TABLE = os.path.join("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
 GOLDEN = os.path.join(os.path.dirname(__file__), "fixtures", "nb101_golden.npz")
@@ -259,14 +261,7 @@ def test_probe_proxies_equal_on_data_driven_and_materialised_networks(tiny):
     x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3), jnp.float32)
     batch = {"x": x, "y": jnp.arange(4) % 10}
     x_mixed = x + 0.01 * jax.random.normal(jax.random.key(4), x.shape, jnp.float32)
-    fisher, flops = proxies.get_proxy("fisher"), proxies.get_proxy("flops")
-
-    def scores(net, params):
-        return (
-            fisher(net, params, batch, None),
-            flops(net, params, batch, None),
-            zen.zen_score(net, params, x, x_mixed),
-        )
+    scores = probe_scores(batch, x_mixed)
 
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -281,13 +276,7 @@ def test_probe_proxies_equal_on_data_driven_and_materialised_networks(tiny):
     for genotype in cells:
         params, ours = data_driven(jnp.asarray(genotype))
         model = tiny.materialize(genotype)
-        shapes = jax.eval_shape(model.init, jax.random.key(0), x)
-        fixed = {
-            "params": ops.restrict_params(params["params"], shapes["params"]),
-            "batch_stats": jax.tree.map(
-                lambda s: jnp.ones(s.shape, s.dtype), shapes["batch_stats"]
-            ),
-        }
+        fixed = materialised_variables(model, params, x)
         fixed_net = network.from_linen(model, train=True, mutable=("batch_stats",))
         expected = scores(fixed_net, fixed)
         np.testing.assert_allclose(ours, expected, rtol=1e-4, err_msg=nb101.to_string(genotype))
@@ -342,11 +331,7 @@ def _materialised(space, genotype, params, x):
     statistics are not read in train mode.
     """
     model = space.materialize(genotype)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
-    fixed = {
-        "params": ops.restrict_params(params["params"], shapes["params"]),
-        "batch_stats": jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes["batch_stats"]),
-    }
+    fixed = materialised_variables(model, params, x)
     logits, state = model.apply(fixed, x, train=True, mutable=["batch_stats", "taps"])
     return logits, network.collect_taps(state["taps"])
 

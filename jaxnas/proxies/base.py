@@ -196,9 +196,6 @@ def score_population(
             f"score_population shards over a mesh axis named {POPULATION_AXIS!r}; got axes "
             f"{tuple(mesh.shape)}"
         )
-    shards = mesh.shape[POPULATION_AXIS]
-    per_shard = -(-num // shards)
-    batch_size = None if chunk_size is None or chunk_size <= 1 else min(chunk_size, per_shard)
 
     def network(genotype):
         return space.network(genotype, **kwargs)
@@ -220,7 +217,7 @@ def score_population(
         # The initial parameters are drawn once and replicated (common random numbers).
         replicated = ({} if batch_per_arch else batch, params, key_pairs[:, 1])
         per_arch = (population, batch) if batch_per_arch else population
-        return _map_sharded(score_shared, per_arch, replicated, num, mesh, batch_size)
+        return _map_sharded(score_shared, per_arch, replicated, num, mesh, chunk_size)
 
     if keys.ndim != 2 or keys.shape[0] != num:
         raise errors.ShapeError(
@@ -236,17 +233,20 @@ def score_population(
 
     per_arch = (population, batch, keys) if batch_per_arch else (population, keys)
     replicated = ({} if batch_per_arch else batch,)
-    return _map_sharded(score_own, per_arch, replicated, num, mesh, batch_size)
+    return _map_sharded(score_own, per_arch, replicated, num, mesh, chunk_size)
 
 
-def _map_sharded(fn, per_arch, replicated, num, mesh, batch_size):
-    """`lax.map(lambda item: fn(item, *replicated), per_arch)` with the leading axis of
-    `per_arch` (length `num`) sharded over the mesh's population axis."""
+def _map_sharded(fn, per_arch, replicated, num, mesh, chunk_size):
+    """`lax.map(lambda item: fn(item, *replicated), per_arch)` in chunks of `chunk_size`,
+    with the leading axis of `per_arch` (length `num`) sharded over the mesh's
+    population axis."""
+    shards = mesh.shape[POPULATION_AXIS]
+    per_shard = -(-num // shards)
+    batch_size = None if chunk_size is None or chunk_size <= 1 else min(chunk_size, per_shard)
 
     def mapped(items, *shared):
         return jax.lax.map(lambda item: fn(item, *shared), items, batch_size=batch_size)
 
-    shards = mesh.shape[POPULATION_AXIS]
     if shards == 1:
         return mapped(per_arch, *replicated)
     pad = -num % shards
