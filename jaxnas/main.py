@@ -14,10 +14,17 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxnas import errors, experiment, xla_settings
+from jaxnas import compilation_cache, errors, experiment, xla_settings
 
 config_flags.DEFINE_config_file("config", None, "Experiment configuration file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the results.")
+flags.DEFINE_string(
+    "compilation_cache",
+    None,
+    "Folder of JAX's persistent compilation cache (a second run of a config loads its "
+    f"compiled programs from there), or 'none' for off. Default: ${compilation_cache.ENV_VAR}, "
+    "else ~/.cache/jaxnas/xla.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -29,6 +36,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     xla_settings.prefer_memory_schedule()
     try:
+        compilation_cache.enable(FLAGS.compilation_cache)
         os.makedirs(FLAGS.workdir, exist_ok=True)
         # The command as typed (config arguments included), for reports that cite runs.
         with open(os.path.join(FLAGS.workdir, "command.txt"), "w") as f:

@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
-from jaxnas import evaluation, experiment, proxies, xla_settings  # noqa: E402
+from jaxnas import compilation_cache, evaluation, experiment, proxies, xla_settings  # noqa: E402
 
 
 def load_config(num_cells, seed):
@@ -141,4 +141,5 @@ def main():
 
 if __name__ == "__main__":
     xla_settings.prefer_memory_schedule()
+    compilation_cache.enable()
     main()

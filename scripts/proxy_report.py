@@ -74,7 +74,15 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from jaxnas import benchmarks, data, evaluation, experiment, proxies, xla_settings  # noqa: E402
+from jaxnas import (  # noqa: E402
+    benchmarks,
+    compilation_cache,
+    data,
+    evaluation,
+    experiment,
+    proxies,
+    xla_settings,
+)
 from jaxnas.proxies import aznas, ntk, regions  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
@@ -731,4 +739,5 @@ def main():
 
 if __name__ == "__main__":
     xla_settings.prefer_memory_schedule()
+    compilation_cache.enable()
     main()

@@ -97,7 +97,7 @@ def _cli(tmp_path, *overrides):
         f"--workdir={tmp_path}",
         *overrides,
     ]
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": ROOT, "JAXNAS_COMPILATION_CACHE": str(tmp_path / "xla")}
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
 
 
