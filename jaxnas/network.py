@@ -246,6 +246,7 @@ def from_linen(
     module,
     *args,
     mutable: tuple[str, ...] = ("batch_stats",),
+    stacks=None,
     **kwargs,
 ) -> Network:
     """Wraps a Linen module called as `module(x, *args, **kwargs)`.
@@ -256,6 +257,8 @@ def from_linen(
       *args: extra positional call arguments after `x` (e.g. a traced genotype).
       mutable: collections the module may write during `apply` (running BatchNorm
         statistics); their new values are discarded.
+      stacks: optional `jaxnas.spaces.stacking.Stacks` of a module that scans its
+        repeated cells: params, gates, taps and probes are then seen per cell.
       **kwargs: extra keyword call arguments.
 
     Returns:
@@ -267,6 +270,8 @@ def from_linen(
 
     def init(key, x):
         variables = module.init(key, x, *args, **kwargs)
+        if stacks is not None:
+            variables = stacks.unstack(variables)
         return {name: value for name, value in variables.items() if name not in sown}
 
     def apply(params, x, *, taps=False, probes=False):
@@ -275,9 +280,13 @@ def from_linen(
             collections.append(TAPS)
         if probes:
             collections.extend(PROBE_COLLECTIONS)
+        if stacks is not None:
+            params = stacks.stack(params)
         if not collections:
             return module.apply(params, x, *args, **kwargs)
         out, state = module.apply(params, x, *args, mutable=collections, **kwargs)
+        if stacks is not None:
+            state = stacks.unstack(state)
         extra = []
         if taps:
             extra.append(collect_taps(state.get(TAPS, {})))

@@ -54,7 +54,7 @@ import numpy as np
 from jaxnas import errors
 from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
-from jaxnas.spaces import base, ops
+from jaxnas.spaces import base, ops, stacking
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 INPUT, OUTPUT = "input", "output"
@@ -477,7 +477,9 @@ class _Macro(nn.Module):
     batch_norm: bool
     init_rule: str = "nb101"  # a key of INITS
 
-    def body(self, x, cell_fn, train):
+    def body(self, x, stack_fn, train):
+        """The skeleton around `stack_fn(stack, c_in, c, x)`, which applies one stack's
+        `cells_per_stack` cells (the first reads c_in channels, the others c)."""
         _check_images(x, self.in_channels, self.num_stacks)
         rule = INITS[self.init_rule]
         stem = ops.ConvBN(
@@ -502,8 +504,8 @@ class _Macro(nn.Module):
             if s > 0:
                 x = ops.max_pool_2x2(x)
                 net_lib.sow_cost(self, f"downsample{s}_flops", ops.avg_pool_flops(x.shape, 2))
-            for i in range(self.cells_per_stack):
-                x = cell_fn(c_prev, c, f"stack{s}_cell{i}", x)
+            if self.cells_per_stack:
+                x = stack_fn(s, c_prev, c, x)
                 c_prev = c
         # The reference pools with `torch.mean`, a function that FLOP counters skip.
         net_lib.sow_feature(self, "pre_gap", x)
@@ -528,12 +530,40 @@ class NB101Network(_Macro):
             )
         pruned, choice = _traced_structure(_check_genotype(genotype))
 
-        def cell(c_in, c, name, h):
+        def stack(s, c_in, c, h):
             channels = vertex_channels(pruned, c, jnp)
-            module = _MixedCell(c_in, c, self.dispatch, self.batch_norm, name=name)
-            return module(h, pruned, choice, channels)
+            first, length = _scanned_cells(s, c_in, c, self.cells_per_stack)
+            if first:
+                cell = _MixedCell(c_in, c, self.dispatch, self.batch_norm, name=f"stack{s}_cell0")
+                h = cell(h, pruned, choice, channels)
+            if length:
+                cell = _MixedCell(c, c, self.dispatch, self.batch_norm, name=f"stack{s}_cells")
+                h = stacking.scan_cells(cell, length, h, pruned, choice, channels)[0]
+            return h
 
-        return self.body(x, cell, True)
+        return self.body(x, stack, True)
+
+
+def _scanned_cells(stack: int, c_in: int, c: int, cells_per_stack: int) -> tuple[bool, int]:
+    """`(first_alone, length)`: whether cell 0 of a stack runs on its own (it reads c_in !=
+    c channels) and how many cells `NB101Network` scans as `stack{s}_cells` after it."""
+    first = c_in != c
+    return first, cells_per_stack - int(first)
+
+
+def stacks(stem_channels: int, num_stacks: int, cells_per_stack: int) -> stacking.Stacks:
+    """The scanned cell modules of `NB101Network` and the per-cell names they map to."""
+    cells = {}
+    c_in = stem_channels
+    for s in range(num_stacks):
+        c = stem_channels * 2**s
+        first, length = _scanned_cells(s, c_in, c, cells_per_stack)
+        if length:
+            cells[f"stack{s}_cells"] = [
+                f"stack{s}_cell{i}" for i in range(int(first), cells_per_stack)
+            ]
+        c_in = c
+    return stacking.Stacks(cells)
 
 
 class NB101Model(_Macro):
@@ -548,20 +578,22 @@ class NB101Model(_Macro):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        def cell(c_in, c, name, h):
-            module = _FixedCell(
-                c_in,
-                c,
-                self.pruned,
-                self.choice,
-                self.track_running_stats,
-                self.batch_norm,
-                self.init_rule,
-                name=name,
-            )
-            return module(h, train)
+        def stack(s, c_in, c, h):
+            for i in range(self.cells_per_stack):
+                module = _FixedCell(
+                    c_in if i == 0 else c,
+                    c,
+                    self.pruned,
+                    self.choice,
+                    self.track_running_stats,
+                    self.batch_norm,
+                    self.init_rule,
+                    name=f"stack{s}_cell{i}",
+                )
+                h = module(h, train)
+            return h
 
-        return self.body(x, cell, train)
+        return self.body(x, stack, train)
 
 
 def _check_genotype(genotype: jax.Array) -> jax.Array:
@@ -839,7 +871,12 @@ def space(
         rule = INITS[rule_name]
         module = NB101Network(**settings, init_rule=rule_name, track_running_stats=False)
         return ops.supernet(
-            module, genotype, lambda params: param_mask(params, genotype), rule.draw, rule.rescale
+            module,
+            genotype,
+            lambda params: param_mask(params, genotype),
+            rule.draw,
+            rule.rescale,
+            stacks(settings["stem_channels"], settings["num_stacks"], settings["cells_per_stack"]),
         )
 
     def materialize(genotype, **overrides):

@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import errors
+from jaxnas import errors, types
 from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
-from jaxnas.spaces import base, ops
+from jaxnas.spaces import base, ops, stacking
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (from, to), string order
@@ -71,8 +71,20 @@ _APPLY = {
 }
 
 
+def _relu_weight(choice: jax.Array, dispatch: str) -> jax.Array:
+    """ReLUs that read an edge's input (its tap weight): 1 for a selected conv op under
+    "switch", the number of conv ops with non-zero weight under "mask"."""
+    if dispatch == "switch":
+        return ((choice == CONV_OPS[0]) | (choice == CONV_OPS[1])).astype(jnp.float32)
+    return sum((choice[o] != 0).astype(jnp.float32) for o in CONV_OPS)
+
+
 class _MixedEdge(nn.Module):
     """One edge of the data-driven cell: all ops' parameters, one (or a mix) applied.
+
+    Its tap (the edge input, read by the ReLU of a conv op) is sown by `NB201Network`
+    from the nodes the scanned cells return, so that edges reading the same node share
+    one array and NASWOT's kernel computes it once (`kernels.hamming_kernel`).
 
     When probes are requested (or gates passed) every conv op records its layer and
     BatchNorm statistics under its own name, with weight 0 when the op is not selected;
@@ -115,8 +127,6 @@ class _MixedEdge(nn.Module):
                 m.record(x.shape, x.shape, var, active[OPS.index(name)])
 
         if self.dispatch == "switch":
-            is_conv = (choice == CONV_OPS[0]) | (choice == CONV_OPS[1])
-            sow_tap(self, "relu_conv_bn", x, is_conv)
             if not probing:
                 branches = tuple(
                     (lambda h, n=name: conv_op(n, h)[0]) if name in _CONV_KERNEL else _APPLY[name]
@@ -130,8 +140,6 @@ class _MixedEdge(nn.Module):
             net_lib.sow_cost(self, "pool_flops", (choice == pool).astype(jnp.float32) * pool_flops)
             return out
         active = [choice[o] != 0 for o in range(len(OPS))]
-        num_relus = sum(active[o].astype(jnp.float32) for o in CONV_OPS)
-        sow_tap(self, "relu_conv_bn", x, num_relus)
         outs, slots = [], []
         for name in OPS:
             if name in _CONV_KERNEL:
@@ -170,8 +178,9 @@ class _FixedEdge(nn.Module):
         return conv(x, train)
 
 
-def _cell(edge_fn, x: jax.Array) -> jax.Array:
-    """Node j = sum over i < j (in increasing i) of edge (i -> j) applied to node i."""
+def _cell(edge_fn, x: jax.Array) -> list[jax.Array]:
+    """The cell's nodes: node 0 is x, node j = sum over i < j (in increasing i) of edge
+    (i -> j) applied to node i; the last node is the cell's output."""
     nodes = [x]
     for j in range(1, NUM_NODES):
         terms = [edge_fn(e, nodes[i]) for e, (i, to) in enumerate(EDGES) if to == j]
@@ -179,13 +188,17 @@ def _cell(edge_fn, x: jax.Array) -> jax.Array:
         for t in terms[1:]:
             total = total + t
         nodes.append(total)
-    return nodes[-1]
+    return nodes
 
 
 class _MixedCell(nn.Module):
+    """A data-driven cell: `x -> out`, or `(out, the nodes that feed edges)` with
+    `return_nodes` (for the taps)."""
+
     channels: int
     dispatch: str
     batch_norm: bool
+    return_nodes: bool = False
 
     @nn.compact
     def __call__(self, x, choices):
@@ -193,7 +206,8 @@ class _MixedCell(nn.Module):
             _MixedEdge(self.channels, self.dispatch, self.batch_norm, name=f"edge_{e}")
             for e in range(len(EDGES))
         ]
-        return _cell(lambda e, h: edges[e](h, choices[e]), x)
+        nodes = _cell(lambda e, h: edges[e](h, choices[e]), x)
+        return (nodes[-1], tuple(nodes[:-1])) if self.return_nodes else nodes[-1]
 
 
 class _FixedCell(nn.Module):
@@ -207,7 +221,7 @@ class _FixedCell(nn.Module):
             _FixedEdge(self.channels, op, self.batch_norm, name=f"edge_{e}")
             for e, op in enumerate(self.genotype)
         ]
-        return _cell(lambda e, h: edges[e](h, train), x)
+        return _cell(lambda e, h: edges[e](h, train), x)[-1]
 
 
 class ReductionBlock(nn.Module):
@@ -245,7 +259,9 @@ class _Macro(nn.Module):
     track_running_stats: bool
     batch_norm: bool
 
-    def body(self, x, cell_fn, train):
+    def body(self, x, stage_fn, train):
+        """The macro network around `stage_fn(channels, stage, x)`, which applies one
+        stage's `cells_per_stage` cells."""
         _check_images(x, self.in_channels, self.num_stages)
         track, bn = self.track_running_stats, self.batch_norm
         if self.stem:
@@ -263,8 +279,7 @@ class _Macro(nn.Module):
             c = self.channels * 2**s
             if s > 0:
                 x = ReductionBlock(c_prev, c, track, bn, name=f"reduction{s}")(x, train)
-            for i in range(self.cells_per_stage):
-                x = cell_fn(c, f"stage{s}_cell{i}", x)
+            x = stage_fn(c, s, x)
             c_prev = c
         x = ops.BatchNorm(c_prev, track, bn, name="lastact")(x, train)
         sow_tap(self, "lastact_relu", x)
@@ -278,6 +293,8 @@ class NB201Network(_Macro):
 
     Call as `module(x, genotype)` with x f32[B, H, W, C] and genotype int32[6]
     (either dispatch) or op weights f32[6, 5] ("mask" only). Returns f32[B, classes].
+    Each stage's cells run under `nn.scan` as the module `stage{s}_cells` with stacked
+    variables; `stacks(num_stages, cells_per_stage)` maps them to `stage{s}_cell{i}`.
     """
 
     dispatch: str = "switch"
@@ -285,11 +302,52 @@ class NB201Network(_Macro):
     @nn.compact
     def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
         choices = _edge_choices(genotype, self.dispatch)
-        return self.body(
-            x,
-            lambda c, name, h: _MixedCell(c, self.dispatch, self.batch_norm, name=name)(h, choices),
-            True,
-        )
+
+        taps = self.is_mutable_collection(net_lib.TAPS)
+        n = self.cells_per_stage
+
+        def stage(c, s, h):
+            if not n:
+                return h
+            cell = _MixedCell(c, self.dispatch, self.batch_norm, taps, name=_stack_name(s))
+            h, nodes = stacking.scan_cells(cell, n, h, choices)
+            if taps:
+                # Stacked like the cells' own variables; `stacks` unstacks them per cell.
+                edge_taps = {
+                    f"edge_{e}": {
+                        "relu_conv_bn": types.Tap(
+                            nodes[i], jnp.full((n,), _relu_weight(choices[e], self.dispatch))
+                        )
+                    }
+                    for e, (i, _) in enumerate(EDGES)
+                }
+                self.sow(
+                    net_lib.TAPS,
+                    _taps_name(s),
+                    edge_taps,
+                    init_fn=lambda: None,
+                    reduce_fn=lambda _, new: new,
+                )
+            return h
+
+        return self.body(x, stage, True)
+
+
+def _stack_name(stage: int) -> str:
+    return f"stage{stage}_cells"
+
+
+def _taps_name(stage: int) -> str:
+    return f"stage{stage}_taps"
+
+
+def stacks(num_stages: int, cells_per_stage: int) -> stacking.Stacks:
+    """The scanned cell modules of `NB201Network` and the per-cell names they map to."""
+    cells = [[f"stage{s}_cell{i}" for i in range(cells_per_stage)] for s in range(num_stages)]
+    return stacking.Stacks(
+        {_stack_name(s): names for s, names in enumerate(cells)},
+        sown={_taps_name(s): names for s, names in enumerate(cells)},
+    )
 
 
 class NB201Model(_Macro):
@@ -299,11 +357,14 @@ class NB201Model(_Macro):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        return self.body(
-            x,
-            lambda c, name, h: _FixedCell(c, self.genotype, self.batch_norm, name=name)(h, train),
-            train,
-        )
+        def stage(c, s, h):
+            for i in range(self.cells_per_stage):
+                h = _FixedCell(c, self.genotype, self.batch_norm, name=f"stage{s}_cell{i}")(
+                    h, train
+                )
+            return h
+
+        return self.body(x, stage, train)
 
 
 def param_mask(params, genotype: jax.Array, dispatch: str):
@@ -463,7 +524,12 @@ def space(
         settings = {**defaults, "dispatch": dispatch, **overrides}
         module = NB201Network(**settings, track_running_stats=False)
         mode = settings["dispatch"]
-        return ops.supernet(module, genotype, lambda params: param_mask(params, genotype, mode))
+        return ops.supernet(
+            module,
+            genotype,
+            lambda params: param_mask(params, genotype, mode),
+            stacks=stacks(settings["num_stages"], settings["cells_per_stage"]),
+        )
 
     def materialize(genotype, **overrides):
         settings = {**defaults, **overrides}

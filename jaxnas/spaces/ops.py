@@ -1140,8 +1140,7 @@ class Dense(nn.Module):
 
 @functools.lru_cache(maxsize=128)
 def _param_shapes(module: nn.Module, x: jax.ShapeDtypeStruct, genotype: jax.ShapeDtypeStruct):
-    variables = jax.eval_shape(module.init, jax.random.key(0), x, genotype)
-    return variables["params"]
+    return jax.eval_shape(module.init, jax.random.key(0), x, genotype)
 
 
 def supernet(
@@ -1150,6 +1149,7 @@ def supernet(
     param_mask=None,
     init_fn=torch_init,
     rescale_fn=rescale_fan_in,
+    stacks=None,
 ) -> Network:
     """The `Network` of a data-driven Linen module called as `module(x, genotype)`.
 
@@ -1159,10 +1159,12 @@ def supernet(
     initialisation serves a whole population. `param_mask` is passed through to the
     `Network`; with it, `rescale_fn(params, param_mask(params))` (default
     `rescale_fan_in`, the companion of `torch_init`; None for an initialisation whose
-    scale does not depend on layer widths) becomes the network's `rescale_init`.
+    scale does not depend on layer widths) becomes the network's `rescale_init`. A
+    module that scans its repeated cells passes their `stacks` (`jaxnas.spaces.stacking`):
+    its parameters are then drawn and seen per cell, as if each cell were its own module.
     """
     genotype = jnp.asarray(genotype)
-    linen = from_linen(module, genotype, mutable=())
+    linen = from_linen(module, genotype, mutable=(), stacks=stacks)
 
     def init(key, x):
         shapes = _param_shapes(
@@ -1170,7 +1172,9 @@ def supernet(
             jax.ShapeDtypeStruct(x.shape, x.dtype),
             jax.ShapeDtypeStruct(genotype.shape, genotype.dtype),
         )
-        return {"params": init_fn(key, shapes)}
+        if stacks is not None:
+            shapes = stacks.unstack(shapes)
+        return {"params": init_fn(key, shapes["params"])}
 
     rescale_init = None
     if param_mask is not None and rescale_fn is not None:

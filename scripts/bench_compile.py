@@ -1,0 +1,164 @@
+"""Trace, compile and steady time of a proxy's scoring program, this tree vs another.
+
+  python scripts/bench_compile.py [--space nb201] [--proxies naswot snip] \
+      [--batch-size 64] [--num-archs 12] [--archs-per-call 4] [--baseline DIR]
+
+For each proxy, one worker process per tree (this one, and `--baseline`, a checkout of an
+older commit, e.g. `git worktree add ../jaxnas-before <commit>`) jits `score_population`
+over a seeded sample of the space's cells on one synthetic batch (labels included) and
+measures, with JAX's ahead-of-time API: tracing + lowering (s), XLA compilation (s), the
+number of HLO instructions XLA optimised, steady seconds per cell over the calls after the
+first, and the worker's peak resident memory. The two trees run one after the other, per
+proxy, in the same invocation; their scores are compared (largest relative difference and
+Spearman). The persistent compilation cache is off in the workers (cold compiles).
+
+Prints one line per (proxy, tree) and, with a baseline, the ratios.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def worker(args):
+    """Runs in a subprocess whose `PYTHONPATH` is the tree being measured."""
+    import jax
+    import numpy as np
+
+    from jaxnas import data, proxies, spaces
+
+    space = spaces.SPACES[args.space](**json.loads(args.space_kwargs))
+    cells = np.asarray(space.sample(jax.random.key(args.seed), args.num_archs))
+    batch = data.synthetic_batch(jax.random.key(1), args.batch_size)
+    keys = jax.random.split(jax.random.key(0), 1)
+    proxy = proxies.get_proxy(args.proxy)
+
+    def score(population, batch, keys):
+        return proxies.score_population(proxy, space, population, batch, keys)
+
+    n = args.archs_per_call
+    chunks = [cells[i : i + n] for i in range(0, len(cells) - n + 1, n)]
+    start = time.perf_counter()
+    lowered = jax.jit(score).lower(chunks[0], batch, keys)
+    trace_s = time.perf_counter() - start
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    hlo_ops = sum(
+        line.lstrip().startswith(("%", "ROOT")) for line in compiled.as_text().splitlines()
+    )
+    scores = [np.asarray(jax.block_until_ready(compiled(chunks[0], batch, keys)))]
+    start = time.perf_counter()
+    for chunk in chunks[1:]:
+        scores.append(np.asarray(jax.block_until_ready(compiled(chunk, batch, keys))))
+    steady = (time.perf_counter() - start) / max(len(chunks) - 1, 1) / n
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "trace_s": trace_s,
+                "compile_s": compile_s,
+                "hlo_ops": hlo_ops,
+                "steady_s_per_cell": steady,
+                "peak_rss_gb": rss_gb,
+                "scores": np.concatenate(scores)[:, 0].tolist(),
+            }
+        )
+    )
+
+
+def run_worker(tree, args, proxy):
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--proxy",
+        proxy,
+        *[f"--{k.replace('_', '-')}={v}" for k, v in _shared(args).items()],
+    ]
+    env = {**os.environ, "PYTHONPATH": tree, "JAXNAS_COMPILATION_CACHE": "none"}
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_cpu_enable_concurrency_optimized_scheduler=false"
+    ).strip()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"worker failed in {tree} for {proxy}:\n{out.stderr[-3000:]}")
+
+
+def _shared(args):
+    return {
+        "space": args.space,
+        "space_kwargs": args.space_kwargs,
+        "batch_size": args.batch_size,
+        "num_archs": args.num_archs,
+        "archs_per_call": args.archs_per_call,
+        "seed": args.seed,
+    }
+
+
+def _spearman(a, b):
+    from scipy import stats
+
+    return stats.spearmanr(a, b).statistic
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="nb201")
+    parser.add_argument("--space-kwargs", default="{}", help="JSON, e.g. '{\"channels\": 8}'")
+    parser.add_argument("--proxies", nargs="+", default=["naswot", "snip"])
+    parser.add_argument("--proxy", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-archs", type=int, default=12)
+    parser.add_argument("--archs-per-call", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", help="a checkout of an older commit to compare with")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    if args.num_archs < args.archs_per_call or args.archs_per_call < 1:
+        parser.error("need --num-archs >= --archs-per-call >= 1")
+    trees = [("this tree", ROOT)]
+    if args.baseline:
+        trees.insert(0, ("baseline", os.path.abspath(args.baseline)))
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {_shared(args)}")
+    for proxy in args.proxies:
+        results = {}
+        for label, tree in trees:
+            r = run_worker(tree, args, proxy)
+            results[label] = r
+            print(
+                f"{args.space} {proxy:>10} {label:>9}: trace {r['trace_s']:6.1f} s  "
+                f"compile {r['compile_s']:6.1f} s  HLO ops {r['hlo_ops']:6d}  "
+                f"steady {r['steady_s_per_cell']:.3f} s/cell  peak RSS {r['peak_rss_gb']:.2f} GB",
+                flush=True,
+            )
+        if len(results) == 2:
+            old, new = results["baseline"], results["this tree"]
+            a, b = (old["scores"], new["scores"])
+            rel = max(abs(x - y) / max(abs(x), 1e-30) for x, y in zip(a, b))
+            print(
+                f"{args.space} {proxy:>10}     ratio: trace "
+                f"{old['trace_s'] / new['trace_s']:.1f}x  compile "
+                f"{old['compile_s'] / new['compile_s']:.1f}x  steady "
+                f"{old['steady_s_per_cell'] / new['steady_s_per_cell']:.2f}x (old / new); "
+                f"scores: max rel diff {rel:.1e}, Spearman {_spearman(a, b):.4f}",
+                flush=True,
+            )
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()

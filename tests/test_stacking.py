@@ -1,0 +1,57 @@
+"""Scanned repeated cells: per-cell layout outside, program size independent of depth."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnas.spaces import nb101, nb201, stacking
+
+
+def test_stack_and_unstack_are_inverse_and_keep_the_per_cell_names():
+    stacks = stacking.Stacks({"s_cells": ["s_cell0", "s_cell1", "s_cell2"]})
+    per_cell = {
+        "params": {
+            "head": {"kernel": jnp.ones((2,))},
+            **{f"s_cell{i}": {"conv": {"kernel": jnp.full((3, 4), i)}} for i in range(3)},
+        }
+    }
+    stacked = stacks.stack(per_cell)
+    assert set(stacked["params"]) == {"head", "s_cells"}
+    assert stacked["params"]["s_cells"]["conv"]["kernel"].shape == (3, 3, 4)
+    back = stacks.unstack(stacked)
+    assert list(back["params"]) == sorted(per_cell["params"])
+    jax.tree.map(np.testing.assert_array_equal, back, per_cell)
+    shapes = stacks.unstack(jax.eval_shape(lambda: stacked))
+    assert shapes["params"]["s_cell2"]["conv"]["kernel"].shape == (3, 4)
+
+
+def test_a_collection_with_some_cells_of_a_stack_missing_is_an_error():
+    stacks = stacking.Stacks({"s_cells": ["s_cell0", "s_cell1"]})
+    with pytest.raises(ValueError, match="s_cell1"):
+        stacks.stack({"gates": {"s_cell0": {"out": jnp.zeros(2)}}})
+
+
+def _traced_convs(network, x):
+    """Convolutions in the traced program (a scan body's are written once)."""
+    params = network.init(jax.random.key(0), x)
+    jaxpr = jax.make_jaxpr(lambda p: network.apply(p, x, taps=True, probes=True))(params)
+    return str(jaxpr).count("conv_general_dilated")
+
+
+@pytest.mark.parametrize(
+    "space, kwargs, genotype",
+    [
+        (nb201.space, "cells_per_stage", np.array([1, 2, 3, 4, 0, 3])),
+        (
+            nb101.space,
+            "cells_per_stack",
+            np.concatenate([np.ones(21, np.int32), np.zeros(5, np.int32)]),
+        ),
+    ],
+)
+def test_the_traced_program_does_not_grow_with_the_cells_per_stage(space, kwargs, genotype):
+    small = {"channels": 4} if space is nb201.space else {"stem_channels": 4}
+    x = jnp.ones((2, 8, 8, 3))
+    convs = [_traced_convs(space(**small, **{kwargs: n}).network(genotype), x) for n in (2, 4)]
+    assert convs[0] == convs[1] > 0, convs
