@@ -1,18 +1,22 @@
 """Trace, compile and steady time of a proxy's scoring program, this tree vs another.
 
   python scripts/bench_compile.py [--space nb201] [--proxies naswot snip] \
-      [--batch-size 64] [--num-archs 12] [--archs-per-call 4] [--baseline DIR]
+      [--batch-size 64] [--num-archs 12] [--archs-per-call 4] [--baseline DIR] \
+      [--compare-kwargs '{"scan_cells": true}']
 
-For each proxy, one worker process per tree (this one, and `--baseline`, a checkout of an
-older commit, e.g. `git worktree add ../jaxnas-before <commit>`) jits `score_population`
+For each proxy, one worker process per variant (this tree; `--baseline`, a checkout of an
+older commit, e.g. `git worktree add ../jaxnas-before <commit>`; `--compare-kwargs`, this
+tree with more space arguments, e.g. scanned cells) jits `score_population`
 over a seeded sample of the space's cells on one synthetic batch (labels included) and
 measures, with JAX's ahead-of-time API: tracing + lowering (s), XLA compilation (s), the
 number of HLO instructions XLA optimised, steady seconds per cell over the calls after the
-first, and the worker's peak resident memory. The two trees run one after the other, per
-proxy, in the same invocation; their scores are compared (largest relative difference and
-Spearman). The persistent compilation cache is off in the workers (cold compiles).
+first, and the worker's peak resident memory. The variants run one after the other, per
+proxy, in the same invocation; their scores are compared with the first variant's (largest
+relative difference and Spearman). The persistent compilation cache is off in the
+workers (cold compiles).
 
-Prints one line per (proxy, tree) and, with a baseline, the ratios.
+Prints one line per (proxy, variant) and the ratios of the first variant to the others
+(old / new: above 1 means the later variant is faster).
 """
 
 import argparse
@@ -34,7 +38,9 @@ def worker(args):
 
     from jaxnas import data, proxies, spaces
 
-    space = spaces.SPACES[args.space](**json.loads(args.space_kwargs))
+    space = spaces.SPACES[args.space](
+        **json.loads(args.space_kwargs), **json.loads(args.extra_kwargs)
+    )
     cells = np.asarray(space.sample(jax.random.key(args.seed), args.num_archs))
     batch = data.synthetic_batch(jax.random.key(1), args.batch_size)
     keys = jax.random.split(jax.random.key(0), 1)
@@ -75,13 +81,14 @@ def worker(args):
     )
 
 
-def run_worker(tree, args, proxy):
+def run_worker(tree, args, proxy, extra_kwargs="{}"):
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
         "--worker",
         "--proxy",
         proxy,
+        f"--extra-kwargs={extra_kwargs}",
         *[f"--{k.replace('_', '-')}={v}" for k, v in _shared(args).items()],
     ]
     env = {**os.environ, "PYTHONPATH": tree, "JAXNAS_COMPILATION_CACHE": "none"}
@@ -123,6 +130,10 @@ def main():
     parser.add_argument("--archs-per-call", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline", help="a checkout of an older commit to compare with")
+    parser.add_argument(
+        "--compare-kwargs", help="JSON: more space arguments for a second variant of this tree"
+    )
+    parser.add_argument("--extra-kwargs", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -130,14 +141,16 @@ def main():
         return
     if args.num_archs < args.archs_per_call or args.archs_per_call < 1:
         parser.error("need --num-archs >= --archs-per-call >= 1")
-    trees = [("this tree", ROOT)]
+    variants = [("this tree", ROOT, "{}")]
     if args.baseline:
-        trees.insert(0, ("baseline", os.path.abspath(args.baseline)))
+        variants.insert(0, ("baseline", os.path.abspath(args.baseline), "{}"))
+    if args.compare_kwargs:
+        variants.append((args.compare_kwargs, ROOT, args.compare_kwargs))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {_shared(args)}")
     for proxy in args.proxies:
         results = {}
-        for label, tree in trees:
-            r = run_worker(tree, args, proxy)
+        for label, tree, extra in variants:
+            r = run_worker(tree, args, proxy, extra)
             results[label] = r
             print(
                 f"{args.space} {proxy:>10} {label:>9}: trace {r['trace_s']:6.1f} s  "
@@ -145,12 +158,13 @@ def main():
                 f"steady {r['steady_s_per_cell']:.3f} s/cell  peak RSS {r['peak_rss_gb']:.2f} GB",
                 flush=True,
             )
-        if len(results) == 2:
-            old, new = results["baseline"], results["this tree"]
+        first = variants[0][0]
+        for label, _, _ in variants[1:]:
+            old, new = results[first], results[label]
             a, b = (old["scores"], new["scores"])
             rel = max(abs(x - y) / max(abs(x), 1e-30) for x, y in zip(a, b))
             print(
-                f"{args.space} {proxy:>10}     ratio: trace "
+                f"{args.space} {proxy:>10} {label} vs {first}: trace "
                 f"{old['trace_s'] / new['trace_s']:.1f}x  compile "
                 f"{old['compile_s'] / new['compile_s']:.1f}x  steady "
                 f"{old['steady_s_per_cell'] / new['steady_s_per_cell']:.2f}x (old / new); "

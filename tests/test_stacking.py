@@ -34,7 +34,7 @@ def test_a_collection_with_some_cells_of_a_stack_missing_is_an_error():
 
 def _traced_convs(network, x):
     """Convolutions in the traced program (a scan body's are written once)."""
-    params = network.init(jax.random.key(0), x)
+    params = jax.eval_shape(network.init, jax.random.key(0), x)
     jaxpr = jax.make_jaxpr(lambda p: network.apply(p, x, taps=True, probes=True))(params)
     return str(jaxpr).count("conv_general_dilated")
 
@@ -53,5 +53,44 @@ def _traced_convs(network, x):
 def test_the_traced_program_does_not_grow_with_the_cells_per_stage(space, kwargs, genotype):
     small = {"channels": 4} if space is nb201.space else {"stem_channels": 4}
     x = jnp.ones((2, 8, 8, 3))
-    convs = [_traced_convs(space(**small, **{kwargs: n}).network(genotype), x) for n in (2, 4)]
+    convs = [
+        _traced_convs(space(**small, **{kwargs: n}, scan_cells=True).network(genotype), x)
+        for n in (2, 4)
+    ]
     assert convs[0] == convs[1] > 0, convs
+
+
+@pytest.mark.parametrize(
+    "space, kwargs, genotype",
+    [
+        (nb201.space, dict(channels=4, cells_per_stage=2), np.array([3, 2, 4, 1, 3, 0])),
+        (
+            nb201.space,
+            dict(channels=4, cells_per_stage=2, dispatch="mask"),
+            np.array([3, 2, 4, 1, 3, 0]),
+        ),
+        (
+            nb101.space,
+            dict(stem_channels=4, num_stacks=2, cells_per_stack=2),
+            np.concatenate([np.ones(21, np.int32), np.array([0, 1, 2, 0, 1], np.int32)]),
+        ),
+    ],
+)
+def test_scanned_cells_give_the_unrolled_network(space, kwargs, genotype):
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    nets = [space(**kwargs, scan_cells=scan).network(jnp.asarray(genotype)) for scan in (0, 1)]
+    params = [net.init(jax.random.key(1), x) for net in nets]
+    jax.tree.map(np.testing.assert_array_equal, params[1], params[0])
+    unrolled, scanned = (
+        jax.jit(lambda p, net=net: net.apply(p, x, taps=True, probes=True))(params[0])
+        for net in nets
+    )
+    np.testing.assert_allclose(scanned[0], unrolled[0], rtol=1e-5, atol=1e-5)
+    assert list(scanned[1]) == list(unrolled[1])
+    for name, tap in unrolled[1].items():
+        np.testing.assert_allclose(scanned[1][name].value, tap.value, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(scanned[1][name].weight, tap.weight)
+    for kind in ("layers", "norms", "costs"):
+        a, b = getattr(unrolled[2], kind), getattr(scanned[2], kind)
+        assert sorted(a) == sorted(b), kind
+        jax.tree.map(lambda u, v: np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-5), a, b)

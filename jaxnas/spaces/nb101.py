@@ -521,6 +521,7 @@ class NB101Network(_Macro):
     """
 
     dispatch: str = "switch"
+    scan: bool = False  # same-width cells of a stack under `nn.scan`; see `stacks`
 
     @nn.compact
     def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
@@ -532,6 +533,14 @@ class NB101Network(_Macro):
 
         def stack(s, c_in, c, h):
             channels = vertex_channels(pruned, c, jnp)
+            if not self.scan:
+                for i in range(self.cells_per_stack):
+                    width = c_in if i == 0 else c
+                    cell = _MixedCell(
+                        width, c, self.dispatch, self.batch_norm, name=f"stack{s}_cell{i}"
+                    )
+                    h = cell(h, pruned, choice, channels)
+                return h
             first, length = _scanned_cells(s, c_in, c, self.cells_per_stack)
             if first:
                 cell = _MixedCell(c_in, c, self.dispatch, self.batch_norm, name=f"stack{s}_cell0")
@@ -795,6 +804,7 @@ def space(
     in_channels: int = 3,
     batch_norm: bool = True,
     init: str = "nb101",
+    scan_cells: bool = False,
 ) -> base.SearchSpace:
     """The NB101 space; the arguments are the defaults of `network`/`materialize`.
 
@@ -818,6 +828,10 @@ def space(
     `sample` draws uniformly among valid genotypes (rejection, like NASLib's sampler);
     `mutate` changes one position and redraws until the cell is valid. `enumerate`
     raises: the space has `size` = 373,754,169 valid genotypes.
+
+    `scan_cells` runs the data-driven network's same-width cells of each stack under
+    `nn.scan` (one traced cell per stack shape; parameters, taps, probes and scores are
+    the same either way; WORKSPACE_NOTES.md "Performance (issue 14)").
     """
     _check_init(init)
     defaults = dict(
@@ -869,14 +883,19 @@ def space(
         settings = {**defaults, "dispatch": dispatch, **overrides}
         rule_name = _check_init(settings.pop("init", init))
         rule = INITS[rule_name]
-        module = NB101Network(**settings, init_rule=rule_name, track_running_stats=False)
+        module = NB101Network(
+            **settings, scan=scan_cells, init_rule=rule_name, track_running_stats=False
+        )
+        cells = stacks(
+            settings["stem_channels"], settings["num_stacks"], settings["cells_per_stack"]
+        )
         return ops.supernet(
             module,
             genotype,
             lambda params: param_mask(params, genotype),
             rule.draw,
             rule.rescale,
-            stacks(settings["stem_channels"], settings["num_stacks"], settings["cells_per_stack"]),
+            cells if scan_cells else None,
         )
 
     def materialize(genotype, **overrides):

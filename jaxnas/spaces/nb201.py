@@ -82,9 +82,10 @@ def _relu_weight(choice: jax.Array, dispatch: str) -> jax.Array:
 class _MixedEdge(nn.Module):
     """One edge of the data-driven cell: all ops' parameters, one (or a mix) applied.
 
-    Its tap (the edge input, read by the ReLU of a conv op) is sown by `NB201Network`
-    from the nodes the scanned cells return, so that edges reading the same node share
-    one array and NASWOT's kernel computes it once (`kernels.hamming_kernel`).
+    Its tap (the edge input, read by the ReLU of a conv op) is sown here, or, with
+    `sow_input=False` (scanned cells), by `NB201Network` from the nodes the scan returns,
+    so that edges reading the same node still share one array and NASWOT's kernel
+    computes it once (`kernels.hamming_kernel` merges taps by identity).
 
     When probes are requested (or gates passed) every conv op records its layer and
     BatchNorm statistics under its own name, with weight 0 when the op is not selected;
@@ -95,9 +96,12 @@ class _MixedEdge(nn.Module):
     channels: int
     dispatch: str
     batch_norm: bool
+    sow_input: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, choice: jax.Array) -> jax.Array:
+        if self.sow_input:
+            sow_tap(self, "relu_conv_bn", x, _relu_weight(choice, self.dispatch))
         c = self.channels
         modules = {
             name: ops.ConvBN(c, c, size, 1, pad, relu=True, batch_norm=self.batch_norm, name=name)
@@ -193,7 +197,7 @@ def _cell(edge_fn, x: jax.Array) -> list[jax.Array]:
 
 class _MixedCell(nn.Module):
     """A data-driven cell: `x -> out`, or `(out, the nodes that feed edges)` with
-    `return_nodes` (for the taps)."""
+    `return_nodes` (a scanned cell: the caller sows the taps)."""
 
     channels: int
     dispatch: str
@@ -203,7 +207,13 @@ class _MixedCell(nn.Module):
     @nn.compact
     def __call__(self, x, choices):
         edges = [
-            _MixedEdge(self.channels, self.dispatch, self.batch_norm, name=f"edge_{e}")
+            _MixedEdge(
+                self.channels,
+                self.dispatch,
+                self.batch_norm,
+                not self.return_nodes,
+                name=f"edge_{e}",
+            )
             for e in range(len(EDGES))
         ]
         nodes = _cell(lambda e, h: edges[e](h, choices[e]), x)
@@ -293,11 +303,13 @@ class NB201Network(_Macro):
 
     Call as `module(x, genotype)` with x f32[B, H, W, C] and genotype int32[6]
     (either dispatch) or op weights f32[6, 5] ("mask" only). Returns f32[B, classes].
-    Each stage's cells run under `nn.scan` as the module `stage{s}_cells` with stacked
-    variables; `stacks(num_stages, cells_per_stage)` maps them to `stage{s}_cell{i}`.
+    With `scan`, each stage's cells run under `nn.scan` as the module `stage{s}_cells`
+    with stacked variables (`stacks(num_stages, cells_per_stage)` maps them to the
+    per-cell names `stage{s}_cell{i}`), so the traced program holds one cell per stage.
     """
 
     dispatch: str = "switch"
+    scan: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
@@ -307,6 +319,11 @@ class NB201Network(_Macro):
         n = self.cells_per_stage
 
         def stage(c, s, h):
+            if not self.scan:
+                for i in range(n):
+                    cell = _MixedCell(c, self.dispatch, self.batch_norm, name=f"stage{s}_cell{i}")
+                    h = cell(h, choices)
+                return h
             if not n:
                 return h
             cell = _MixedCell(c, self.dispatch, self.batch_norm, taps, name=_stack_name(s))
@@ -501,8 +518,14 @@ def space(
     num_stages: int = 3,
     in_channels: int = 3,
     batch_norm: bool = True,
+    scan_cells: bool = False,
 ) -> base.SearchSpace:
     """The NB201 space; the arguments are the defaults of `network`/`materialize`.
+
+    `scan_cells` runs the data-driven network's cells under `nn.scan` (a program that
+    does not grow with `cells_per_stage`; WORKSPACE_NOTES.md "Performance (issue 14)"
+    has its compile and run times on CPU); parameters, taps, probes and scores are
+    the same either way.
 
     Defaults are the benchmark's network (C=16, N=5, 10 classes). `network(g,
     channels=3, cells_per_stage=1)` is TE-NAS's NTK proxy network, `network(g,
@@ -522,13 +545,14 @@ def space(
 
     def network(genotype, **overrides):
         settings = {**defaults, "dispatch": dispatch, **overrides}
-        module = NB201Network(**settings, track_running_stats=False)
+        module = NB201Network(**settings, scan=scan_cells, track_running_stats=False)
         mode = settings["dispatch"]
+        cells = stacks(settings["num_stages"], settings["cells_per_stage"])
         return ops.supernet(
             module,
             genotype,
             lambda params: param_mask(params, genotype, mode),
-            stacks=stacks(settings["num_stages"], settings["cells_per_stage"]),
+            stacks=cells if scan_cells else None,
         )
 
     def materialize(genotype, **overrides):
