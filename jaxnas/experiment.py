@@ -436,6 +436,8 @@ def _score(config, workdir, resume=False) -> dict:
             )
         timing[name] = {
             "seconds_total": time.perf_counter() - progress.start,
+            # Trace + compile (or compilation-cache load) + the first call.
+            "seconds_to_first_call": progress.first_update_seconds(),
             "archs_per_second_after_compile": progress.rate(),
         }
 

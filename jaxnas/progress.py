@@ -62,6 +62,11 @@ class Progress:
         elapsed = time.perf_counter() - t0
         return (self.done - d0) / elapsed if elapsed > 0 and self.done > d0 else float("nan")
 
+    def first_update_seconds(self) -> float:
+        """Seconds from the start to the first update (tracing and compilation of the
+        first call included; NaN before it)."""
+        return float("nan") if self._steady is None else self._steady[0] - self.start
+
     def _line(self, now: float) -> str:
         rate = self.rate()
         eta = (self.total - self.done) / rate if rate == rate and rate > 0 else float("nan")
