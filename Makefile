@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 
 # One worker per core, a whole test file per worker (module fixtures and compiles reused).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -rs -n auto --dist loadfile
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow

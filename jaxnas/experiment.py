@@ -28,7 +28,17 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxnas import benchmarks, data, errors, evaluation, proxies, spaces, strategies, types
+from jaxnas import (
+    benchmarks,
+    config_checks,
+    data,
+    errors,
+    evaluation,
+    proxies,
+    spaces,
+    strategies,
+    types,
+)
 from jaxnas.progress import Progress
 
 
@@ -201,6 +211,7 @@ def shared_path(*parts: str) -> str:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the experiment; returns the report (score) or the summary (search)."""
+    config_checks.validate(config, default_config())
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "config.json")
     previous = json.load(open(path)) if os.path.exists(path) else None

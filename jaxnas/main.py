@@ -14,19 +14,122 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxnas import compilation_cache, errors, experiment, xla_settings
+from jaxnas import compilation_cache, config_checks, errors, experiment, xla_settings
 
-config_flags.DEFINE_config_file("config", None, "Experiment configuration file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for the results.")
-flags.DEFINE_string(
-    "compilation_cache",
-    None,
-    "Folder of JAX's persistent compilation cache (a second run of a config loads its "
-    f"compiled programs from there), or 'none' for off. Default: ${compilation_cache.ENV_VAR}, "
-    "else ~/.cache/jaxnas/xla.",
-)
-flags.mark_flags_as_required(["config", "workdir"])
-FLAGS = flags.FLAGS
+
+def define_flags(
+    flag_values: flags.FlagValues, argv: list[str] | None = None
+) -> flags.FlagValues:
+    """Defines `--config`, `--workdir` and `--compilation_cache` on `flag_values`.
+
+    `--config.*` overrides are found in `argv` (`sys.argv` if None); tests pass a fresh
+    `flag_values` and their own `argv`.
+    """
+    config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "Experiment configuration file.",
+        flag_values,
+        lock_config=True,
+        sys_argv=argv,
+    )
+    flags.DEFINE_string("workdir", None, "Directory for the results.", flag_values=flag_values)
+    flags.DEFINE_string(
+        "compilation_cache",
+        None,
+        "Folder of JAX's persistent compilation cache (a second run of a config loads its "
+        f"compiled programs from there), or 'none' for off. Default: "
+        f"${compilation_cache.ENV_VAR}, else ~/.cache/jaxnas/xla.",
+        flag_values=flag_values,
+    )
+    flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
+    return flag_values
+
+
+FLAGS = define_flags(flags.FLAGS)
+
+
+def fail(message: str) -> None:
+    """Prints `error: message` (its first line) and exits with status 2."""
+    lines = message.strip().splitlines() or ["failed"]
+    print(f"error: {lines[0]}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _flag_error_message(exc: Exception) -> str:
+    """One line for an error raised while parsing flags.
+
+    ml_collections re-raises an error from the config file's `get_config` (a
+    `ConfigError` from `parse_arg`, say) with the traceback as its message; the line
+    that names the problem is the traceback's last, `module.Type: message`.
+    """
+    text = str(exc)
+    if "Error whilst parsing config file" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
+def parse_flags(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> list[str]:
+    """absl's flag parser, with a bad flag, override or config file as one `error:` line.
+
+    The config file is loaded and its `--config.*` overrides applied here, before any
+    work, so that a missing file, a field that does not exist or a value of the wrong
+    type stops the run at once.
+    """
+    for arg in argv[1:]:
+        if arg.startswith("--config="):
+            path = arg[len("--config=") :].split(":", 1)[0]
+            if not os.path.isfile(path):
+                fail(f"config file not found: {path}")
+    try:
+        rest = flag_values(argv)
+        flag_values.config  # noqa: B018  (loads the file and applies the overrides)
+    except flags.UnrecognizedFlagError as exc:
+        name = exc.flagname
+        if name.startswith("config."):
+            fail(
+                f"config field '{name}' does not exist; the fields are "
+                "those of jaxnas.experiment.default_config"
+            )
+        fail(f"unknown flag --{name}")
+    except (AttributeError, KeyError) as exc:  # an override of a field that does not exist
+        key = str(exc).strip("\"'")
+        overrides = [a[2:].split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+        name = next((n for n in overrides if key in n.split(".")), f"config.{key}")
+        fail(
+            f"config field '{name}' does not exist; the fields are "
+            "those of jaxnas.experiment.default_config"
+        )
+    except (flags.Error, OSError, ValueError, TypeError) as exc:
+        fail(_flag_error_message(exc))
+    try:
+        config_checks.validate(flag_values.config, experiment.default_config())
+    except errors.ConfigError as exc:
+        fail(str(exc))
+    return rest
+
+
+def run_cli(config, workdir: str, cache: str | None = None) -> None:
+    """Runs the experiment (JAX's compilation cache in `cache`, see
+    `compilation_cache.resolve`); bad input exits 2 with one line, Ctrl-C says how to
+    resume."""
+    try:
+        compilation_cache.enable(cache)
+        os.makedirs(workdir, exist_ok=True)
+        # The command as typed (config arguments included), for reports that cite runs.
+        with open(os.path.join(workdir, "command.txt"), "w") as f:
+            f.write(shlex.join(["python", "-m", "jaxnas.main", *sys.argv[1:]]) + "\n")
+        experiment.run(config, workdir)
+    except errors.JaxnasError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the scores saved in {workdir} are kept; run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
+        sys.exit(130)  # the shell's status for SIGINT
 
 
 def main(argv):
@@ -35,17 +138,8 @@ def main(argv):
     # JAX logs backend probing (e.g. "Unable to initialize backend 'tpu'") at INFO.
     logging.set_verbosity(logging.WARNING)
     xla_settings.prefer_memory_schedule()
-    try:
-        compilation_cache.enable(FLAGS.compilation_cache)
-        os.makedirs(FLAGS.workdir, exist_ok=True)
-        # The command as typed (config arguments included), for reports that cite runs.
-        with open(os.path.join(FLAGS.workdir, "command.txt"), "w") as f:
-            f.write(shlex.join(["python", "-m", "jaxnas.main", *sys.argv[1:]]) + "\n")
-        experiment.run(FLAGS.config, FLAGS.workdir)
-    except errors.JaxnasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(FLAGS.config, FLAGS.workdir, FLAGS.compilation_cache)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

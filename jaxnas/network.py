@@ -297,29 +297,42 @@ def from_linen(
     return Network(init, apply)
 
 
+NNX_COLLECTIONS = ("params", "batch_stats", "state")  # nnx.Param, nnx.BatchStat, others
+
+
 def from_nnx(factory: Callable[[Any], Any]) -> Network:
     """Wraps an NNX model factory `factory(rngs) -> nnx.Module`.
 
-    Only `nnx.split` / `nnx.merge` are used, so the params are a plain pytree (an
-    `nnx.State`) that vmaps and jits like any other. Taps are read from values sown with
-    `self.sow(nnx.Intermediate, name, jaxnas.Tap(...) or array)`. In-place updates that
-    the model makes during the call (BatchNorm running statistics) are discarded.
+    The params are the model's state as plain nested dicts, split into Linen's
+    collections: `{"params": nnx.Param leaves, "batch_stats": nnx.BatchStat leaves,
+    "state": any other variables}` (empty collections omitted). Every proxy then sees
+    the same tree as for the model written in Linen: leaves named `kernel`, `scale`,
+    `bias` under `"params"`. (An `nnx.State` itself would not do: its leaves sit under
+    each Variable's `.value`, so a path ends in `value`, never `kernel`, and the
+    proxies that select weights by name found none.) Taps are read from values sown
+    with `self.sow(nnx.Intermediate, name, jaxnas.Tap(...) or array)`. In-place updates
+    that the model makes during the call (BatchNorm running statistics) are discarded.
 
     Args:
       factory: builds the model from an `nnx.Rngs`; it must build the same structure for
         every key.
 
     Returns:
-      A `Network` whose params are the model's `nnx.State`.
+      A `Network` whose params are `{collection: nested dict of arrays}`.
     """
     from flax import nnx
 
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: factory(nnx.Rngs(0))))
+    filters = (nnx.Param, nnx.BatchStat, ...)
+    graphdef, *templates = nnx.split(nnx.eval_shape(lambda: factory(nnx.Rngs(0))), *filters)
 
     def init(key, x):
         del x
-        _, state = nnx.split(factory(nnx.Rngs(key)))
-        return state
+        _, *states = nnx.split(factory(nnx.Rngs(key)), *filters)
+        return {
+            name: nnx.to_pure_dict(state)
+            for name, state in zip(NNX_COLLECTIONS, states)
+            if jax.tree.leaves(state)
+        }
 
     def apply(params, x, *, taps=False, probes=False):
         if probes:
@@ -328,7 +341,13 @@ def from_nnx(factory: Callable[[Any], Any]) -> Network:
                 "statistics, FLOPs); proxies that need them (fisher, zen, flops) take "
                 "networks built from jaxnas.spaces.ops"
             )
-        model = nnx.merge(graphdef, params)
+        states = []
+        for name, template in zip(NNX_COLLECTIONS, templates):
+            state = jax.tree.map(lambda v: v, template)  # a fresh copy to fill in
+            if name in params:
+                nnx.replace_by_pure_dict(state, params[name])
+            states.append(state)
+        model = nnx.merge(graphdef, *states)
         # Run under `capture` either way: NNX deprecates `sow` outside of it.
         out, sown = nnx.capture(model, nnx.Intermediate)(x)
         if not taps:

@@ -19,12 +19,21 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 TINY = dict(channels=4, cells_per_stage=1)  # an NB201 net that compiles in seconds
 
 
+# CI sets this: a data-dependent test that would skip fails instead, so a run without
+# the shared data can never pass for one with it.
+REQUIRE_DATA_ENV = "JAXNAS_REQUIRE_DATA"
+
+
 @pytest.fixture(scope="session")
 def shared_data():
-    """The shared ground-truth directory; tests needing it skip when it is absent."""
+    """The shared ground-truth directory; tests needing it skip when it is absent
+    (fail with $JAXNAS_REQUIRE_DATA=1)."""
     path = benchmarks.shared_data_dir()
     if not os.path.isdir(path):
-        pytest.skip(f"shared data not found at {path} (set $JAXNAS_SHARED_DATA)")
+        message = f"shared data not found at {path} (set $JAXNAS_SHARED_DATA)"
+        if os.environ.get(REQUIRE_DATA_ENV) == "1":
+            pytest.fail(f"{message}; ${REQUIRE_DATA_ENV}=1 requires it", pytrace=False)
+        pytest.skip(message)
     return path
 
 

@@ -1,5 +1,7 @@
 """End to end: the experiment runner on tiny configs, and the CLI's error messages."""
 
+import csv
+import gzip
 import json
 import os
 import subprocess
@@ -9,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import flags as absl_flags
 
-from jaxnas import errors, experiment, proxies
+from jaxnas import errors, experiment, main, proxies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +41,15 @@ def test_score_mode_writes_scores_and_correlations(tmp_path, shared_data):
     )
     assert "index" in rows[0]
     r = report["correlations"]["naswot vs cifar10_test"]
-    assert r["n"] == 12 and -1 <= r["spearman"] <= 1
+    # Spearman worked out here from the table itself (ranks by numpy, no ties expected).
+    with gzip.open(config.benchmark.path, "rt") as f:
+        accuracy = {row["arch_str"]: float(row["cifar10_test"]) for row in csv.DictReader(f)}
+    scores = np.asarray([row["naswot"]["score"] for row in rows])
+    truth = np.asarray([accuracy[row["arch"]] for row in rows])
+    assert len(set(scores)) == 12 and len(set(truth)) == 12
+    ranks = [np.argsort(np.argsort(v)).astype(float) for v in (scores, truth)]
+    assert r["n"] == 12
+    np.testing.assert_allclose(r["spearman"], np.corrcoef(*ranks)[0, 1], rtol=1e-9)
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["population"]["size"] == 12
 
@@ -82,10 +93,13 @@ def test_search_resumes_and_extends_with_the_same_records(tmp_path):
     assert [(r["arch"], r["score"]) for r in resumed] == [(r["arch"], r["score"]) for r in straight]
     assert summary["num_runs"] == 3
 
-    config.seed = 1  # a different experiment starts afresh
+    config.seed = 1  # a different experiment starts afresh: same records as a clean run
     experiment.run(config, str(tmp_path / "resumed"))
     fresh = [json.loads(line) for line in open(tmp_path / "resumed" / "runs.jsonl")]
-    assert [r["seconds"] for r in fresh] != [r["seconds"] for r in resumed]
+    experiment.run(config, str(tmp_path / "clean"))
+    clean = [json.loads(line) for line in open(tmp_path / "clean" / "runs.jsonl")]
+    assert [(r["arch"], r["score"]) for r in fresh] == [(r["arch"], r["score"]) for r in clean]
+    assert [r["arch"] for r in fresh] != [r["arch"] for r in resumed]
 
 
 def _cli(tmp_path, *overrides):
@@ -189,3 +203,66 @@ def test_score_mode_with_a_batch_per_arch_scores_each_cell_on_its_own_batch(tmp_
     config.data.batch_per_arch = True
     with pytest.raises(errors.ConfigError, match="batch_per_arch is for score mode"):
         experiment.run(config, str(tmp_path / "search"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config=configs/nb201_naswot.py:size=4", "--config.foo=1"], "'config.foo' does not"),
+        (["--config=configs/nb201_naswot.py:size=-5"], "config.population.size must be"),
+        (
+            ["--config=configs/nb201_naswot.py:size=4", "--config.data.batch_size=0"],
+            "config.data.batch_size must be an integer >= 1, got 0",
+        ),
+        (["--config=configs/no_such.py"], "config file not found: configs/no_such.py"),
+        (
+            ["--config=configs/nb201_naswot.py:size=4", "--config.num_inits=0"],
+            "config.num_inits must be an integer >= 1, got 0",
+        ),
+        (["--config=configs/nb201_naswot.py:sise=4"], "unknown config argument 'sise'"),
+        (["--config=configs/nb201_naswot.py", "--config.num_inits=two"], "--config.num_inits=two"),
+    ],
+)
+def test_cli_bad_config_gives_one_line_error_before_any_work(tmp_path, args, message, capsys):
+    argv = ["jaxnas.main", *args, f"--workdir={tmp_path / 'run'}"]
+    flag_values = main.define_flags(absl_flags.FlagValues(), argv)
+    with pytest.raises(SystemExit) as info:
+        main.parse_flags(argv, flag_values)
+    assert info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "run").exists()  # stopped before writing anything
+
+
+def test_cli_bad_config_end_to_end(tmp_path):
+    """The same through `python -m jaxnas.main` (absl's app.run): no traceback."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxnas.main",
+        "--config=configs/nb201_naswot.py:size=4",
+        "--config.foo=1",
+        f"--workdir={tmp_path / 'run'}",
+    ]
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "error: config field 'config.foo' does not exist; the fields are those of "
+        "jaxnas.experiment.default_config"
+    )
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    def interrupted(config, workdir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run", interrupted)
+    with pytest.raises(SystemExit) as info:
+        main.run_cli(experiment.default_config(), str(tmp_path))
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"interrupted: the scores saved in {tmp_path} are kept; run the same command again "
+        "to resume"
+    ]

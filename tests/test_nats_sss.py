@@ -116,8 +116,6 @@ def test_parameter_counts_follow_the_formula_through_param_mask_and_materialised
         assert float(count(jnp.asarray(genotype))) == expected, arch
         shapes = jax.eval_shape(space.materialize(genotype).init, key, images)["params"]
         assert sum(math.prod(v.shape) for v in jax.tree.leaves(shapes)) == expected, arch
-    # The two ends of the space (CIFAR-10 head): 0.012 M and 0.714 M parameters.
-    assert _formula([8] * 5) == 11_714 and _formula([64] * 5) == 713_674
 
 
 @pytest.fixture(scope="module")

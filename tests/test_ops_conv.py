@@ -55,3 +55,44 @@ class Conv2dTest(parameterized.TestCase):
             ops.conv2d(x, kernel, stride, padding, dilation),
             _reference(x, kernel, stride, padding, dilation),
         )
+
+
+class DepthwiseConvTest(parameterized.TestCase):
+    """`ops._depthwise_conv2d` (shifted multiply-adds) against XLA's grouped convolution."""
+
+    @parameterized.parameters(
+        ((1, 1), (1, 1), 1, 3), ((2, 2), (1, 1), 1, 3), ((1, 1), (2, 2), 2, 3),
+        ((2, 2), (2, 2), 1, 5), ((1, 2), (0, 3), 1, 3), ((2, 1), (4, 4), 2, 5),
+    )
+    def test_values_and_gradients_match_feature_grouped_conv(self, stride, padding, dilation, k):
+        key_x, key_k, key_t = jax.random.split(jax.random.key(0), 3)
+        channels = 4
+        x = jax.random.normal(key_x, (2, 9, 8, channels))
+        kernel = jax.random.normal(key_k, (k, k, 1, channels))
+
+        def grouped(x, kernel):
+            return jax.lax.conv_general_dilated(
+                x,
+                kernel,
+                window_strides=stride,
+                padding=[(padding[0], padding[0]), (padding[1], padding[1])],
+                rhs_dilation=(dilation, dilation),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=channels,
+            )
+
+        def ours(x, kernel):
+            return ops._depthwise_conv2d(x, kernel, stride, padding, dilation)
+
+        expected = grouped(x, kernel)
+        got = jax.jit(ours)(x, kernel)
+        chex.assert_shape(got, expected.shape)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        cotangent = jax.random.normal(key_t, expected.shape)
+        grads = [
+            jax.jit(jax.grad(lambda a, b, f=f: jnp.sum(f(a, b) * cotangent), argnums=(0, 1)))(
+                x, kernel
+            )
+            for f in (ours, grouped)
+        ]
+        chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)

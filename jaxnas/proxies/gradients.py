@@ -38,6 +38,17 @@ def is_kernel(names: tuple[str, ...]) -> bool:
     return names[-1] == "kernel"
 
 
+def no_weights_message(params: types.Params, what: str) -> str:
+    """The error for a parameter tree in which a proxy finds none of its weights."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    names = sorted({path_names(path)[-1] for path, _ in leaves})
+    return (
+        f"the proxy finds no weights ({what or 'selected leaves'}: conv / linear weights "
+        f"named 'kernel', gains 'scale') among the parameter names {names[:8]}; params "
+        "must be a tree of arrays as Linen, jaxnas.from_nnx or the spaces give"
+    )
+
+
 class Selection:
     """The leaves of a parameter tree that satisfy a predicate, and how to put them back.
 
@@ -53,6 +64,9 @@ class Selection:
         flat, self._treedef = jax.tree_util.tree_flatten_with_path(params)
         self._all = [leaf for _, leaf in flat]
         self.indices = [i for i, (path, _) in enumerate(flat) if predicate(path_names(path))]
+        if not self.indices:
+            what = getattr(predicate, "__name__", "")
+            raise errors.ConfigError(no_weights_message(params, what))
         self.names = [path_names(flat[i][0]) for i in self.indices]
         self.leaves = [self._all[i] for i in self.indices]
         if network.param_mask is None:
@@ -95,6 +109,8 @@ def reinitialize(params: types.Params, key: types.PRNGKey, scheme: str) -> types
         )
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     kernels = [i for i, (path, _) in enumerate(flat) if path_names(path)[-1] == "kernel"]
+    if not kernels:
+        raise errors.ConfigError(no_weights_message(params, "kernels to re-draw"))
     sizes = [flat[i][1].size for i in kernels]
     draws = jax.random.normal(key, (sum(sizes),), jnp.float32)
     offsets = np.cumsum([0] + sizes)

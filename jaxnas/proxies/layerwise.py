@@ -19,7 +19,7 @@ from flax import traverse_util
 
 from jaxnas import errors, types
 from jaxnas.network import Network
-from jaxnas.proxies import base
+from jaxnas.proxies import base, gradients
 
 WEIGHT_LEAF = "kernel"
 
@@ -35,6 +35,8 @@ def weight_mask(network: Network, params: types.Params) -> types.PyTree:
 
     Leaves are f32 arrays broadcastable to their parameter (scalars for whole layers).
     """
+    if not any(is_weight(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)):
+        raise errors.ConfigError(gradients.no_weights_message(params, "is_weight"))
     arch = network.param_mask(params) if network.param_mask is not None else None
 
     def leaf(path, p, m=None):
