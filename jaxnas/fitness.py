@@ -51,7 +51,7 @@ def genotype_code(space: SearchSpace) -> Callable[[jax.Array], jax.Array]:
     strides = jnp.asarray(strides, jnp.int32)
 
     def code(genotypes):
-        return jnp.sum(genotypes.astype(jnp.int32) * strides, axis=-1)
+        return genotypes.astype(jnp.int32) @ strides
 
     return code
 
@@ -168,7 +168,7 @@ def negate(fitness: Fitness, columns: Sequence[int] | None = None) -> Fitness:
         if columns is None:
             return -values
         sign = jnp.ones(values.shape[-1]).at[jnp.asarray(columns)].set(-1.0)
-        return values * sign
+        return values * sign.reshape((1,) * (values.ndim - 1) + (-1,))
 
     return negated
 
