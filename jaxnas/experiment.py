@@ -579,6 +579,8 @@ class _Targets:
         self.tables += [benchmarks.Benchmark.from_csv(p) for p in config.benchmark.extra_paths]
         self.code = fitness.genotype_code(space)
         self._columns = {}
+        # The reported targets: none without a table.
+        self.names = tuple(config.benchmark.targets) if self.tables else ()
 
     def has(self, column):
         return any(column in t.columns for t in self.tables)
@@ -814,13 +816,13 @@ def _run_record(config, space, targets, r, out, seconds, cost_table) -> dict:
         "simulated_time": float(np.asarray(metrics["simulated_time"])[-1]),
         "seconds": seconds,
     }
-    for target in config.benchmark.targets:
+    for target in targets.names:
         values = targets(space, target, genotypes)
         record[target] = float(targets(space, target, best[None])[0])
         record[f"optimal_in_sample/{target}"] = float(np.nanmax(values))
     s = config.search
-    if cost_table is not None and config.benchmark.targets:
-        target = config.benchmark.targets[0]
+    if cost_table is not None and targets.names:
+        target = targets.names[0]
         acc = targets.column(space, target)
         codes = np.asarray(targets.code(jnp.asarray(genotypes)))
         scored = np.asarray(metrics["fitness"])[evaluated].reshape(codes.shape[0], -1)
@@ -865,7 +867,7 @@ def _search_summary(config, space, targets, records, outputs, workdir, cost_tabl
         summary["published"] = {"source": config.report.published_source, **published}
     names = [
         name
-        for target in config.benchmark.targets
+        for target in targets.names
         for name in (
             target,
             f"optimal_in_sample/{target}",
@@ -881,8 +883,8 @@ def _search_summary(config, space, targets, records, outputs, workdir, cost_tabl
         summary[name] = search_report.describe(values)
         print(search_report.format_row(name, summary[name], published.get(name)))
     print(search_report.format_row("seconds per run", summary["seconds_per_run"]))
-    if outputs is not None and config.benchmark.targets:
-        target = config.benchmark.targets[0]
+    if outputs is not None and targets.names:
+        target = targets.names[0]
         _, metrics = outputs
         evaluations = np.asarray(metrics["num_evaluations"])[0]
         best = np.asarray(metrics["best_genotype"])

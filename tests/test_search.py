@@ -242,3 +242,23 @@ def test_search_config_errors_name_the_problem(tmp_path, shared_data):
     config.search.cost.objective = True
     with pytest.raises(errors.ConfigError, match="num_objectives"):
         experiment.run(config, str(tmp_path))
+
+
+def test_naswot_search_by_score_table_draws_stored_scores(tmp_path, shared_data):
+    # A stand-in score table in score mode's format: K = 2 scores per cell.
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(SPACE.size, 2)).round(3)
+    with open(tmp_path / "scores.jsonl", "w") as f:
+        for g, scores in zip(SPACE.enumerate(), table):
+            row = {"arch": SPACE.to_string(g), "genotype": g.tolist()}
+            row["naswot"] = {"scores": scores.tolist(), "score": float(scores.mean())}
+            f.write(json.dumps(row) + "\n")
+    config = _config("nb201_naswot_search.py", f"runs=6,n=10,table={tmp_path}")
+    summary = experiment.run(config, str(tmp_path / "search"))
+    runs = [json.loads(line) for line in open(tmp_path / "search" / "runs.jsonl")]
+    assert len(runs) == 6 and all(r["num_evaluations"] == 10 for r in runs)
+    for r in runs:
+        row = SPACE.enumerate().tolist().index(SPACE.from_string(r["arch"]).tolist())
+        assert np.float32(r["score"]) in table[row].astype(np.float32)
+    assert summary["cifar10_test"]["n"] == 6
+    assert tuple(summary["published"]["cifar10_test"]) == (92.44, 1.13)  # N = 10
