@@ -13,18 +13,21 @@ fixed evaluation budget instead (`evals`, default 150 evaluations including the 
 10). R = 100 seeds run as one vmapped program (seconds on a CPU).
 
 AREA (`:area`, NASWOT Alg. 2, §B.2): the initial 10 are the top 10 of M = `m` (default
-100) random cells by a live NASWOT score (one seeded batch of 128 real CIFAR-10 training
-images and one initialisation per run, as NASWOT's search), then the same REA. The
-NASWOT scores are not counted as evaluations. Live scoring makes AREA one compiled
-program per run: about 0.5 s per scored cell on a 2-core CPU (~1 min per run at m=100).
+20, the paper's) random cells by a live NASWOT score (one seeded batch of 128 real
+CIFAR-10 training images and one initialisation per run, as NASWOT's search), then the
+same REA. The NASWOT scores are not counted as evaluations. Live scoring makes AREA one
+compiled program per run: about 0.5 s per scored cell on a quiet 2-core CPU (~10 s a run).
 With `:area,table=WORKDIR` the warm-up reads a NASWOT score table instead (a score-mode
-run over all 15,625 cells, configs/nb201_naswot_table.py) and all runs are one program.
+run over all 15,625 cells, configs/nb201_naswot_table.py), and with `:area,warmup=nwot`
+NAS-Bench-Suite-Zero's published NASWOT scores (`nwot` of
+`nb201_zc_suitezero_cifar10_9445.csv.gz`; its 9,445 cells, one per isomorphism class: a
+drawn cell outside them reads NaN and ranks last); both by lookup, all runs one program.
 
 Reports (runs.jsonl, summary.json, curve.png): the chosen cells' 200-epoch test accuracy
 and NASLib's validation accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120 (mean +- std,
 95 % CI), beside NASWOT Table 2a's row (500 runs, 12,000 s budget).
 
-Arguments: `:runs=R,evals=E,seed=S,tournament=T,area,m=M,table=DIR,batch=B`.
+Arguments: `:runs=R,evals=E,seed=S,tournament=T,area,m=M,table=DIR,warmup=nwot,batch=B`.
 """
 
 from jaxnas import experiment
@@ -32,7 +35,16 @@ from jaxnas import experiment
 
 def get_config(arg=None):
     args = experiment.parse_arg(
-        arg, runs=100, evals=150, seed=0, tournament=3, area=False, m=100, table="", batch=128
+        arg,
+        runs=100,
+        evals=150,
+        seed=0,
+        tournament=3,
+        area=False,
+        m=20,
+        table="",
+        warmup="",
+        batch=128,
     )
     config = experiment.default_config()
     config.mode = "search"
@@ -72,6 +84,12 @@ def get_config(arg=None):
         s.warmup.size = args.m
         s.warmup.source = "table" if args.table else "proxy"
         s.warmup.table = args.table
+        if args.warmup:
+            s.warmup.source = "benchmark"
+            s.warmup.path = experiment.shared_path(
+                "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
+            )
+            s.warmup.column = args.warmup
         config.proxies = ("naswot",)
         config.data.source = "npz"
         config.data.path = experiment.shared_path(
