@@ -6,15 +6,19 @@ plain-dict registries; everything below this module takes Python objects. Modes:
   * "score": score a population (a seeded sample, the whole space, or the cells of a
     benchmark table) with one or more proxies over K initialisations; write
     `scores.jsonl` and, when a benchmark table is given, a correlation `report.json`.
-  * "search": R independent seeded search runs of a strategy (default: NASWOT random
-    sampling, N architectures, keep the best); write `runs.jsonl` and `summary.json`
-    with the chosen architectures' benchmark accuracies.
+  * "search": R independent seeded runs of `jaxnas.search.run` with a strategy
+    (default: NASWOT random sampling, N architectures, keep the best; or REA / AREA,
+    evolution under a budget, NSGA-II) and a fitness source (`jaxnas.fitness`: a live
+    proxy, one run per compiled call; a benchmark column or a score table, all runs
+    vmapped in one program); write `runs.jsonl`, `summary.json` (mean, std, 95 % CI of
+    the chosen architectures' benchmark accuracies beside the published row) and the
+    best-so-far curve (`curve.json`, `curve.png` with matplotlib).
 
 The resolved config is saved as `config.json` in the workdir. A search restarted in a
 workdir whose `config.json` equals the new config (except perhaps `search.num_runs`) keeps
 the runs already in `runs.jsonl` and continues with the next run: run r's keys depend only
 on the seed and r, so a resumed or extended search gives the same records as an
-uninterrupted one.
+uninterrupted one (lookup searches are quick and simply run again).
 """
 
 import functools
