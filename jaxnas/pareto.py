@@ -68,6 +68,12 @@ def front(points) -> np.ndarray:
     keep = ~np.isnan(p).any(axis=1)
     idx = np.flatnonzero(keep)
     p = p[keep]
+    if p.shape[1] == 2:
+        # A sweep, O(n log n): by the first objective falling (ties: second falling), a
+        # point is on the front when its second objective beats every point before it.
+        order = np.lexsort((-p[:, 1], -p[:, 0]))
+        best_before = np.maximum.accumulate(np.concatenate([[-np.inf], p[order, 1]]))[:-1]
+        return np.sort(idx[order[p[order, 1] > best_before]])
     _, first = np.unique(p, axis=0, return_index=True)
     idx, p = idx[np.sort(first)], p[np.sort(first)]
     ge = (p[:, None, :] >= p[None, :, :]).all(-1)
