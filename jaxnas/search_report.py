@@ -57,6 +57,7 @@ def write_curve(workdir: str, evaluations, curves: dict, label: str = "") -> str
     out = {"num_evaluations": x.tolist()}
     for name, c in curves.items():
         c = np.asarray(c, np.float64)
+        c = np.where(np.isfinite(c), c, np.nan)  # -inf: nothing valid evaluated yet
         out[name] = {"mean": np.nanmean(c, 0).tolist(), "std": np.nanstd(c, 0).tolist()}
     with open(os.path.join(workdir, "curve.json"), "w") as f:
         json.dump(out, f)
