@@ -747,6 +747,7 @@ def _search(config, workdir, resume=False) -> dict:
         if records:
             print(f"resuming: {len(records)} of {s.num_runs} runs already in {path}")
         one_run = jax.jit(program)
+        curves = []  # best-so-far metrics of the runs done now, for the curve
         progress = Progress(s.num_runs, f"search {s.strategy}", unit="run", done=len(records))
         with open(path, "w") as f:
             for record in records:
@@ -763,10 +764,13 @@ def _search(config, workdir, resume=False) -> dict:
                     config, space, targets, r, out, time.perf_counter() - start, cost_table
                 )
                 records.append(record)
+                curves.append(
+                    {k: out[1][k] for k in ("num_evaluations", "best_genotype", "best_score")}
+                )
                 f.write(json.dumps(_jsonable(record)) + "\n")
                 f.flush()
                 progress.update(1)
-        outputs = None
+        outputs = (None, jax.tree.map(lambda *v: np.stack(v), *curves)) if curves else None
     else:
         outputs, records = _search_by_lookup(config, space, targets, program, run_keys, cost_table)
         with open(path, "w") as f:
@@ -796,9 +800,7 @@ def _search_by_lookup(config, space, targets, program, run_keys, cost_table):
         seconds = (time.perf_counter() - t0) / real
         for i in range(real):
             one = jax.tree.map(lambda v, i=i: v[i], out)
-            records.append(
-                _run_record(config, space, targets, start + i, one, seconds, cost_table)
-            )
+            records.append(_run_record(config, space, targets, start + i, one, seconds, cost_table))
         chunks.append(out)
         progress.update(real)
     return jax.tree.map(lambda *v: np.concatenate(v), *chunks), records
