@@ -14,14 +14,24 @@ ImageNet16-120 (mean +- std over runs) and the optimum within each run's sample.
 Paper (500 runs, N=100): CIFAR-10 test 92.81 +- 0.99. Expected on a 2-core CPU: about
 0.4 s per candidate, ~70 min for 100 x 100. Measured figures are in WORKSPACE_NOTES.md.
 
-Arguments: `:runs=R,n=N,seed=S,batch=B`.
+Score once, search many (`:table=WORKDIR`): the same search by lookup in a NASWOT score
+table of all 15,625 cells (configs/nb201_naswot_table.py), each evaluation drawing one of
+the table's K initialisations; all R runs are one vmapped program (seconds). NASWOT
+Table 2a's three rows, 500 runs each:
+  python -m jaxnas.main \
+      --config=configs/nb201_naswot_search.py:runs=500,n=10,table=runs/naswot_table \
+      --workdir=runs/naswot_n10
+  (and n=100, n=1000). This differs from the live search in one way: the table scored every
+cell on one seeded batch, where the live search draws a batch per run.
+
+Arguments: `:runs=R,n=N,seed=S,batch=B,table=DIR`.
 """
 
 from jaxnas import experiment
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, runs=100, n=100, seed=0, batch=128)
+    args = experiment.parse_arg(arg, runs=100, n=100, seed=0, batch=128, table="")
     config = experiment.default_config()
     config.mode = "search"
     config.seed = args.seed
@@ -37,4 +47,28 @@ def get_config(arg=None):
     config.data.images_key = "train_images"
     config.data.labels_key = "train_labels"
     config.data.batch_size = args.batch
+    if args.table:
+        config.search.fitness.source = "table"
+        config.search.fitness.table = args.table
+    config.report.published_source = "NASWOT Table 2a (500 runs)"
+    config.report.published = PUBLISHED.get(args.n, {})
     return config
+
+
+PUBLISHED = {  # NASWOT Table 2a test columns (shared/docs/reference.md §C.3)
+    10: {
+        "cifar10_test": (92.44, 1.13),
+        "cifar100_test": (68.62, 2.04),
+        "imagenet16_120_test": (41.31, 4.11),
+    },
+    100: {
+        "cifar10_test": (92.81, 0.99),
+        "cifar100_test": (69.48, 1.70),
+        "imagenet16_120_test": (43.10, 3.16),
+    },
+    1000: {
+        "cifar10_test": (92.96, 0.81),
+        "cifar100_test": (69.98, 1.22),
+        "imagenet16_120_test": (44.44, 2.10),
+    },
+}

@@ -6,18 +6,23 @@ plain-dict registries; everything below this module takes Python objects. Modes:
   * "score": score a population (a seeded sample, the whole space, or the cells of a
     benchmark table) with one or more proxies over K initialisations; write
     `scores.jsonl` and, when a benchmark table is given, a correlation `report.json`.
-  * "search": R independent seeded search runs of a strategy (default: NASWOT random
-    sampling, N architectures, keep the best); write `runs.jsonl` and `summary.json`
-    with the chosen architectures' benchmark accuracies.
+  * "search": R independent seeded runs of `jaxnas.search.run` with a strategy
+    (default: NASWOT random sampling, N architectures, keep the best; or REA / AREA,
+    evolution under a budget, NSGA-II) and a fitness source (`jaxnas.fitness`: a live
+    proxy, one run per compiled call; a benchmark column or a score table, all runs
+    vmapped in one program); write `runs.jsonl`, `summary.json` (mean, std, 95 % CI of
+    the chosen architectures' benchmark accuracies beside the published row) and the
+    best-so-far curve (`curve.json`, `curve.png` with matplotlib).
 
 The resolved config is saved as `config.json` in the workdir. A search restarted in a
 workdir whose `config.json` equals the new config (except perhaps `search.num_runs`) keeps
 the runs already in `runs.jsonl` and continues with the next run: run r's keys depend only
 on the seed and r, so a resumed or extended search gives the same records as an
-uninterrupted one.
+uninterrupted one (lookup searches are quick and simply run again).
 """
 
 import functools
+import inspect
 import json
 import os
 import time
@@ -34,7 +39,11 @@ from jaxnas import (
     data,
     errors,
     evaluation,
+    fitness,
+    pareto,
     proxies,
+    search,
+    search_report,
     spaces,
     strategies,
     types,
@@ -96,15 +105,47 @@ def default_config() -> ml_collections.ConfigDict:
     # proxy spec -> its own published column (ours vs that column only), e.g.
     # {"jacob_cov": "jacov"}; the columns are also correlated with every target.
     c.benchmark.reference_of = ml_collections.ConfigDict()
+    # Further tables joined by architecture string, for targets the first lacks (search).
+    c.benchmark.extra_paths = ()
 
     c.search = ml_collections.ConfigDict()
     c.search.strategy = "random_search"
     c.search.population_size = 100  # N
     c.search.num_generations = 1
     c.search.num_runs = 1  # R independent seeded runs
+    # Strategy hyper-parameters: names the factory takes (children_per_step, warmup_size,
+    # max_tries) configure it; the rest override its dynamic params (tournament_size).
+    c.search.params = ml_collections.ConfigDict()
+    # What a search maximises (`jaxnas.fitness`): "proxy" (live: config.proxies[0] over
+    # num_inits initialisations), "benchmark" (a column of the table at `path`, looked up
+    # on device) or "table" (a score-mode run over the whole space at `table`, one of its
+    # K scores drawn per evaluation; proxy = config.proxies[0]).
+    c.search.fitness = ml_collections.ConfigDict(
+        {"source": "proxy", "path": "", "column": "", "table": ""}
+    )
+    # AREA / proxy warm-up of REA: the initial population is the top N of `size` random
+    # cells by this second fitness source (same fields as search.fitness; "" = none).
+    c.search.warmup = ml_collections.ConfigDict(
+        {"source": "", "path": "", "column": "", "table": "", "size": 0}
+    )
+    # A cost column (params, FLOPs, a HW-NAS-Bench latency) of the table at `path`:
+    # `budget` > 0 rejects cells above it where the strategy takes a constraint
+    # ("evolution"), and the report names the fittest evaluated cell under it beside the
+    # best cell of the space under it; `objective` makes the cost a second, minimised
+    # objective ("nsga2") and reports the run's front and its hypervolume.
+    c.search.cost = ml_collections.ConfigDict(
+        {"path": "", "column": "", "budget": 0.0, "objective": False}
+    )
+    # Simulated-time budget (NB201's REA): seconds per evaluation from column `column` of
+    # search.fitness.path; generations stop once `budget` seconds are spent. 0 = off.
+    c.search.time = ml_collections.ConfigDict({"column": "", "budget": 0.0})
+    c.search.runs_per_call = 100  # lookup / table fitness: seeds vmapped per compiled call
 
     c.report = ml_collections.ConfigDict()
     c.report.num_bootstrap = 1000
+    # The published row printed beside ours (search): target -> (mean, std), and its source.
+    c.report.published = ml_collections.ConfigDict()
+    c.report.published_source = ""
     return c
 
 
@@ -250,7 +291,9 @@ def _benchmark(config):
         b.path, key=b.key, key_columns=tuple(b.key_columns), separator=b.key_separator
     )
     paired = tuple(b.reference_of.values())
-    for column in (*b.targets, *b.references, *paired):
+    # Targets may live in the extra tables (search); `_Targets` checks those.
+    targets = () if b.extra_paths else b.targets
+    for column in (*targets, *b.references, *paired):
         bench.column(column)
     return bench
 
@@ -535,86 +578,335 @@ def _completed_runs(path: str, num_runs: int) -> list[dict]:
     return runs
 
 
-def _search(config, workdir, resume=False) -> dict:
-    space = _space(config)
-    bench = _benchmark(config)
-    images = _Images(config)
+class _Targets:
+    """Benchmark columns of the report tables (benchmark.path + extra_paths), laid out by
+    genotype code so that whole histories are looked up by NumPy indexing."""
+
+    def __init__(self, config, space, bench):
+        self.tables = [bench] if bench is not None else []
+        self.tables += [benchmarks.Benchmark.from_csv(p) for p in config.benchmark.extra_paths]
+        self.code = fitness.genotype_code(space)
+        self._columns = {}
+        # The reported targets: none without a table.
+        self.names = tuple(config.benchmark.targets) if self.tables else ()
+
+    def has(self, column):
+        return any(column in t.columns for t in self.tables)
+
+    def column(self, space, column) -> np.ndarray:
+        """f32[N]: the column by genotype code (NaN where a cell has no row)."""
+        if column not in self._columns:
+            table = next((t for t in self.tables if column in t.columns), None)
+            if table is None:
+                raise errors.BenchmarkError(
+                    f"no report table has column {column!r} (benchmark.path, extra_paths)"
+                )
+            self._columns[column] = fitness.benchmark_table(space, table, [column])[:, 0]
+        return self._columns[column]
+
+    def __call__(self, space, column, genotypes) -> np.ndarray:
+        return self.column(space, column)[np.asarray(self.code(jnp.asarray(genotypes)))]
+
+
+def _lookup_column(space, path, column, what) -> np.ndarray:
+    if not path or not column:
+        raise errors.ConfigError(f"{what} needs both a path and a column")
+    bench = benchmarks.Benchmark.from_csv(path)
+    bench.column(column)
+    return fitness.benchmark_table(space, bench, [column])[:, 0]
+
+
+def _fitness_source(config, space, spec, what):
+    """A fitness factory `(batch, init_keys) -> Fitness` for a search.fitness-like spec,
+    with its tables read here (outside any jit). Returns (factory, is_live)."""
+    if spec.source == "proxy":
+        proxy = proxies.get_proxy(config.proxies[0])
+        chunk, how = config.chunk_size, config.aggregate
+
+        def live(batch, keys):
+            return fitness.live_proxy(proxy, space, batch, keys, aggregate=how, chunk_size=chunk)
+
+        return live, True
+    if spec.source == "benchmark":
+        table = _lookup_column(space, spec.path, spec.column, f"{what}.source='benchmark'")
+        return (lambda batch, keys: fitness.lookup(space, table)), False
+    if spec.source == "table":
+        if not spec.table:
+            raise errors.ConfigError(f"{what}.source='table' needs {what}.table (a score run)")
+        table = fitness.load_score_table(space, spec.table, config.proxies[0])
+        return (lambda batch, keys: fitness.score_table(space, table)), False
+    raise errors.ConfigError(
+        f"unknown {what}.source {spec.source!r}; expected proxy, benchmark or table"
+    )
+
+
+def _strategy_factory(config, space, warmup_size, constraint, num_objectives):
+    """`warmup -> (strategy, params)` from search.strategy and search.params."""
     s = config.search
     if s.strategy not in strategies.STRATEGIES:
         raise errors.ConfigError(
             f"unknown strategy {s.strategy!r}; available: {sorted(strategies.STRATEGIES)}"
         )
+    factory = strategies.STRATEGIES[s.strategy]
+    accepted = inspect.signature(factory).parameters
+    given = s.params.to_dict()
+    static = {k: v for k, v in given.items() if k in accepted}
+    wired = {
+        "warmup_size": warmup_size,
+        "constraint": constraint,
+        "num_objectives": num_objectives if num_objectives > 1 else None,
+    }
+    for name, value in wired.items():
+        if value is not None and name != "warmup_size":
+            if name not in accepted:
+                raise errors.ConfigError(
+                    f"strategy {s.strategy!r} does not take a {name} (search.cost); "
+                    f"use evolution (budget) or nsga2 (objective)"
+                )
+            static[name] = value
+    if warmup_size:
+        if "warmup" not in accepted:
+            raise errors.ConfigError(f"strategy {s.strategy!r} takes no warm-up (use rea)")
+        static["warmup_size"] = warmup_size
+
+    def make(warmup):
+        kwargs = dict(static)
+        if warmup is not None:
+            kwargs["warmup"] = warmup
+        try:
+            strategy = factory(space, s.population_size, **kwargs)
+        except TypeError as exc:
+            raise errors.ConfigError(f"strategy {s.strategy!r}: {exc}") from exc
+        dynamic = {k: v for k, v in given.items() if k not in accepted}
+        unknown = sorted(set(dynamic) - set(strategy.default_params))
+        if unknown:
+            raise errors.ConfigError(
+                f"unknown search.params {unknown} for {s.strategy!r}; it takes "
+                f"{sorted(set(accepted) - {'space', 'population_size', 'warmup'})} and "
+                f"{sorted(strategy.default_params)}"
+            )
+        params = {
+            k: jnp.asarray(dynamic.get(k, v), jnp.asarray(v).dtype)
+            for k, v in strategy.default_params.items()
+        }
+        return strategy, params
+
+    return make
+
+
+def _search(config, workdir, resume=False) -> dict:
+    space = _space(config)
+    bench = _benchmark(config)
+    s = config.search
     if config.data.batch_per_arch:
         raise errors.ConfigError(
             "data.batch_per_arch is for score mode; a search run shares one batch per run"
         )
-    strategy = strategies.STRATEGIES[s.strategy](space, s.population_size)
-    spec = config.proxies[0]
-    scorer = _scorer(config, space, proxies.get_proxy(spec))
-    path = os.path.join(workdir, "runs.jsonl")
-    runs = _completed_runs(path, s.num_runs) if resume else []
-    if runs:
-        print(f"resuming: {len(runs)} of {s.num_runs} runs already in {path}")
-    total = (s.num_runs - len(runs)) * s.num_generations * s.population_size
-    progress = Progress(total, f"search {spec}")
+    for name in ("num_runs", "num_generations", "population_size", "runs_per_call"):
+        if s[name] <= 0:
+            raise errors.ConfigError(f"search.{name} must be positive; got {s[name]}")
+    make_fitness, live = _fitness_source(config, space, s.fitness, "search.fitness")
+    make_warmup, warm_live = None, False
+    if s.warmup.source:
+        if s.warmup.size <= 0:
+            raise errors.ConfigError("search.warmup needs size > 0 (M cells scored)")
+        make_warmup, warm_live = _fitness_source(config, space, s.warmup, "search.warmup")
+    constraint, cost_table = None, None
+    if s.cost.path or s.cost.column:
+        cost_table = _lookup_column(space, s.cost.path, s.cost.column, "search.cost")
+        factory = strategies.STRATEGIES.get(s.strategy)
+        accepted = inspect.signature(factory).parameters if factory else {}
+        if s.cost.budget > 0 and "constraint" in accepted:
+            constraint = fitness.within_budget(space, cost_table, s.cost.budget)
+    time_table = None
+    if s.time.column:
+        time_table = _lookup_column(space, s.fitness.path, s.time.column, "search.time")
+    num_objectives = 2 if s.cost.objective else 1
+    if s.cost.objective and cost_table is None:
+        raise errors.ConfigError("search.cost.objective needs search.cost.path and column")
+    make_strategy = _strategy_factory(
+        config, space, s.warmup.size if make_warmup else 0, constraint, num_objectives
+    )
+    make_strategy(None if make_warmup is None else (lambda k, p: p[:, 0]))  # checks only
+
+    def program(key, batch, init_keys):
+        score = make_fitness(batch, init_keys)
+        if cost_table is not None and s.cost.objective:
+            score = fitness.stack(score, fitness.negate(fitness.lookup(space, cost_table)))
+        warmup = None if make_warmup is None else make_warmup(batch, init_keys)
+        strategy, params = make_strategy(warmup)
+        timing = {}
+        if time_table is not None:
+            cost = fitness.lookup(space, time_table)
+            timing = {"cost_fn": lambda p: cost(None, p), "time_budget": s.time.budget}
+        return search.run(key, strategy, score, s.num_generations, params, **timing)
+
     key = jax.random.key(config.seed)
-    with open(path, "w") as f:
-        for record in runs:
-            f.write(json.dumps(record) + "\n")
-        for r in range(len(runs), s.num_runs):
-            start = time.perf_counter()
-            key_run = jax.random.fold_in(key, r)
-            key_state, key_data, key_init, key_loop = jax.random.split(key_run, 4)
-            # One batch per run, shared by all its candidates (the NASWOT protocol).
-            batch = images.batch(key_data)
-            keys = jax.random.split(key_init, config.num_inits)
-            state = strategy.init(key_state, strategy.default_params)
-            seen = []
-            for g in range(s.num_generations):
-                key_ask, key_tell = jax.random.split(jax.random.fold_in(key_loop, g))
-                population, state = strategy.ask(key_ask, state, strategy.default_params)
-                population = np.asarray(population)
-                scores = _score_chunks(
-                    scorer, population, batch, keys, config.archs_per_call, progress
+    run_keys = [jax.random.split(jax.random.fold_in(key, r), 3) for r in range(s.num_runs)]
+    path = os.path.join(workdir, "runs.jsonl")
+    targets = _Targets(config, space, bench)
+    if live or warm_live:
+        images = _Images(config)
+        records = _completed_runs(path, s.num_runs) if resume else []
+        if records:
+            print(f"resuming: {len(records)} of {s.num_runs} runs already in {path}")
+        one_run = jax.jit(program)
+        curves = []  # best-so-far metrics of the runs done now, for the curve
+        progress = Progress(s.num_runs, f"search {s.strategy}", unit="run", done=len(records))
+        with open(path, "w") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+            for r in range(len(records), s.num_runs):
+                start = time.perf_counter()
+                key_search, key_data, key_init = run_keys[r]
+                # One batch and K initialisations per run, shared by its candidates
+                # (the NASWOT protocol).
+                batch = images.batch(key_data)
+                init_keys = jax.random.split(key_init, config.num_inits)
+                out = jax.device_get(one_run(key_search, batch, init_keys))
+                record = _run_record(
+                    config, space, targets, r, out, time.perf_counter() - start, cost_table
                 )
-                agg = proxies.aggregate(jnp.asarray(scores), config.aggregate)
-                state, _ = strategy.tell(
-                    key_tell, jnp.asarray(population), agg, state, strategy.default_params
+                records.append(record)
+                curves.append(
+                    {k: out[1][k] for k in ("num_evaluations", "best_genotype", "best_score")}
                 )
-                seen.extend(space.to_string(p) for p in population)
-            best = space.to_string(np.asarray(state.best.genotype))
-            record = {
-                "run": r,
-                "arch": best,
-                "score": _json_float(state.best.score),
-                "seconds": time.perf_counter() - start,
-            }
-            if bench is not None:
-                for target in config.benchmark.targets:
-                    record[target] = float(bench.lookup(target, [best])[0])
-                    record[f"optimal_in_sample/{target}"] = float(
-                        np.nanmax(bench.lookup(target, seen))
-                    )
-            runs.append(record)
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-    summary = {
-        "num_runs": s.num_runs,
-        "population_size": s.population_size,
-        "num_generations": s.num_generations,
-        "proxy": spec,
-        "seconds_per_run": evaluation.mean_std([r["seconds"] for r in runs]),
-    }
-    if bench is not None:
-        for target in config.benchmark.targets:
-            for name in (target, f"optimal_in_sample/{target}"):
-                summary[name] = evaluation.mean_std([r[name] for r in runs])
+                f.write(json.dumps(_jsonable(record)) + "\n")
+                f.flush()
+                progress.update(1)
+        outputs = (None, jax.tree.map(lambda *v: np.stack(v), *curves)) if curves else None
+    else:
+        outputs, records = _search_by_lookup(config, space, targets, program, run_keys, cost_table)
+        with open(path, "w") as f:
+            for record in records:
+                f.write(json.dumps(_jsonable(record)) + "\n")
+    summary = _search_summary(config, space, targets, records, outputs, workdir, cost_table)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(_jsonable(summary), f, indent=2)
+    return summary
+
+
+def _search_by_lookup(config, space, targets, program, run_keys, cost_table):
+    """All runs of a table / lookup search, `runs_per_call` seeds per vmapped call."""
+    s = config.search
+    keys = jnp.stack([k[0] for k in run_keys])
+    per_call = min(s.runs_per_call, s.num_runs)
+    many = jax.jit(jax.vmap(lambda k: program(k, None, None)))
+    progress = Progress(s.num_runs, f"search {s.strategy}", unit="run")
+    chunks, records = [], []
+    for start in range(0, s.num_runs, per_call):
+        t0 = time.perf_counter()
+        chunk = keys[start : start + per_call]
+        real = chunk.shape[0]
+        if real < per_call:
+            chunk = jnp.concatenate([chunk, jnp.repeat(chunk[:1], per_call - real, 0)])
+        out = jax.tree.map(lambda v, n=real: v[:n], jax.device_get(many(chunk)))
+        seconds = (time.perf_counter() - t0) / real
+        for i in range(real):
+            one = jax.tree.map(lambda v, i=i: v[i], out)
+            records.append(_run_record(config, space, targets, start + i, one, seconds, cost_table))
+        chunks.append(out)
+        progress.update(real)
+    return jax.tree.map(lambda *v: np.concatenate(v), *chunks), records
+
+
+def _run_record(config, space, targets, r, out, seconds, cost_table) -> dict:
+    """One run's record: the chosen cell, its score and benchmark accuracies, the
+    evaluation count, the optimum among the cells it evaluated, and (with a cost) its
+    Pareto front's hypervolume against the true front of the space."""
+    state, metrics = out
+    evaluated = np.asarray(metrics["evaluated"])
+    genotypes = np.asarray(metrics["genotypes"])[evaluated].reshape(-1, len(space.num_choices))
+    best = np.asarray(state.best.genotype)
+    record = {
+        "run": r,
+        "arch": space.to_string(best),
+        "score": float(state.best.score),
+        "num_evaluations": int(np.asarray(metrics["num_evaluations"])[-1]),
+        "simulated_time": float(np.asarray(metrics["simulated_time"])[-1]),
+        "seconds": seconds,
+    }
+    for target in targets.names:
+        values = targets(space, target, genotypes)
+        record[target] = float(targets(space, target, best[None])[0])
+        record[f"optimal_in_sample/{target}"] = float(np.nanmax(values))
+    s = config.search
+    if cost_table is not None and targets.names:
+        target = targets.names[0]
+        acc = targets.column(space, target)
+        codes = np.asarray(targets.code(jnp.asarray(genotypes)))
+        scored = np.asarray(metrics["fitness"])[evaluated].reshape(codes.shape[0], -1)
+        if s.cost.objective:
+            on_front = pareto.front(scored)
+            record["front"] = [space.to_string(g) for g in genotypes[on_front]]
+            reference = (np.nanmin(acc), -np.nanmax(cost_table))
+            points = np.stack([acc[codes[on_front]], -cost_table[codes[on_front]]], axis=1)
+            every = np.stack([acc, -cost_table], axis=1)
+            record["hypervolume"] = pareto.hypervolume_2d(points, reference)
+            record["hypervolume_ratio"] = record["hypervolume"] / pareto.hypervolume_2d(
+                every, reference
+            )
+            # A stricter measure than the hypervolume (which the cheap, inaccurate cells
+            # near the reference point dominate): the share of the true front evaluated.
+            true_front = pareto.front(every)
+            record["true_front_found"] = float(np.isin(true_front, codes).mean())
+        if s.cost.budget > 0:
+            # The fittest evaluated cell within the budget (evolution's own answer).
+            under = cost_table[codes] <= s.cost.budget
+            fit = np.where(under & ~np.isnan(scored[:, 0]), scored[:, 0], -np.inf)
+            chosen = codes[int(np.argmax(fit))]
+            record["chosen_under_budget"] = space.to_string(genotypes[int(np.argmax(fit))])
+            record[f"chosen_under_budget/{target}"] = float(acc[chosen]) if under.any() else None
+            record[f"chosen_under_budget/{s.cost.column}"] = float(cost_table[chosen])
+            record[f"best_under_budget/{target}"] = float(
+                np.nanmax(np.where(cost_table <= s.cost.budget, acc, np.nan))
+            )
+    return record
+
+
+def _search_summary(config, space, targets, records, outputs, workdir, cost_table) -> dict:
+    s = config.search
+    summary = {
+        "num_runs": s.num_runs,
+        "strategy": s.strategy,
+        "fitness": s.fitness.to_dict(),
+        "population_size": s.population_size,
+        "num_generations": s.num_generations,
+        "proxy": config.proxies[0],
+        "seconds_per_run": search_report.describe([r["seconds"] for r in records]),
+        "evaluations_per_run": search_report.describe([r["num_evaluations"] for r in records]),
+    }
+    published = config.report.published.to_dict()
+    if published:
+        summary["published"] = {"source": config.report.published_source, **published}
+    names = [
+        name
+        for target in targets.names
+        for name in (
+            target,
+            f"optimal_in_sample/{target}",
+            f"chosen_under_budget/{target}",
+            f"best_under_budget/{target}",
+        )
+    ] + ["hypervolume_ratio", "true_front_found", "score"]
     print(f"{s.num_runs} search runs -> {workdir}/runs.jsonl")
-    for name, value in summary.items():
-        if isinstance(value, tuple):
-            print(f"{name}: {value[0]:.2f} +- {value[1]:.2f}")
+    for name in names:
+        values = [r.get(name) for r in records]
+        if any(v is None for v in values):
+            continue
+        summary[name] = search_report.describe(values)
+        print(search_report.format_row(name, summary[name], published.get(name)))
+    print(search_report.format_row("seconds per run", summary["seconds_per_run"]))
+    if outputs is not None and targets.names:
+        target = targets.names[0]
+        _, metrics = outputs
+        evaluations = np.asarray(metrics["num_evaluations"])[0]
+        best = np.asarray(metrics["best_genotype"])
+        curve = targets(space, target, best.reshape(-1, best.shape[-1])).reshape(best.shape[:2])
+        curves = {target: curve, "fitness": np.asarray(metrics["best_score"])}
+        label = f"{s.strategy}, {s.num_runs} runs"
+        png = search_report.write_curve(workdir, evaluations, curves, label)
+        summary["curve"] = png or os.path.join(workdir, "curve.json")
     return summary
 
 

@@ -1,0 +1,39 @@
+"""A NASWOT score table of every NAS-Bench-201 cell, for searches by lookup.
+
+Command (resumable: rerun the same command after a stop and it goes on):
+  nice python -m jaxnas.main --config=configs/nb201_naswot_table.py --workdir=runs/naswot_table
+
+Scores all 15,625 cells (`population.source="all"`) with NASWOT under K = `inits`
+initialisations (default 4) on one seeded batch of 128 real CIFAR-10 training images
+(NB201 normalisation, as configs/nb201_naswot_search.py), writing `scores.jsonl` with the
+K scores of each cell. Searches then read it with `search.fitness.source="table"`
+(`configs/nb201_naswot_search.py:table=runs/naswot_table`, `configs/nb201_rea.py:area,
+table=runs/naswot_table`), drawing one of the K scores per evaluation.
+
+Expected: about 0.4 s per cell and initialisation on a quiet 2-core CPU, so ~7 h for K=4
+(~1.7 h for `inits=1`); seconds-to-minutes on a GPU.
+
+Arguments: `:inits=K,seed=S,batch=B`.
+"""
+
+from jaxnas import experiment
+
+
+def get_config(arg=None):
+    args = experiment.parse_arg(arg, inits=4, seed=0, batch=128)
+    config = experiment.default_config()
+    config.mode = "score"
+    config.seed = args.seed
+    config.num_inits = args.inits
+    config.population.source = "all"
+    config.archs_per_call = 125
+    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
+    config.data.source = "npz"
+    config.data.path = experiment.shared_path(
+        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
+    )
+    config.data.images_key = "train_images"
+    config.data.labels_key = "train_labels"
+    config.data.batch_size = args.batch
+    return config
