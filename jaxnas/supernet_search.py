@@ -11,8 +11,9 @@ keeps the runs already written.
   * "tenas": TE-NAS pruning-by-importance (`strategies.tenas`) on the NB201 supernet.
     params: prune_number, repeats, ntk_batch, crops.
   * "zc_pt": Zero-Cost-PT (`strategies.zc_pt`) with `config.proxies[0]` as the scorer.
-    params: pool_size (P), validate_rounds (V), supernet (network overrides of the
-    supernet, e.g. channels / cells_per_stage). The batch is `data.batch_size` images.
+    params: pool_size (P), validate_rounds (V), supernet and cell (network overrides
+    of the supernet and of the validated cells, e.g. channels / cells_per_stage;
+    default: the benchmark network). The batch is `data.batch_size` images.
   * "knas": KNAS (`strategies.knas`) on a pool of `population.size` distinct cells
     scored once with `config.proxies[0]` (saved as `pool_scores.npy`, reused on
     restart), N and k from params.num_samples / params.top_k, the pick signal
@@ -159,6 +160,7 @@ def _zc_pt(config, space, params, key, first, workdir):
     pool_size = _need(params, "pool_size", 10)
     rounds = _need(params, "validate_rounds", 100)
     supernet_kwargs = dict(params.get("supernet", {}))
+    cell_kwargs = dict(params.get("cell", {}))
     spec = config.proxies[0]
     proxy = proxies.get_proxy(spec)
     overrides = {**proxies.network_overrides(proxy), "num_classes": config.data.num_classes}
@@ -178,7 +180,7 @@ def _zc_pt(config, space, params, key, first, workdir):
         return space.network(weights, dispatch="mask", **overrides, **supernet_kwargs)
 
     def cell(genotype):
-        return space.network(genotype, **overrides)
+        return space.network(genotype, **overrides, **cell_kwargs)
 
     @jax.jit
     def one_run(k):

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnas.proxies import regions
 from jaxnas.spaces import nb201
 from jaxnas.strategies import knas, tenas, zc_pt
 
@@ -220,3 +221,30 @@ def _knas_config(params):
     config = experiment.default_config()
     config.search.params = params
     return config
+
+
+@pytest.mark.slow
+def test_tenas_on_real_proxy_networks_returns_a_valid_cell(tiny_batch):
+    space = nb201.space()
+    scorer = jax.jit(
+        tenas.supernet_scorer(
+            space,
+            ntk_network=dict(channels=2, cells_per_stage=1, num_stages=1),
+            regions_network=dict(regions.TENAS_REGIONS_NETWORK),
+        )
+    )
+    x = tiny_batch["x"][:4]
+    crops = jax.random.normal(jax.random.key(0), (2, 64, 3, 3, 1))
+
+    def score_round(active, round_index):
+        masks, valid = tenas.removal_candidates(active)
+        keys = jax.random.split(jax.random.fold_in(jax.random.key(1), round_index), 2)
+        s, r = scorer(masks, valid, keys, jnp.stack([x, x]), crops)
+        assert np.all(np.isnan(np.asarray(s)[~np.asarray(valid)]))
+        assert np.all(np.isfinite(np.asarray(s)[np.asarray(valid)]))
+        return np.asarray(s), np.asarray(r)
+
+    genotype, history = tenas.prune(score_round, 6, 5, 1)
+    assert len(history) == 3
+    nb201.space().validate(genotype[None])
+    assert np.all(genotype >= 1)
