@@ -50,7 +50,7 @@ def run(config, workdir: str, resume: bool = False) -> dict:
             f"{s.strategy} runs on the NB201 supernet here; got space {space.name!r}"
         )
     bench = experiment._benchmark(config)
-    params = dict(config.search.get("params", {}))
+    params = config.search.params.to_dict() if "params" in config.search else {}
     path = os.path.join(workdir, "runs.jsonl")
     runs = experiment._completed_runs(path, s.num_runs) if resume else []
     if runs:

@@ -1,11 +1,16 @@
 """TE-NAS pruning, Zero-Cost-PT and KNAS: hand-worked rules, loops, seeds, NaN."""
 
+import importlib.util
+import json
+import os
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnas import errors, experiment, supernet_search
 from jaxnas.proxies import regions
 from jaxnas.spaces import nb201
 from jaxnas.strategies import knas, tenas, zc_pt
@@ -205,8 +210,6 @@ def test_knas_never_picks_a_failed_score_or_missing_signal():
 
 @pytest.mark.parametrize("bad", [dict(top_k=0), dict(top_k=5, num_samples=3)])
 def test_knas_config_errors(tmp_path, bad):
-    from jaxnas import errors, supernet_search
-
     with pytest.raises(errors.ConfigError):
         list(
             supernet_search._knas(
@@ -216,8 +219,6 @@ def test_knas_config_errors(tmp_path, bad):
 
 
 def _knas_config(params):
-    from jaxnas import experiment
-
     config = experiment.default_config()
     config.search.params = params
     return config
@@ -248,3 +249,33 @@ def test_tenas_on_real_proxy_networks_returns_a_valid_cell(tiny_batch):
     assert len(history) == 3
     nb201.space().validate(genotype[None])
     assert np.all(genotype >= 1)
+
+
+def test_unknown_supernet_strategy_is_a_config_error(tmp_path):
+    config = experiment.default_config()
+    config.mode = "supernet"
+    config.search.strategy = "darts_pt"
+    with pytest.raises(errors.ConfigError, match="unknown supernet strategy"):
+        experiment.run(config, str(tmp_path))
+
+
+@pytest.mark.slow  # 64 s at load 22 on the shared 2-core machine (mostly compilation)
+def test_knas_end_to_end_writes_runs_and_resumes(tmp_path, shared_data):
+    del shared_data
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "nb201_knas.py")
+    spec = importlib.util.spec_from_file_location("nb201_knas_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("pool=12,n=6,k=2,runs=4")
+    config.proxies = ("params",)  # a cheap stand-in score; the pipeline is under test
+    config.archs_per_call = 12
+    summary = experiment.run(config, str(tmp_path))
+    runs = [json.loads(line) for line in open(tmp_path / "runs.jsonl")]
+    assert [r["run"] for r in runs] == [0, 1, 2, 3]
+    assert summary["num_runs"] == 4
+    assert 0 < summary["cifar10_test"]["mean"] < 100
+    assert all(r["pool_size"] == 12 for r in runs)
+    config.search.num_runs = 6
+    experiment.run(config, str(tmp_path))
+    again = [json.loads(line) for line in open(tmp_path / "runs.jsonl")]
+    assert again[:4] == runs and len(again) == 6
