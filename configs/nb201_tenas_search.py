@@ -8,7 +8,9 @@ The supernet starts with every op but `none` on all 6 edges (op weights 1/4, "ma
 dispatch). Each round scores, for every active op, the supernet without it against the
 supernet: the NTK condition number on TE-NAS's C=3/N=1 network with 72 real CIFAR-10
 training images (`ntk_cond`) and the linear-region count on the thin C=1 network with
-3000 random 3x3 single-channel crops (`linear_regions`), `repeats`=3 initialisations;
+3000 random 3x3 single-channel crops (`linear_regions`), `repeats`=3 initialisations
+(each with its own batch and crops; TE-NAS's loader also augments the NTK batch, ours
+does not);
 dkappa and dR are ranked at 3 significant figures, the ranks summed, and one op per
 edge with the smallest sum pruned (`prune_number=1`): 3 rounds, 54 candidates, one
 cell. Each run writes the cell, its rounds (active ops, deltas) and its 200-epoch test

@@ -43,8 +43,7 @@ from jaxnas import network as net_lib
 from jaxnas.proxies import ntk, regions
 
 PRECISION = 3
-NB201_PRUNE_NUMBER = 1
-DARTS_PRUNE_NUMBER = 3  # CIFAR-10 (ImageNet: 2); reference.md §B.4
+NB201_PRUNE_NUMBER = 1  # DARTS: 3 on CIFAR-10, 2 on ImageNet (reference.md §B.4)
 
 
 def round_sig(values, digits: int = PRECISION) -> np.ndarray:
