@@ -79,7 +79,9 @@ def run(config, workdir: str, resume: bool = False) -> dict:
         for target in config.benchmark.targets:
             values = np.asarray([r[target] for r in runs], np.float64)
             mean, std = evaluation.mean_std(values)
-            half = 1.96 * std / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+            # Normal-approximation 95 % CI of the mean (sample std; `std` is the tables').
+            n = len(values)
+            half = 1.96 * float(np.std(values, ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
             summary[target] = {"mean": mean, "std": std, "ci95_half_width": half}
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(experiment._jsonable(summary), f, indent=2)
