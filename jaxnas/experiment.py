@@ -13,6 +13,8 @@ plain-dict registries; everything below this module takes Python objects. Modes:
     vmapped in one program); write `runs.jsonl`, `summary.json` (mean, std, 95 % CI of
     the chosen architectures' benchmark accuracies beside the published row) and the
     best-so-far curve (`curve.json`, `curve.png` with matplotlib).
+  * "supernet": R seeded runs of TE-NAS pruning, Zero-Cost-PT or KNAS
+    (`jaxnas.supernet_search`), with the same outputs.
 
 The resolved config is saved as `config.json` in the workdir. A search restarted in a
 workdir whose `config.json` equals the new config (except perhaps `search.num_runs`) keeps
@@ -266,7 +268,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return _score(config, workdir, resume=same_config)
     if config.mode == "search":
         return _search(config, workdir, resume=same_config)
-    raise errors.ConfigError(f"unknown mode {config.mode!r}; expected 'score' or 'search'")
+    if config.mode == "supernet":
+        # Imported here: supernet_search builds on this module's helpers.
+        from jaxnas import supernet_search
+
+        return supernet_search.run(config, workdir, resume=same_config)
+    raise errors.ConfigError(
+        f"unknown mode {config.mode!r}; expected 'score', 'search' or 'supernet'"
+    )
 
 
 # ------------------------------------------------------------------------------ edges
