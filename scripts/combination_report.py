@@ -2,7 +2,7 @@
 
   python scripts/combination_report.py [--out docs/combination.md] \\
       [--png docs/combination.png] [--splits docs/combination_splits.json] \\
-      [--bootstrap 1000] [--repeats 10]
+      [--bootstrap 1000] [--repeats 10] [--num-bins 8]
 
 The score matrix is the published NAS-Bench-Suite-Zero proxy columns of the shared tables
 (an honest matrix for measuring combiners: scores computed by their authors, not by us):
@@ -142,11 +142,11 @@ def spearman(a, b):
     return float(stats.spearmanr(a, b)[0])
 
 
-def libra_rows(d, ev, cal, nboot):
+def libra_rows(d, ev, cal, nboot, bins):
     names, s, y = d["proxies"], d["scores"], d["acc"]
     params = s[:, names.index("params")]
-    held = combine.libra_select(s[cal], y[cal], params[cal], names)
-    insample = combine.libra_select(s[ev], y[ev], params[ev], names)
+    held = combine.libra_select(s[cal], y[cal], params[cal], names, num_bins=bins)
+    insample = combine.libra_select(s[ev], y[ev], params[ev], names, num_bins=bins)
     rows = []
 
     def corr(values):
@@ -179,13 +179,13 @@ def fixed_rows(d, ev, nboot):
     return rows
 
 
-def libra_repeats(d, repeats, seed):
+def libra_repeats(d, repeats, seed, bins):
     names, s, y = d["proxies"], d["scores"], d["acc"]
     params = s[:, names.index("params")]
     values, triples = [], {}
     for r in range(repeats):
         ev, cal = combine.disjoint_split(len(y), *d["sizes"], seed=seed + 1 + r)
-        sel = combine.libra_select(s[cal], y[cal], params[cal], names)
+        sel = combine.libra_select(s[cal], y[cal], params[cal], names, num_bins=bins)
         values.append(spearman(np.asarray(combine.libra(s[ev], sel.columns)), y[ev]))
         key = "+".join(sel.names)
         triples[key] = triples.get(key, 0) + 1
@@ -348,6 +348,7 @@ def main():
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-bins", type=int, default=8, help="LIBRA's entropy bins")
     args = parser.parse_args()
     command = " ".join(["python scripts/combination_report.py", *sys.argv[1:]])
     env = (f"{datetime.date.today()}; {platform.machine()}, {os.cpu_count()} cores "
@@ -361,12 +362,12 @@ def main():
         ev, cal = combine.disjoint_split(len(d["acc"]), *d["sizes"], seed=args.seed)
         splits[name] = {"file": d["file"], "seed": args.seed,
                         "evaluation_rows": ev.tolist(), "calibration_rows": cal.tolist()}
-        held, _, rows = libra_rows(d, ev, cal, args.bootstrap)
+        held, _, rows = libra_rows(d, ev, cal, args.bootstrap, args.num_bins)
         results[name] = {
             "file": d["file"], "n_eval": len(ev), "n_cal": len(cal),
             "rows": fixed_rows(d, ev, args.bootstrap) + rows,
             "selection": held,
-            "repeats": libra_repeats(d, args.repeats, args.seed),
+            "repeats": libra_repeats(d, args.repeats, args.seed, args.num_bins),
             "curve": predictor_curve(d, ev, cal, args.repeats, args.seed),
         }
         print(f"{name}: done", flush=True)
