@@ -188,6 +188,23 @@ def test_ridge_matches_closed_form_and_picks_lambda_by_loo():
     # Pure noise: leave-one-out prefers heavy shrinkage.
     noise = combine.fit_ridge(x, rng.normal(size=60).astype(np.float32))
     assert float(noise.lam) >= 10.0
+
+
+@pytest.mark.parametrize("k, d", [(30, 5), (10, 40)])
+def test_ridge_leave_one_out_equals_refitting(k, d):
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(k, d))
+    y = x[:, 0] + rng.normal(size=k)
+    model = combine.fit_ridge(x, y)
+    xs = np.concatenate([np.ones((k, 1)), (x - x.mean(0)) / x.std(0)], axis=1)
+    for lam, got in zip(combine.RIDGE_LAMBDAS, np.asarray(model.loo_errors)):
+        penalty = lam * np.diag([0.0] + [1.0] * d)  # the intercept is not shrunk
+        errors_ = []
+        for i in range(k):
+            a, b = np.delete(xs, i, 0), np.delete(y, i)
+            theta = np.linalg.solve(a.T @ a + penalty, a.T @ b)
+            errors_.append((y[i] - xs[i] @ theta) ** 2)
+        assert got == pytest.approx(np.mean(errors_), rel=2e-3), lam
     with pytest.raises(errors.DataError, match="NaN"):
         combine.fit_ridge(np.full((5, 2), np.nan), np.zeros(5))
 

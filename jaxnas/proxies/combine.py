@@ -278,6 +278,7 @@ class Ridge:
     weights: jax.Array
     intercept: jax.Array
     lam: jax.Array
+    loo_errors: jax.Array  # f32[L]: leave-one-out mean squared error of each lambda
 
     def predict(self, x) -> jax.Array:
         x = (jnp.asarray(x, jnp.float32) - self.mean[None, :]) / self.scale[None, :]
@@ -292,22 +293,27 @@ def _ridge(x, y, lambdas):
     xs = (x - mean[None, :]) / scale[None, :]
     intercept = jnp.mean(y)
     yc = y - intercept
-    # Dual form: K <= a few hundred cells, D may be larger; eigh of the K x K Gram matrix
-    # gives every lambda's hat matrix, hence its closed-form leave-one-out error.
-    evals, evecs = jnp.linalg.eigh(xs @ xs.T)
+    # Dual form in the (K-1)-dim space of vectors summing to zero, where the centred data
+    # live: K <= a few hundred cells, D may be larger. One eigh gives every lambda's fit
+    # and hat matrix (with the intercept's leverage 1/K), hence the closed-form
+    # leave-one-out error, written without the cancellation of 1 - h near 0 in float32.
+    k = x.shape[0]
+    basis, _ = jnp.linalg.qr((jnp.eye(k) - 1.0 / k)[:, : k - 1])
+    evals, evecs = jnp.linalg.eigh(basis.T @ (xs @ xs.T) @ basis)
     evals = jnp.maximum(evals, 0.0)
-    uty = evecs.T @ yc
+    u = basis @ evecs
+    uty = u.T @ yc
 
     def loo_error(lam):
-        shrink = evals / (evals + lam)
-        fitted = evecs @ (shrink * uty)
-        hat_diag = jnp.sum(evecs**2 * shrink[None, :], axis=1)
-        return jnp.mean(((yc - fitted) / (1.0 - hat_diag)) ** 2)
+        keep = lam / (evals + lam)
+        residual = u @ (keep * uty)
+        one_minus_hat = jnp.sum(u**2 * keep[None, :], axis=1)
+        return jnp.mean((residual / one_minus_hat) ** 2)
 
-    errors_ = jax.vmap(loo_error)(lambdas)
+    errors_ = jnp.nan_to_num(jax.vmap(loo_error)(lambdas), nan=jnp.inf)
     lam = lambdas[jnp.argmin(errors_)]
-    alpha = evecs @ (uty / (evals + lam))
-    return mean, scale, xs.T @ alpha, intercept, lam
+    alpha = u @ (uty / (evals + lam))
+    return mean, scale, xs.T @ alpha, intercept, lam, errors_
 
 
 def fit_ridge(x, y, lambdas: Sequence[float] = RIDGE_LAMBDAS) -> Ridge:
