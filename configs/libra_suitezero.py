@@ -17,10 +17,12 @@ combine all columns (no calibration; `vote` uses synflow, jacov, snip as zero-co
 
 Cells (population / calibration): nb201_c10 2,000 of the 9,445-cell final release /
 1,000; nb201_c100 and nb201_in16 all 725 / 724 cells of the early 3-dataset run / 362;
-nb101 250 / 125; nb301 363 / 181. Expected (held-apart; `scripts/combination_report.py`
-measures the same protocol on its own seeded split, docs/combination.md): LIBRA about
-0.83 (NB201 C10), 0.82 (C100 and IN16), 0.73 (NB101), 0.52-0.58 (NB301), against L-SWAG
-Table 1's 0.89 / 0.90 / 0.87 / 0.77 / 0.74 with their own proxy set (incl. L-SWAG).
+nb101 250 / 125; nb301 363 / 181. Result (seed 0, held-apart Spearman vs val_acc,
+2026-12-02): nb201_c10 0.857 (chose jacov + epe_nas + nwot), nb201_c100 0.848,
+nb201_in16 0.810 (nwot + l2_norm + synflow), nb101 0.732 (flops + params + synflow),
+nb301 0.524 (nwot + l2_norm + flops); L-SWAG Table 1: 0.89 / 0.90 / 0.87 / 0.77 / 0.74
+with its own proxy set (incl. L-SWAG). Other splits move these by 0.01-0.06
+(`scripts/combination_report.py`, docs/combination.md).
 
 Arguments: `:bench=B,method=M,fusion=rank_sum|log_rank,calibration=N,size=N,seed=S`.
 """
