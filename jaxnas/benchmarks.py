@@ -48,6 +48,7 @@ class Benchmark:
         key: str = "arch_str",
         key_columns: Sequence[str] = (),
         separator: str = ";",
+        where: dict[str, str] | None = None,
     ) -> "Benchmark":
         """Reads a CSV table (`.csv` or `.csv.gz`); numeric columns become float64.
 
@@ -58,6 +59,8 @@ class Benchmark:
             with `separator`, e.g. NB101's `adjacency_rows` and `ops` into the NB101
             notation `ROWS;OPS` (`jaxnas.spaces.nb101.to_string`).
           separator: see `key_columns`.
+          where: keep only the rows whose column (the key) holds the value, e.g.
+            `{"dataset": "cifar100"}` for a table of several datasets.
         """
         if not os.path.exists(path):
             raise errors.BenchmarkError(
@@ -73,6 +76,14 @@ class Benchmark:
         if len(rows) < 2:
             raise errors.BenchmarkError(f"benchmark table {path} has no data rows")
         header, body = rows[0], rows[1:]
+        for name, value in (where or {}).items():
+            if name not in header:
+                raise errors.BenchmarkError(
+                    f"benchmark table {path} has no column {name!r} to select rows by"
+                )
+            body = [r for r in body if r[header.index(name)] == str(value)]
+            if not body:
+                raise errors.BenchmarkError(f"no row of {path} has {name} == {value!r}")
         columns = {}
         for j, name in enumerate(header):
             values = [r[j] if j < len(r) else "" for r in body]

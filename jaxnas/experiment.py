@@ -37,6 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxnas import (
     benchmarks,
+    combination,
     config_checks,
     data,
     errors,
@@ -109,6 +110,23 @@ def default_config() -> ml_collections.ConfigDict:
     c.benchmark.reference_of = ml_collections.ConfigDict()
     # Further tables joined by architecture string, for targets the first lacks (search).
     c.benchmark.extra_paths = ()
+
+    # Keep only the rows whose column equals the value, e.g. {"dataset": "cifar100"} for
+    # a table holding several datasets.
+    c.benchmark.where = ml_collections.ConfigDict()
+
+    # Score mode: one combined score from the proxies and/or published table columns
+    # (`jaxnas.combination`; combiners in `jaxnas.proxies.combine`). "" = none.
+    c.combine = ml_collections.ConfigDict()
+    c.combine.method = ""  # rank_sum | vote | log_rank | libra
+    c.combine.proxies = ()  # scored proxies that enter the matrix (default: all)
+    c.combine.columns = ()  # published score columns of the benchmark table
+    c.combine.calibration_size = 0  # libra: labelled cells of the population, held apart
+    c.combine.target = ""  # libra: accuracy column (default: benchmark.targets[0])
+    c.combine.params = "params"  # libra: #params, a scored proxy or a table column
+    c.combine.fusion = "rank_sum"  # libra: how the three chosen proxies are fused
+    c.combine.margin = 0.1  # libra: candidate band below the best Spearman
+    c.combine.num_bins = 8  # libra: equal-frequency bins of the entropy estimates
 
     c.search = ml_collections.ConfigDict()
     c.search.strategy = "random_search"
@@ -297,7 +315,11 @@ def _benchmark(config):
         return None
     b = config.benchmark
     bench = benchmarks.Benchmark.from_csv(
-        b.path, key=b.key, key_columns=tuple(b.key_columns), separator=b.key_separator
+        b.path,
+        key=b.key,
+        key_columns=tuple(b.key_columns),
+        separator=b.key_separator,
+        where=dict(b.where),
     )
     paired = tuple(b.reference_of.values())
     # Targets may live in the extra tables (search); `_Targets` checks those.
@@ -459,6 +481,7 @@ def _population(config, space, bench, key) -> np.ndarray:
 
 
 def _score(config, workdir, resume=False) -> dict:
+    combination.validate(config)
     space = _space(config)
     bench = _benchmark(config)
     images = _Images(config)
@@ -521,6 +544,8 @@ def _score(config, workdir, resume=False) -> dict:
     report = {"num_archs": len(population), "timing": timing, "correlations": {}}
     if bench is not None:
         report["correlations"] = _correlations(config, bench, archs, results)
+    if config.combine.method:
+        report["combine"] = combination.run(config, bench, archs, results, workdir)
     with open(os.path.join(workdir, "report.json"), "w") as f:
         json.dump(_jsonable(report), f, indent=2)
     print(f"scored {len(population)} architectures -> {workdir}/scores.jsonl")

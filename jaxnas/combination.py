@@ -1,0 +1,155 @@
+"""The CLI's proxy combination (config section `combine`): a combined score for a scored run.
+
+Edge code run by `experiment` after the proxies of a score-mode run are scored. The score
+matrix f32[P, M] is the aggregated scores of the run's proxies (`combine.proxies`, default
+all) followed by published score columns of the benchmark table (`combine.columns`,
+e.g. NAS-Bench-Suite-Zero's). `combine.method` picks the combiner of
+`jaxnas.proxies.combine`. LIBRA calibrates on `combine.calibration_size` cells of the
+population drawn with the seed, and its score is evaluated on the other cells only; the
+split, the selection and every quantity it used go to `combine.json` in the workdir.
+"""
+
+import dataclasses
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import errors, evaluation
+from jaxnas.proxies import combine
+
+
+def validate(config) -> None:
+    """Checks the `combine` section before anything is scored (bad input fails early)."""
+    c = config.combine
+    if not c.method:
+        return
+    if c.method not in combine.COMBINERS:
+        raise errors.ConfigError(
+            f"unknown combine.method {c.method!r}; expected one of {list(combine.COMBINERS)}"
+        )
+    if c.method == "libra":
+        if c.fusion not in combine.FUSIONS:
+            raise errors.ConfigError(
+                f"unknown combine.fusion {c.fusion!r}; expected {sorted(combine.FUSIONS)}"
+            )
+        if c.calibration_size < 3:
+            raise errors.ConfigError(
+                f"combine.method='libra' needs combine.calibration_size >= 3 labelled cells, "
+                f"got {c.calibration_size}"
+            )
+        if not config.benchmark.path:
+            raise errors.ConfigError("combine.method='libra' needs benchmark.path (accuracies)")
+    if c.columns and not config.benchmark.path:
+        raise errors.ConfigError("combine.columns are benchmark columns: set benchmark.path")
+    missing = sorted(set(c.proxies) - set(config.proxies))
+    if missing:
+        raise errors.ConfigError(f"combine.proxies {missing} are not among proxies")
+
+
+def run(config, bench, archs, results, workdir) -> dict:
+    """Combines the run's scores as `config.combine` says; writes `combine.json`.
+
+    Args:
+      config: the experiment config.
+      bench: the benchmark table (or None).
+      archs: the population's architecture strings, P of them.
+      results: proxy spec -> (f32[P, K] scores, f32[P] aggregate), as `_score` builds it.
+      workdir: where `combine.json` goes.
+
+    Returns:
+      The report entry: method, proxies, selection (LIBRA), split sizes, correlations.
+    """
+    c = config.combine
+    names = list(c.proxies or results)
+    matrix = [np.asarray(results[n][1], np.float64) for n in names]
+    if c.columns:
+        _require_rows(bench, archs)
+        matrix += [bench.lookup(col, archs).astype(np.float64) for col in c.columns]
+        names += [f"table:{col}" for col in c.columns]
+    if len(names) < 2:
+        raise errors.ConfigError(f"combining needs >= 2 proxies or columns, got {names}")
+    scores = np.stack(matrix, axis=1)
+    evaluate = np.arange(len(archs))
+    out = {"method": c.method, "proxies": names}
+    if c.method == "libra":
+        _require_rows(bench, archs)
+        n_eval = len(archs) - c.calibration_size
+        evaluate, calibrate = combine.disjoint_split(
+            len(archs), n_eval, c.calibration_size, seed=config.seed
+        )
+        target = c.target or config.benchmark.targets[0]
+        params = (
+            np.asarray(results[c.params][1], np.float64)
+            if c.params in results
+            else bench.lookup(c.params, archs).astype(np.float64)
+        )
+        selection = combine.libra_select(
+            scores[calibrate],
+            bench.lookup(target, [archs[i] for i in calibrate]),
+            params[calibrate],
+            names,
+            margin=c.margin,
+            num_bins=c.num_bins,
+        )
+        combined = np.asarray(combine.libra(jnp.asarray(scores), selection.columns, c.fusion))
+        out["selection"] = {
+            "target": target,
+            "params": c.params,
+            "fusion": c.fusion,
+            **dataclasses.asdict(selection),
+        }
+        out["split"] = {
+            "seed": config.seed,
+            "calibration": [archs[i] for i in calibrate],
+            "evaluation": [archs[i] for i in evaluate],
+        }
+        print(
+            f"LIBRA chose {' + '.join(selection.names)} on {len(calibrate)} calibration cells; "
+            f"evaluated on the other {len(evaluate)}"
+        )
+    else:
+        combined = np.asarray(combine.make_combiner(c.method)(jnp.asarray(scores)))
+    out["scores"] = {archs[i]: _finite_or_none(combined[i]) for i in range(len(archs))}
+    out["correlations"] = {}
+    if bench is not None:
+        rows = [i for i in evaluate if archs[i] in bench]
+        for target in config.benchmark.targets:
+            r = evaluation.rank_correlations(
+                combined[rows],
+                bench.lookup(target, [archs[i] for i in rows]),
+                num_bootstrap=config.report.num_bootstrap,
+            )
+            label = f"combined {c.method} vs {target}"
+            out["correlations"][label] = r
+            print(evaluation.format_correlation(label, r))
+    with open(os.path.join(workdir, "combine.json"), "w") as f:
+        json.dump(_jsonable(out), f, indent=2)
+    return {k: v for k, v in out.items() if k not in ("scores", "split")}
+
+
+def _require_rows(bench, archs):
+    if bench is None:
+        raise errors.ConfigError("this combination needs benchmark.path")
+    missing = [a for a in archs if a not in bench]
+    if missing:
+        raise errors.BenchmarkError(
+            f"{len(missing)} cells are not in benchmark {bench.name!r}, e.g. {missing[0]!r}"
+        )
+
+
+def _finite_or_none(value):
+    return float(value) if np.isfinite(value) else None
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating | float):
+        return float(value) if np.isfinite(value) else None
+    return value

@@ -1,0 +1,101 @@
+"""The CLI's `combine` section: LIBRA held apart on a Suite-Zero table, live proxies combined."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxnas import benchmarks, errors, experiment
+from jaxnas.proxies import combine
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(arg, name="libra_suitezero.py"):
+    path = os.path.join(ROOT, "configs", name)
+    spec = importlib.util.spec_from_file_location("combine_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def test_libra_run_calibrates_and_evaluates_on_disjoint_cells(tmp_path, shared_data):
+    config = _config("bench=nb101")
+    config.report.num_bootstrap = 20
+    report = experiment.run(config, str(tmp_path))
+    saved = json.load(open(tmp_path / "combine.json"))
+    calibration, evaluation = saved["split"]["calibration"], saved["split"]["evaluation"]
+    assert len(calibration) == 125 and len(evaluation) == 125
+    assert not set(calibration) & set(evaluation)
+    selection = saved["selection"]
+    assert len(set(selection["names"])) == 3 and selection["num_calibration"] == 125
+    # The reported correlation is over the evaluation cells only, and recomputes.
+    table = benchmarks.Benchmark.from_csv(
+        config.benchmark.path, key="arch", key_columns=("adjacency_rows", "ops")
+    )
+    combined = np.asarray([saved["scores"][a] for a in evaluation])
+    r = report["combine"]["correlations"]["combined libra vs val_acc"]
+    assert r["n"] == 125
+    assert r["spearman"] == pytest.approx(
+        stats.spearmanr(combined, table.lookup("val_acc", evaluation))[0]
+    )
+    # The selection is the one libra_select makes on the calibration rows alone.
+    columns = [c.removeprefix("table:") for c in saved["proxies"]]
+    direct = combine.libra_select(
+        np.stack([table.lookup(c, calibration) for c in columns], axis=1),
+        table.lookup("val_acc", calibration),
+        table.lookup("params", calibration),
+        saved["proxies"],
+    )
+    assert list(direct.names) == selection["names"]
+
+
+def test_rows_of_one_dataset_are_selected_with_where(tmp_path, shared_data):
+    config = _config("bench=nb201_c100,method=log_rank")
+    config.report.num_bootstrap = 20
+    report = experiment.run(config, str(tmp_path))
+    r = report["combine"]["correlations"]["combined log_rank vs val_acc"]
+    assert r["n"] == 725 and r["spearman"] > 0.5
+
+
+def test_live_proxies_are_combined(tmp_path):
+    config = experiment.default_config()
+    config.space.kwargs = {"channels": 4, "cells_per_stage": 1}
+    config.data.image_size = 8
+    config.data.batch_size = 8
+    config.population.size = 6
+    config.proxies = ("params", "l2_norm")
+    config.combine.method = "rank_sum"
+    report = experiment.run(config, str(tmp_path))
+    saved = json.load(open(tmp_path / "combine.json"))
+    rows = [json.loads(line) for line in open(tmp_path / "scores.jsonl")]
+    matrix = np.asarray([[r["params"]["score"], r["l2_norm"]["score"]] for r in rows])
+    expected = np.asarray(combine.rank_sum(matrix))
+    np.testing.assert_allclose([saved["scores"][r["arch"]] for r in rows], expected)
+    assert report["combine"]["proxies"] == ["params", "l2_norm"]
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("method", "mean", "unknown combine.method"),
+        ("calibration_size", 0, "calibration_size >= 3"),
+        ("fusion", "max", "unknown combine.fusion"),
+    ],
+)
+def test_bad_combine_settings_fail_before_scoring(tmp_path, field, value, match):
+    config = experiment.default_config()
+    config.benchmark.path = "unused.csv"
+    config.combine.method = "libra"
+    config.combine.calibration_size = 10
+    config.combine[field] = value
+    with pytest.raises(errors.ConfigError, match=match):
+        experiment.run(config, str(tmp_path))
+
+
+def test_unknown_bench_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="unknown bench"):
+        _config("bench=nb999")
