@@ -6,6 +6,8 @@ plain-dict registries; everything below this module takes Python objects. Modes:
   * "score": score a population (a seeded sample, the whole space, or the cells of a
     benchmark table) with one or more proxies over K initialisations; write
     `scores.jsonl` and, when a benchmark table is given, a correlation `report.json`.
+  * "train": train one architecture (`train.arch`, or the choice of a search workdir,
+    `train.from_search`) with a recipe; see `jaxnas.training`.
   * "search": R independent seeded search runs of a strategy (default: NASWOT random
     sampling, N architectures, keep the best); write `runs.jsonl` and `summary.json`
     with the chosen architectures' benchmark accuracies.
@@ -28,7 +30,17 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxnas import benchmarks, data, errors, evaluation, proxies, spaces, strategies, types
+from jaxnas import (
+    benchmarks,
+    data,
+    errors,
+    evaluation,
+    proxies,
+    spaces,
+    strategies,
+    training,
+    types,
+)
 from jaxnas.progress import Progress
 
 
@@ -95,6 +107,8 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.report = ml_collections.ConfigDict()
     c.report.num_bootstrap = 1000
+
+    c.train = training.default_config()  # mode=train
     return c
 
 
@@ -214,7 +228,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return _score(config, workdir, resume=same_config)
     if config.mode == "search":
         return _search(config, workdir, resume=same_config)
-    raise errors.ConfigError(f"unknown mode {config.mode!r}; expected 'score' or 'search'")
+    if config.mode == "train":
+        return training.train(config, workdir)
+    raise errors.ConfigError(
+        f"unknown mode {config.mode!r}; expected 'score', 'search' or 'train'"
+    )
 
 
 # ------------------------------------------------------------------------------ edges
