@@ -18,6 +18,7 @@ test loss and accuracy), `curves.png` (needs the `plot` extra), `report.json`,
 resumed run must match).
 """
 
+import functools
 import json
 import math
 import os
@@ -91,12 +92,13 @@ def default_config() -> ml_collections.ConfigDict:
 
 RECIPES = {
     # NAS-Bench-201 (xautodl `configs/nas-benchmark/hyper-opts/200E.config`): SGD
-    # Nesterov 0.9, lr 0.1 cosine to 0 updated every step, wd 5e-4, batch 256, 200
-    # epochs, crop 4 + flip, no label smoothing.
+    # Nesterov 0.9, lr 0.1 cosine to 0, wd 5e-4, batch 256, 200 epochs, crop 4 + flip, no
+    # label smoothing. xautodl's `CosineAnnealingLR` is updated every iteration but its
+    # `get_lr` reads only the epoch, so the lr is constant within an epoch.
     "nb201": dict(
         train=dict(
             epochs=200, batch_size=256, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-            weight_decay=5e-4, schedule_unit="step",
+            weight_decay=5e-4, schedule_unit="epoch",
         ),
         data=dict(normalization="cifar10", crop_padding=4, flip=True, cutout=0),
         space={},
@@ -230,24 +232,16 @@ class TrainState(flax.struct.PyTreeNode):
 
 def init_state(model, tx, key: jax.Array, image_shape: tuple[int, ...]) -> TrainState:
     """Initial state of `model` (Linen init with `key`) for images of `image_shape`
-    `(H, W, C)`."""
+    `(H, W, C)`, with `tx`'s optimizer state."""
     x = jnp.zeros((1, *image_shape), jnp.float32)
-
-    def init(key):
-        variables = model.init(key, x, train=False)
-        params = variables["params"]
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            batch_stats=variables.get("batch_stats", {}),
-            opt_state=tx.init(params),
-        )
-
-    # Linen draws every leaf with its own threefry call: XLA's optimising backend takes
-    # minutes on a large network for a program run once; unoptimised it gives the same
-    # bits in a fraction of the time.
-    compiled = jax.jit(init).lower(key).compile(_FAST_COMPILE)
-    return compiled(key)
+    variables = model.init(key, x, train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+    )
 
 
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -421,6 +415,70 @@ def _resume_key(config) -> dict:
     return {k: c[k] for k in ("seed", "space", "train")}
 
 
+def _train_key(t) -> str:
+    """The `train` fields the compiled programs depend on, as a hashable string."""
+    c = json.loads(t.to_json_best_effort())
+    c.update(stop_after_epoch=None, plot=None, arch=None, from_search=None, from_search_run=None)
+    return json.dumps(c, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _programs(model, train_key: str, spe: int, seed: int, devices: tuple, image_shape: tuple):
+    """Compiled `(init, train step, eval step)`, cached so that runs of one config in a
+    process (a resumed run, tests) compile once."""
+    t = ml_collections.ConfigDict(json.loads(train_key))
+    tx, schedule = optimizer(t, spe)
+    mesh = data_mesh(list(devices))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    sharded = NamedSharding(mesh, PartitionSpec("data"))
+
+    def init(key):
+        return init_state(model, tx, key, image_shape)
+
+    # Linen draws every leaf with its own threefry call: XLA's optimising backend takes
+    # minutes on a large network for a program run once; unoptimised it gives the same
+    # bits in a fraction of the time.
+    init = (
+        jax.jit(init, out_shardings=replicated)
+        .lower(jax.random.key(seed))
+        .compile(_FAST_COMPILE)
+    )
+    train_step = jax.jit(
+        make_train_step(model, tx, t, schedule, spe, seed),
+        in_shardings=(replicated, sharded),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(
+        make_eval_step(model),
+        in_shardings=(replicated, sharded, sharded),
+        out_shardings=replicated,
+    )
+    return init, train_step, eval_step
+
+
+def load_checkpoint(workdir: str, which: str = "last") -> tuple[int, dict]:
+    """`(epoch, state)` of a training workdir's `last` or `best` checkpoint; `state` is a
+    dict with `step`, `params`, `batch_stats` and `opt_state` (nested arrays).
+
+    Raises:
+      DataError: no such checkpoint.
+    """
+    import orbax.checkpoint as ocp
+
+    if which not in ("last", "best"):
+        raise errors.ConfigError(f"which must be 'last' or 'best', got {which!r}")
+    path = os.path.abspath(os.path.join(workdir, "checkpoints", which))
+    with ocp.CheckpointManager(path) as manager:
+        epoch = manager.latest_step()
+        if epoch is None:
+            raise errors.DataError(f"no {which} checkpoint under {path}")
+        restored = manager.restore(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+        )
+    return epoch, restored["state"]
+
+
 class _Checkpoints:
     """orbax managers for the last and the best (test accuracy) state."""
 
@@ -461,10 +519,10 @@ class _Checkpoints:
         self.best.close()
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
     """Trains `config.train`'s architecture; returns (and writes) the report.
 
-    Resumes from `workdir/checkpoints/last` when the workdir holds a run of the same
+    The batch is sharded over `devices` (default: all local devices). Resumes from `workdir/checkpoints/last` when the workdir holds a run of the same
     config (`train.stop_after_epoch` and `train.plot` may differ).
 
     Raises:
@@ -482,8 +540,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     labels = np.concatenate([train_split.labels, test_split.labels])
     bench = _benchmark(config, arch)
     spe = train_data.steps_per_epoch(train_split.images.shape[0], t.batch_size)
-    tx, schedule = optimizer(t, spe)
-    mesh = data_mesh()
+    _check_recipe(t)
+    mesh = data_mesh(devices)
     n_dev = mesh.devices.size
     if t.batch_size % n_dev:
         raise errors.ConfigError(
@@ -504,19 +562,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec("data"))
-    state = init_state(model, tx, jax.random.key(config.seed), image_shape)
-    state = jax.device_put(state, replicated)
-    train_step = jax.jit(
-        make_train_step(model, tx, t, schedule, spe, config.seed),
-        in_shardings=(replicated, sharded),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
+    init, train_step, eval_step = _programs(
+        model, _train_key(t), spe, config.seed, tuple(mesh.devices.flat), image_shape
     )
-    eval_step = jax.jit(
-        make_eval_step(model),
-        in_shardings=(replicated, sharded, sharded),
-        out_shardings=replicated,
-    )
+    state = init(jax.random.key(config.seed))
 
     os.makedirs(workdir, exist_ok=True)
     key_path = os.path.join(workdir, "train_config.json")

@@ -1,0 +1,239 @@
+"""mode=train: one step against xautodl (fixture), end to end on a tiny npz, resume,
+two devices, recipes and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnas import errors, experiment, train_data, training
+from jaxnas.spaces import nb201
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+
+
+def _unflatten(flat: dict) -> dict:
+    tree = {}
+    for path, value in flat.items():
+        node = tree
+        *parents, leaf = path.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = jnp.asarray(value)
+    return tree
+
+
+def _section(fixture, name: str) -> dict:
+    return {k[len(name) + 1 :]: fixture[k] for k in fixture.files if k.startswith(name + "/")}
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = np.asarray(v)
+    return out
+
+
+def _assert_close(ours: dict, theirs: dict, rtol: float, atol: float, what: str):
+    assert sorted(ours) == sorted(theirs), what
+    for k in theirs:
+        np.testing.assert_allclose(ours[k], theirs[k], rtol=rtol, atol=atol, err_msg=f"{what} {k}")
+
+
+def test_two_nb201_steps_equal_xautodl():
+    """Loss, gradients, parameters and BN statistics of two SGD steps from transplanted
+    weights equal xautodl's TinyNetwork trained with its own optimizer and schedule
+    (fixture from scripts/torch_train_oracle.py)."""
+    fx = np.load(os.path.join(FIXTURES, "train_step_nb201.npz"))
+    setup = json.loads(str(fx["provenance"]))["setup"]
+    space = nb201.space(channels=setup["channels"], cells_per_stage=setup["cells"])
+    model = space.materialize(space.from_string(setup["arch"]))
+    config = training.apply_recipe(experiment.default_config(), "nb201")
+    t = config.train
+    t.epochs = setup["epochs"]
+    spe = setup["steps_per_epoch"]
+    tx, schedule = training.optimizer(t, spe)
+    params = _unflatten(_section(fx, "init"))
+    stats = {k: np.zeros_like(v) if k.endswith("mean") else np.ones_like(v)
+             for k, v in _section(fx, "stats1").items()}
+    state = training.TrainState(jnp.zeros((), jnp.int32), params, _unflatten(stats), tx.init(params))
+    batches = [{"x": jnp.asarray(fx["x"][i]), "y": jnp.asarray(fx["y"][i])} for i in range(2)]
+
+    grads = jax.grad(
+        lambda p: training.loss_fn(model, t, p, state.batch_stats, batches[0], None, 0.0)[0]
+    )(params)
+    _assert_close(_flat(grads), _section(fx, "grad1"), 1e-4, 2e-6, "gradient")
+
+    step = jax.jit(training.make_train_step(model, tx, t, schedule, spe, seed=0))
+    for i in range(2):
+        state, metrics = step(state, batches[i])
+        np.testing.assert_allclose(metrics["loss"], fx["loss"][i], rtol=1e-5)
+        np.testing.assert_allclose(metrics["lr"], fx["lr"][i], rtol=1e-6)
+        _assert_close(_flat(state.params), _section(fx, f"params{i + 1}"), 1e-4, 1e-6, "params")
+        _assert_close(
+            _flat(state.batch_stats), _section(fx, f"stats{i + 1}"), 1e-4, 1e-6, "BN stats"
+        )
+
+
+def _tiny_npz(path, n_train=64, n_test=40, size=8, seed=0):
+    """Learnable data: class k is a colour (k-th of 10) plus noise."""
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (10, 3))
+
+    def split(n):
+        y = rng.integers(0, 10, n)
+        noise = rng.normal(0, 20, (n, size, size, 3))
+        x = np.clip(colours[y][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+        return x, y
+
+    (a, b), (c, d) = split(n_train), split(n_test)
+    np.savez(path, train_images=a, train_labels=b, test_images=c, test_labels=d)
+    return str(path)
+
+
+def _config(npz, epochs=3, **train):
+    config = training.apply_recipe(experiment.default_config(), "nb201")
+    config.mode = "train"
+    config.space.kwargs = dict(channels=4, cells_per_stage=1)
+    t = config.train
+    t.arch = ARCH
+    t.epochs = epochs
+    t.batch_size = 16
+    t.eval_batch_size = 16
+    t.data.path = npz
+    t.plot = False
+    t.update(train)
+    return config
+
+
+def _read(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_train_end_to_end_resume_and_report(tmp_path, capsys):
+    """The CLI's experiment.run on a tiny npz: per-epoch JSON lines, report, checkpoints;
+    a run stopped after epoch 1 and resumed ends bitwise equal to an uninterrupted one."""
+    npz = _tiny_npz(tmp_path / "tiny.npz")
+    full = str(tmp_path / "full")
+    report = experiment.run(_config(npz), full)
+    rows = _read(os.path.join(full, "metrics.jsonl"))
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert {"loss", "acc", "lr", "images_per_second", "test_acc", "test_loss"} <= set(r)
+    # NB201's cosine, constant within an epoch: lr_e = 0.05 (1 + cos(pi e / 3)).
+    np.testing.assert_allclose([r["lr"] for r in rows], [0.1, 0.075, 0.025], rtol=1e-6)
+    assert report["arch"] == ARCH and report["finished"] and report["epochs_done"] == 3
+    assert report["test_acc"] == rows[-1]["test_acc"]
+    assert report["test_acc"] > 30.0, rows  # colour classes: chance is 10 %
+    assert "test accuracy" in capsys.readouterr().out
+    epoch, last = training.load_checkpoint(full, "last")
+    assert epoch == 3 and int(last["step"]) == 3 * 4
+    assert training.load_checkpoint(full, "best")[0] == report["best_epoch"]
+
+    split = str(tmp_path / "split")
+    stopped = experiment.run(_config(npz, stop_after_epoch=1), split)
+    assert not stopped["finished"] and training.load_checkpoint(split)[0] == 1
+    resumed = experiment.run(_config(npz), split)
+    assert "resuming from the checkpoint of epoch 1" in capsys.readouterr().out
+    assert resumed["finished"]
+    resumed_last = training.load_checkpoint(split)[1]
+    for a, b in zip(jax.tree.leaves(last), jax.tree.leaves(resumed_last), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(rows, _read(os.path.join(split, "metrics.jsonl")), strict=True):
+        for k in ("epoch", "loss", "acc", "lr", "test_acc", "test_loss"):
+            assert a[k] == b[k], (k, a, b)
+
+    with pytest.raises(errors.ConfigError, match="another config"):
+        experiment.run(_config(npz, lr=0.05), split)
+
+
+def test_from_search_reads_the_best_run(tmp_path):
+    runs = [
+        {"run": 0, "arch": ARCH, "score": 1.0},
+        {"run": 1, "arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "score": 3.0},
+    ]
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs) + '{"cut')
+    assert training.chosen_arch(str(tmp_path))[0] == runs[1]["arch"]
+    assert training.chosen_arch(str(tmp_path), run=0)[0] == ARCH
+    with pytest.raises(errors.DataError, match="no run 5"):
+        training.chosen_arch(str(tmp_path), run=5)
+    with pytest.raises(errors.DataError, match="no search results"):
+        training.chosen_arch(str(tmp_path / "missing"))
+
+
+def test_bad_train_configs_are_refused(tmp_path):
+    npz = _tiny_npz(tmp_path / "tiny.npz", n_train=20, n_test=4)
+    cases = {
+        "exactly one of train.arch": dict(arch=""),
+        "exceeds the 20 training images": dict(batch_size=32),
+        "unknown train.optimizer": dict(optimizer="adam"),
+        "has no drop-path": dict(drop_path=0.2),
+    }
+    for message, train in cases.items():
+        with pytest.raises(errors.JaxnasError, match=message):
+            training.train(_config(npz, **train), str(tmp_path / "w"))
+    config = _config(npz)
+    config.train.data.path = str(tmp_path / "nope.npz")
+    with pytest.raises(errors.DataError, match="not found"):
+        training.train(config, str(tmp_path / "w"))
+    config = _config(npz)
+    config.train.arch = "|bogus~0|"
+    with pytest.raises(errors.ArchitectureError):
+        training.train(config, str(tmp_path / "w"))
+
+
+def test_recipes_and_schedules():
+    darts = training.apply_recipe(experiment.default_config(), "darts")
+    assert darts.train.batch_size == 96 and darts.train.grad_clip == 5.0
+    assert darts.space.kwargs.channels == 36 and darts.space.kwargs.num_cells == 20
+    nb101 = training.apply_recipe(experiment.default_config(), "nb101").train
+    schedule = training.learning_rate(nb101, 10)
+    lrs = [float(schedule(jnp.asarray(s))) for s in (0, 1, 540, 1079)]
+    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(0.2 * 0.5 * (1 + np.cos(np.pi / 1080)))
+    assert lrs[2] == pytest.approx(0.1, rel=1e-5) and lrs[3] < 1e-5
+    with pytest.raises(errors.ConfigError, match="unknown recipe"):
+        training.apply_recipe(experiment.default_config(), "nb999")
+
+
+def test_epoch_batches_are_seeded_and_augmented():
+    rng = np.random.default_rng(0)
+    split = train_data.Split(
+        rng.integers(0, 256, (10, 8, 8, 3)).astype(np.uint8), np.arange(10, dtype=np.int32)
+    )
+    a = list(train_data.epoch_batches(split, 0, 1, 4, "none", 2, True, 4))
+    b = list(train_data.epoch_batches(split, 0, 1, 4, "none", 2, True, 4, start_step=1))
+    c = list(train_data.epoch_batches(split, 0, 2, 4, "none", 2, True, 4))
+    assert len(a) == 2 and a[0]["x"].shape == (4, 8, 8, 3)
+    np.testing.assert_array_equal(a[1]["x"], b[0]["x"])  # a resumed epoch sees the same
+    assert not np.array_equal(a[0]["y"], c[0]["y"])  # another epoch, another order
+    # crop without padding, no flip, no cutout: the images themselves
+    plain = next(train_data.epoch_batches(split, 0, 0, 10, "none"))
+    np.testing.assert_allclose(plain["x"] * 255, split.images[plain["y"]], atol=1e-3)
+    flipped = train_data.crop_flip(np.random.default_rng(1), split.images, 0, True)
+    for img, out in zip(split.images, flipped, strict=True):
+        assert np.array_equal(out, img) or np.array_equal(out, img[:, ::-1])
+    cut = train_data.cutout(np.random.default_rng(0), np.ones((50, 8, 8, 1), np.float32), 4)
+    zeros = (cut == 0).reshape(50, -1).sum(1)
+    assert zeros.max() == 16 and zeros.min() >= 4  # a 4x4 square, clipped at the border
+
+
+def test_two_devices_train_like_one():
+    """Five steps on 2 virtual CPU devices equal five on 1 (tests/sharded_training.py)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=2"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    script = os.path.join(os.path.dirname(__file__), "sharded_training.py")
+    out = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "two devices train like one" in out.stdout
