@@ -100,9 +100,10 @@ def cutout(rng: np.random.Generator, images: np.ndarray, size: int) -> np.ndarra
     b, h, w, _ = images.shape
     cy = rng.integers(0, h, b)
     cx = rng.integers(0, w, b)
-    ys, xs = np.arange(h), np.arange(w)
-    inside_y = (ys[None, :] >= (cy - size // 2)[:, None]) & (ys[None, :] < (cy + size // 2)[:, None])
-    inside_x = (xs[None, :] >= (cx - size // 2)[:, None]) & (xs[None, :] < (cx + size // 2)[:, None])
+    ys, xs = np.arange(h)[None, :], np.arange(w)[None, :]
+    half = size // 2
+    inside_y = (ys >= (cy - half)[:, None]) & (ys < (cy + half)[:, None])
+    inside_x = (xs >= (cx - half)[:, None]) & (xs < (cx + half)[:, None])
     keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
     return images * keep[..., None].astype(images.dtype)
 

@@ -19,6 +19,7 @@ resumed run must match).
 """
 
 import functools
+import inspect
 import json
 import math
 import os
@@ -210,7 +211,10 @@ def _check_recipe(t):
         (t.schedule_unit in ("step", "epoch"), f"unknown train.schedule_unit {t.schedule_unit!r}"),
         (0 <= t.drop_path < 1, f"train.drop_path must be in [0, 1), got {t.drop_path}"),
         (t.eval_every > 0, f"train.eval_every must be positive, got {t.eval_every}"),
-        (t.checkpoint_every > 0, f"train.checkpoint_every must be positive, got {t.checkpoint_every}"),
+        (
+            t.checkpoint_every > 0,
+            f"train.checkpoint_every must be positive, got {t.checkpoint_every}",
+        ),
         (t.eval_batch_size > 0, f"train.eval_batch_size must be positive, got {t.eval_batch_size}"),
     ]
     for ok, message in checks:
@@ -363,7 +367,8 @@ def chosen_arch(search_dir: str, run: int = -1) -> tuple[str, dict]:
     if run >= 0:
         chosen = [r for r in records if r.get("run") == run]
         if not chosen:
-            raise errors.DataError(f"{path} has no run {run}; runs: {[r.get('run') for r in records]}")
+            found = [r.get("run") for r in records]
+            raise errors.DataError(f"{path} has no run {run}; runs: {found}")
         return chosen[0]["arch"], chosen[0]
 
     def score(record):
@@ -522,7 +527,8 @@ class _Checkpoints:
 def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
     """Trains `config.train`'s architecture; returns (and writes) the report.
 
-    The batch is sharded over `devices` (default: all local devices). Resumes from `workdir/checkpoints/last` when the workdir holds a run of the same
+    The batch is sharded over `devices` (default: all local devices). Resumes from
+    `workdir/checkpoints/last` when the workdir holds a run of the same
     config (`train.stop_after_epoch` and `train.plot` may differ).
 
     Raises:
@@ -667,8 +673,7 @@ def _evaluate(eval_step, state, split, batch_size, t, sharded) -> dict:
 
 
 def _call_arguments(model) -> tuple[str, ...]:
-    code = type(model).__call__.__code__
-    return code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    return tuple(inspect.signature(type(model).__call__).parameters)
 
 
 def _num_classes(model) -> int | None:

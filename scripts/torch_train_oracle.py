@@ -71,7 +71,8 @@ def _layers(model):
             stage, index = stage + 1, 0
             for name in ("conv_a", "conv_b"):
                 op = getattr(cell, name).op
-                out += [(f"reduction{stage}/{name}/conv", op[1]), (f"reduction{stage}/{name}/bn", op[2])]
+                prefix = f"reduction{stage}/{name}"
+                out += [(f"{prefix}/conv", op[1]), (f"{prefix}/bn", op[2])]
             out.append((f"reduction{stage}/downsample", cell.downsample[1]))
             continue
         assert isinstance(cell, InferCell)
@@ -156,7 +157,8 @@ class TorchNB201:
 
 
 STEP_SETUP = dict(
-    arch="|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|",
+    arch="|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+    "+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|",
     channels=4, cells=1, classes=10, batch=16, size=8, epochs=2, steps_per_epoch=1, seed=0,
 )
 

@@ -32,7 +32,10 @@ def main():
     config = training.apply_recipe(experiment.default_config(), "nb201")
     config.space.kwargs = dict(channels=4, cells_per_stage=1)
     t = config.train
-    t.arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+    t.arch = (
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+        "+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+    )
     t.epochs, t.batch_size, t.eval_batch_size, t.plot = 1, 8, 8, False
     t.data.path = npz
     two = training.train(config, os.path.join(tmp, "two"))

@@ -3,8 +3,10 @@ two devices, recipes and bad input."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +17,10 @@ from jaxnas import errors, experiment, train_data, training
 from jaxnas.spaces import darts, nb201
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+ARCH = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+    "+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+)
 
 
 def _unflatten(flat: dict) -> dict:
@@ -39,7 +44,7 @@ def _flat(tree, prefix=""):
         if isinstance(v, dict):
             out.update(_flat(v, f"{prefix}{k}/"))
         else:
-            out[f"{prefix}{k}"] = np.asarray(v)
+            out[f"{prefix}{k}"] = v if isinstance(v, jax.ShapeDtypeStruct) else np.asarray(v)
     return out
 
 
@@ -65,7 +70,9 @@ def test_two_nb201_steps_equal_xautodl():
     params = _unflatten(_section(fx, "init"))
     stats = {k: np.zeros_like(v) if k.endswith("mean") else np.ones_like(v)
              for k, v in _section(fx, "stats1").items()}
-    state = training.TrainState(jnp.zeros((), jnp.int32), params, _unflatten(stats), tx.init(params))
+    state = training.TrainState(
+        jnp.zeros((), jnp.int32), params, _unflatten(stats), tx.init(params)
+    )
     batches = [{"x": jnp.asarray(fx["x"][i]), "y": jnp.asarray(fx["y"][i])} for i in range(2)]
 
     grads = jax.grad(
@@ -133,14 +140,16 @@ def test_two_darts_steps_equal_the_pytorch_oracle():
     t.epochs, t.grad_clip, t.drop_path = setup["epochs"], setup["grad_clip"], 0.0
     spe = setup["steps_per_epoch"]
     tx, schedule = training.optimizer(t, spe)
-    shapes = {k: tuple(fx[f"shape/{k}"]) for k in _section(fx, "shape")}
+    shapes = {k: tuple(int(d) for d in v) for k, v in _section(fx, "shape").items()}
     x = jnp.zeros((1, setup["size"], setup["size"], 3), jnp.float32)
     ours = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
     assert {k: v.shape for k, v in _flat(ours["params"]).items()} == shapes
     params = _unflatten(_seeded_init(shapes, setup["seed"]))
     stats = {k: np.zeros_like(v) if k.endswith("mean") else np.ones_like(v)
              for k, v in _section(fx, "stats1").items()}
-    state = training.TrainState(jnp.zeros((), jnp.int32), params, _unflatten(stats), tx.init(params))
+    state = training.TrainState(
+        jnp.zeros((), jnp.int32), params, _unflatten(stats), tx.init(params)
+    )
     batches = [{"x": jnp.asarray(fx["x"][i]), "y": jnp.asarray(fx["y"][i])} for i in range(2)]
 
     def loss(p, state, batch):
@@ -237,6 +246,36 @@ def test_train_end_to_end_resume_and_report(tmp_path, capsys):
 
     with pytest.raises(errors.ConfigError, match="another config"):
         experiment.run(_config(npz, lr=0.05), split)
+
+
+@pytest.mark.slow
+def test_a_killed_cli_run_resumes_bitwise(tmp_path):
+    """SIGKILL the CLI right after its first checkpoint, rerun the command: the final
+    parameters equal those of an uninterrupted run bit for bit."""
+    npz = _tiny_npz(tmp_path / "tiny.npz")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+
+    def command(workdir):
+        config = os.path.join(root, "tests", "fixtures", "tiny_train.py")
+        return [sys.executable, "-m", "jaxnas.main", f"--config={config}:npz={npz}",
+                f"--workdir={workdir}"]
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(command(whole), env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    first = killed / "checkpoints" / "last" / "1"
+    while not first.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "report.json").exists(), "the run finished before the kill"
+    out = subprocess.run(command(killed), env=env, check=True, capture_output=True, text=True)
+    assert "resuming from the checkpoint of epoch" in out.stdout
+    a, b = training.load_checkpoint(str(whole))[1], training.load_checkpoint(str(killed))[1]
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_from_search_reads_the_best_run(tmp_path):
