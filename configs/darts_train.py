@@ -4,9 +4,8 @@ Recipe (DARTS `cnn/train.py`; `jaxnas.training.RECIPES["darts"]`): network of 36
 channels, 20 cells, auxiliary head after the last reduction cell (loss weight 0.4),
 affine BN in the ops; SGD momentum 0.9, lr 0.025 cosine to 0 stepped per epoch, weight
 decay 3e-4, gradient-norm clipping 5, batch 96, 600 epochs, crop 4 + flip + cutout 16,
-DARTS' CIFAR-10 mean/std. Drop-path 0.2 is part of the recipe but jaxnas' DARTS
-network has no drop-path yet: this config sets `train.drop_path=0` and says so (a run
-asking for it is refused).
+DARTS' CIFAR-10 mean/std, drop-path with its rate ramped linearly from 0 to 0.2 over the
+epochs (`drop_path_prob = 0.2 * epoch / epochs`, every edge but identities).
 
 Command (needs CIFAR-10 prepared for tfds, or an npz via --config.train.data.*):
   python -m jaxnas.main --config=configs/darts_train.py \
@@ -28,7 +27,6 @@ def get_config(arg=None):
     config.seed = args.seed
     config.space.name = "darts"
     config.train.epochs = args.epochs
-    config.train.drop_path = 0.0
     config.train.data.source = args.data
     config.train.data.path = experiment.shared_path(
         "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,6 +122,7 @@ def _thin(flat: dict, large: int) -> dict:
     return out
 
 
+@pytest.mark.slow  # compiles a DARTS network with its auxiliary head: minutes on 2 cores
 def test_two_darts_steps_equal_the_pytorch_oracle():
     """DARTS' step (main + 0.4 x auxiliary loss, grad-norm clipping, SGD momentum +
     weight decay, per-epoch cosine; drop-path and cutout off) from the same weights and
@@ -311,6 +313,20 @@ def test_bad_train_configs_are_refused(tmp_path):
     config.train.arch = "|bogus~0|"
     with pytest.raises(errors.ArchitectureError):
         training.train(config, str(tmp_path / "w"))
+
+
+def test_drop_path_drops_whole_examples_and_rescales():
+    class Dropper(nn.Module):
+        @nn.compact
+        def __call__(self, x, rate):
+            return darts._drop_path(self, x, rate)
+
+    x = jnp.ones((400, 2, 2, 3), jnp.float32)
+    y = Dropper().apply({}, x, jnp.float32(0.25), rngs={"dropout": jax.random.key(0)})
+    per_example = np.asarray(y).reshape(400, -1)
+    assert set(np.unique(per_example)) <= {0.0, np.float32(1 / 0.75)}
+    assert (per_example.min(1) == per_example.max(1)).all()  # one draw per example
+    assert 0.15 < (per_example[:, 0] == 0).mean() < 0.35
 
 
 def test_recipes_and_schedules():
