@@ -16,6 +16,7 @@ Images/s are training steps only (host batch preparation excluded on both sides)
 epoch 2 on (epoch 1 includes jaxnas' compilation). Prints a table and writes JSON.
 
   python scripts/bench_training.py --epochs 10 --out runs/bench_training.json
+  # or the two sides as two concurrent processes (`--only jaxnas`, `--only torch`)
 """
 
 import argparse
@@ -94,7 +95,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="runs/bench_training")
     parser.add_argument("--out", default="")
-    parser.add_argument("--skip-torch", action="store_true")
+    # Run the two sides as two concurrent processes on a crowded machine (same load).
+    parser.add_argument("--only", choices=("jaxnas", "torch"), default=None)
     args = parser.parse_args()
     path = experiment.shared_path("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
     if not os.path.exists(path):
@@ -113,8 +115,10 @@ def main():
         "device": f"{jax.devices()[0].platform} x{jax.local_device_count()}",
         "load_before": load,
     }
-    results["jaxnas"] = jaxnas_run(config, os.path.join(args.workdir, f"jaxnas_seed{args.seed}"))
-    if not args.skip_torch:
+    if args.only != "torch":
+        workdir = os.path.join(args.workdir, f"jaxnas_seed{args.seed}")
+        results["jaxnas"] = jaxnas_run(config, workdir)
+    if args.only != "jaxnas":
         results["torch"] = torch_run(config, train, test)
     results["load_after"] = os.getloadavg()
     print(f"\nbest NB201 cell, NB201 recipe, {args.epochs} epochs on {train.images.shape[0]} "
