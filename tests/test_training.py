@@ -217,7 +217,13 @@ def test_train_end_to_end_resume_and_report(tmp_path, capsys):
     a run stopped after epoch 1 and resumed ends bitwise equal to an uninterrupted one."""
     npz = _tiny_npz(tmp_path / "tiny.npz")
     full = str(tmp_path / "full")
-    report = experiment.run(_config(npz), full)
+    report = experiment.run(_config(npz, plot=True), full)
+    try:
+        import matplotlib  # noqa: F401  (the optional `plot` extra)
+
+        assert os.path.exists(os.path.join(full, "curves.png"))
+    except ImportError:
+        assert not os.path.exists(os.path.join(full, "curves.png"))
     rows = _read(os.path.join(full, "metrics.jsonl"))
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
     for r in rows:
