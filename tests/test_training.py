@@ -242,8 +242,14 @@ def test_train_end_to_end_resume_and_report(tmp_path, capsys):
     split = str(tmp_path / "split")
     stopped = experiment.run(_config(npz, stop_after_epoch=2), split)
     assert not stopped["finished"] and training.load_checkpoint(split)[0] == 2
-    resumed = experiment.run(_config(npz), split)
-    assert "resuming from the checkpoint of epoch 2" in capsys.readouterr().out
+    table = tmp_path / "table.csv"
+    table.write_text(f"arch_str,cifar10_test\n{ARCH},91.25\n")
+    config = _config(npz)
+    config.benchmark.path = str(table)
+    resumed = experiment.run(config, split)
+    out = capsys.readouterr().out
+    assert "resuming from the checkpoint of epoch 2" in out
+    assert "cifar10_test 91.25" in out and resumed["benchmark"]["cifar10_test"] == 91.25
     assert resumed["finished"]
     resumed_last = training.load_checkpoint(split)[1]
     for a, b in zip(jax.tree.leaves(last), jax.tree.leaves(resumed_last), strict=True):
