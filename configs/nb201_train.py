@@ -16,9 +16,10 @@ Every field is overridable (`--config.train.lr=0.05`, `--config.train.batch_size
 Rerunning the same command resumes from the last checkpoint. With the benchmark table
 present, the report puts the benchmark's 200-epoch accuracies of the cell beside ours.
 
-Expected (2-core CPU, shared machine): ~1-2 min compile, then ~50-150 images/s; 10
-epochs on the 1,280 images reach ~30-40 % test accuracy (chance 10 %; figures:
-WORKSPACE_NOTES.md "Training (issue 19)"). The 200-epoch full-CIFAR-10 run needs a GPU.
+Expected: the measured figures are in WORKSPACE_NOTES.md "Training (issue 19)" (on the
+shared 2-core machine at load ~25 the first epoch of the 1,280 images, compilation
+included, took 16 min; a quiet machine is many times faster). The network needs ~6 GB
+of host memory at batch 256 on CPU. The 200-epoch full-CIFAR-10 run needs a GPU.
 
 Arguments: `:arch=STR,search=DIR,epochs=N,seed=S,data=npz|tfds,dataset=cifar10|cifar100|
 imagenet16-120`; `search` trains the choice of a search workdir (`train.from_search`: the
