@@ -544,7 +544,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict
             f"train images {image_shape} and test images {test_split.images.shape[1:]} differ"
         )
     labels = np.concatenate([train_split.labels, test_split.labels])
-    bench = _benchmark(config, arch)
+    bench = _benchmark(config)
     spe = train_data.steps_per_epoch(train_split.images.shape[0], t.batch_size)
     _check_recipe(t)
     mesh = data_mesh(devices)
@@ -684,7 +684,7 @@ def _count(params) -> int:
     return int(sum(np.prod(v.shape) for v in jax.tree.leaves(params)))
 
 
-def _benchmark(config, arch: str):
+def _benchmark(config):
     if not config.benchmark.path:
         return None
     b = config.benchmark
