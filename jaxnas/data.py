@@ -28,6 +28,11 @@ NORMALIZATION = {
         tuple(v / 255 for v in (122.68, 116.66, 104.01)),
         tuple(v / 255 for v in (63.22, 61.26, 65.09)),
     ),
+    # NAS-Bench-101 (`nasbench/lib/cifar.py`, RGB_MEAN / RGB_STD on the 0..255 scale).
+    "cifar10-nb101": (
+        tuple(v / 255 for v in (125.31, 122.95, 113.87)),
+        tuple(v / 255 for v in (62.99, 62.09, 66.70)),
+    ),
     # SamsungLabs/zero-cost-nas (`foresight/dataset.py`).
     "cifar10-zc": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     # NASLib / NAS-Bench-Suite-Zero (`naslib/utils/utils.py`, `_data_transforms_*`);

@@ -15,6 +15,8 @@ plain-dict registries; everything below this module takes Python objects. Modes:
     best-so-far curve (`curve.json`, `curve.png` with matplotlib).
   * "supernet": R seeded runs of TE-NAS pruning, Zero-Cost-PT or KNAS
     (`jaxnas.supernet_search`), with the same outputs.
+  * "train": train one architecture (`train.arch`, or the choice of a search workdir,
+    `train.from_search`) with a recipe; see `jaxnas.training`.
 
 The resolved config is saved as `config.json` in the workdir. A search restarted in a
 workdir whose `config.json` equals the new config (except perhaps `search.num_runs`) keeps
@@ -49,6 +51,7 @@ from jaxnas import (
     search_report,
     spaces,
     strategies,
+    training,
     types,
 )
 from jaxnas.progress import Progress
@@ -166,6 +169,8 @@ def default_config() -> ml_collections.ConfigDict:
     # The published row printed beside ours (search): target -> (mean, std), and its source.
     c.report.published = ml_collections.ConfigDict()
     c.report.published_source = ""
+
+    c.train = training.default_config()  # mode=train
     return c
 
 
@@ -291,8 +296,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         from jaxnas import supernet_search
 
         return supernet_search.run(config, workdir, resume=same_config)
+    if config.mode == "train":
+        return training.train(config, workdir)
     raise errors.ConfigError(
-        f"unknown mode {config.mode!r}; expected 'score', 'search' or 'supernet'"
+        f"unknown mode {config.mode!r}; expected 'score', 'search', 'supernet' or 'train'"
     )
 
 

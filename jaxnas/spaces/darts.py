@@ -433,7 +433,7 @@ class _FixedCell(_CellBase):
     choices: tuple = ()
 
     @nn.compact
-    def __call__(self, s0, m0, s1, m1):
+    def __call__(self, s0, m0, s1, m1, drop_path=0.0):
         del m0, m1  # a materialised network has no masked channels
         s, c = self.settings, self.channels
         p0 = _preprocess(self, 0, s0, None, self.in_features[0], c, self.reduction_prev, s)
@@ -449,6 +449,8 @@ class _FixedCell(_CellBase):
                 out, mid = _FixedEdge(c, name, stride, s, self.train, name=f"edge_{e}")(states[i])
                 if mid is not None:
                     sow_tap(self, f"edge_{e}_mid", mid)
+                if self.train and not _is_zero(drop_path) and (name, stride) != ("skip_connect", 1):
+                    out = _drop_path(self, out, drop_path)
                 total = out if total is None else total + out
             states.append(total)
         for i in range(NUM_INPUTS + self.num_nodes - 1):
@@ -480,6 +482,19 @@ class _FixedEdge(nn.Module):
             return _run_op(self.op, None, x, self.stride, s)[:2]
         out = module(x, self.train)
         return out if isinstance(out, tuple) else (out, None)
+
+
+def _is_zero(rate) -> bool:
+    return isinstance(rate, (int, float)) and rate == 0
+
+
+def _drop_path(module: nn.Module, x: jax.Array, rate) -> jax.Array:
+    """DARTS' drop-path: zeroes an edge's output per example with probability `rate`
+    (f32[] or float, may be traced) and scales the kept ones by 1 / (1 - rate); draws
+    from the `dropout` RNG stream."""
+    keep = 1.0 - jnp.asarray(rate, jnp.float32)
+    mask = jax.random.bernoulli(module.make_rng("dropout"), keep, (x.shape[0], 1, 1, 1))
+    return x / keep * mask.astype(x.dtype)
 
 
 def _kept_nodes(choices, concat: str) -> list[int]:
@@ -660,11 +675,14 @@ class CellModel(_Macro):
         return tuple(tuple((int(i), int(o)) for i, o in node) for node in g)
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = True, drop_path=0.0) -> jax.Array:
+        """`drop_path` (float or f32[], training only): DARTS' per-example drop of every
+        edge output except identities; needs a `dropout` RNG when nonzero."""
         cells = [self._choices(k) for k in (0, 1)]
 
         def cell_fn(i, kwargs, states):
-            return _FixedCell(**kwargs, choices=cells[int(i in self.reductions)])(*states)
+            cell = _FixedCell(**kwargs, choices=cells[int(i in self.reductions)])
+            return cell(*states, drop_path)
 
         def out_nodes(i):
             return len(_kept_nodes(cells[int(i in self.reductions)], self.concat))
