@@ -1,6 +1,10 @@
 """Command-line entry point.
 
   python -m jaxnas.main --config=configs/nb201_naswot.py[:arg] --workdir=DIR
+      [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
+
+With `--num_processes`/`--process_id` (and a coordinator, or on a detected SLURM / MPI /
+TPU-pod launch) the run is one of several processes: see `jaxnas.distributed`.
 
 This file is kept short on purpose: the experiment logic lives in `jaxnas.experiment`,
 which the end-to-end tests call directly. Bad input ends with one `error: ...` line and
@@ -14,10 +18,15 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxnas import errors, experiment, xla_settings
+from jaxnas import distributed, errors, experiment, xla_settings
 
 config_flags.DEFINE_config_file("config", None, "Experiment configuration file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the results.")
+flags.DEFINE_string(
+    "coordinator_address", "", "host:port of process 0: join JAX's multi-process runtime."
+)
+flags.DEFINE_integer("num_processes", 0, "Processes (hosts) sharing the run; 0: one or detected.")
+flags.DEFINE_integer("process_id", -1, "This process's index in 0..num_processes-1.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -29,6 +38,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     xla_settings.prefer_memory_schedule()
     try:
+        distributed.setup(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         os.makedirs(FLAGS.workdir, exist_ok=True)
         # The command as typed (config arguments included), for reports that cite runs.
         with open(os.path.join(FLAGS.workdir, "command.txt"), "w") as f:
