@@ -4,7 +4,8 @@ Two ways to spread a run over P processes, both set up once per process by `setu
 (the CLI's `--coordinator_address`, `--num_processes`, `--process_id` flags):
 
   * **JAX's multi-controller runtime** (`jax.distributed`): with a coordinator address,
-    or detected on SLURM, Open MPI and Cloud TPU pods. `jax.devices()` then lists every
+    `--coordinator_address=auto` (JAX detects Cloud TPU pods, SLURM, Open MPI), or on a
+    multi-task SLURM / Open MPI launch without the flag. `jax.devices()` then lists every
     process's devices and `proxies.population_mesh()` spans them all: a search scores
     each generation over all devices of all hosts in lockstep, and every host gets every
     score (the strategies are deterministic, so all hosts take the same steps).
@@ -83,8 +84,8 @@ def setup(
 
     Args:
       coordinator_address: "host:port" of process 0's coordinator: join JAX's runtime.
-        "" joins it only on a detected cluster (`detected_cluster`), where JAX finds the
-        address, count and id itself.
+        "auto": join it with what JAX detects itself (Cloud TPU pods, SLURM, Open MPI,
+        Kubernetes). "": join it only on a cluster `detected_cluster` sees.
       num_processes: processes in the run; 0 = 1, or the runtime's count.
       process_id: this process's index in 0..num_processes-1; -1 = 0, or the runtime's.
       heartbeat_timeout_seconds: how long the runtime waits for a silent process before
@@ -102,17 +103,18 @@ def setup(
             f"--process_id={process_id} is not in 0..{num_processes - 1} "
             f"(--num_processes={num_processes})"
         )
-    if coordinator_address:
-        if num_processes < 1 or process_id < 0:
-            raise errors.ConfigError("--coordinator_address needs --num_processes and --process_id")
-        jax.distributed.initialize(
-            coordinator_address,
-            num_processes,
-            process_id,
-            heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-        )
-    elif detected_cluster():
-        jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+    explicit = coordinator_address not in ("", "auto")
+    if explicit and (num_processes < 1 or process_id < 0):
+        raise errors.ConfigError("--coordinator_address needs --num_processes and --process_id")
+    if explicit or coordinator_address == "auto" or detected_cluster():
+        given = (coordinator_address, num_processes, process_id) if explicit else ()
+        try:
+            jax.distributed.initialize(*given, heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+        except (ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise errors.ConfigError(
+                f"could not join JAX's multi-process runtime: {first}"
+            ) from exc
     elif num_processes > 1 and process_id < 0:
         raise errors.ConfigError(f"--num_processes={num_processes} needs --process_id")
     if coordinator_address or detected_cluster():

@@ -18,6 +18,7 @@ uninterrupted one.
 """
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -440,13 +441,16 @@ def _score(config, workdir, resume=False) -> dict:
     keys = jax.random.split(key_init, config.num_inits)
     archs = [space.to_string(g) for g in population]
 
-    # Each host scores its shard on its own devices (one host: the whole population).
+    # Each host scores its shard on its own devices (one host: the whole population), all
+    # proxies first; then host 0 merges. Several hosts' files carry the config's
+    # fingerprint, so that a stale shard of another config is never merged.
     hosts = distributed.hosts()
     mesh = proxies.population_mesh(jax.local_devices())
-    results, timing, names, shard_files = {}, {}, [], []
+    text = config.to_json_best_effort(sort_keys=True).encode()
+    tag = "" if hosts.count == 1 else "." + hashlib.sha1(text).hexdigest()[:10]
+    timing, shards = {}, []
     for group in _proxy_groups(config):
         name = "+".join(group)
-        names.append(name)
         fns = list(group.values())
         proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)
         scorer = _scorer(config, space, proxy, per_arch, mesh)
@@ -473,17 +477,21 @@ def _score(config, workdir, resume=False) -> dict:
                 mesh,
             )
 
-        shard_files.append(
-            distributed.score_shard(score_range, len(population), workdir, name, resume)
-        )
+        path = distributed.score_shard(score_range, len(population), workdir, name + tag, resume)
+        shards.append((group, name + tag, path))
         if progress is not None:
             timing[name] = {
                 "seconds_total": time.perf_counter() - progress.start,
                 "archs_per_second_after_compile": progress.rate(),
             }
-        if not hosts.primary:
-            continue
-        scores = distributed.merge_shards(workdir, name, hosts.count)
+    if not hosts.primary:
+        paths = [path for _, _, path in shards]
+        print(f"host {hosts.index} of {hosts.count}: its shards -> {paths}")
+        return {"num_archs": len(population), "timing": timing, "shards": paths}
+
+    results = {}
+    for group, file_name, _ in shards:
+        scores = distributed.merge_shards(workdir, file_name, hosts.count)
         scores = scores.reshape(*scores.shape[:2], len(group))
         for m, spec in enumerate(group):
             _check_finite_or_failed(spec, scores[..., m])
@@ -491,10 +499,6 @@ def _score(config, workdir, resume=False) -> dict:
                 scores[..., m],
                 np.asarray(proxies.aggregate(jnp.asarray(scores[..., m]), config.aggregate)),
             )
-
-    if not hosts.primary:
-        print(f"host {hosts.index} of {hosts.count}: its shards -> {shard_files}")
-        return {"num_archs": len(population), "timing": timing, "shards": shard_files}
     with open(os.path.join(workdir, "scores.jsonl"), "w") as f:
         for i, genotype in enumerate(population):
             row = {"arch": archs[i], "genotype": genotype.tolist()}
@@ -508,9 +512,9 @@ def _score(config, workdir, resume=False) -> dict:
             f.write(json.dumps(row) + "\n")
 
     # Every host's shard files, now merged into scores.jsonl.
-    for name in names:
+    for _, file_name, _ in shards:
         for i in range(hosts.count):
-            os.remove(distributed.shard_path(workdir, name, i, hosts.count))
+            os.remove(distributed.shard_path(workdir, file_name, i, hosts.count))
     report = {"num_archs": len(population), "timing": timing, "correlations": {}}
     if bench is not None:
         report["correlations"] = _correlations(config, bench, archs, results)

@@ -23,7 +23,9 @@ from jaxnas import distributed, errors, experiment, xla_settings
 config_flags.DEFINE_config_file("config", None, "Experiment configuration file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the results.")
 flags.DEFINE_string(
-    "coordinator_address", "", "host:port of process 0: join JAX's multi-process runtime."
+    "coordinator_address",
+    "",
+    "host:port of process 0: join JAX's multi-process runtime ('auto': as JAX detects).",
 )
 flags.DEFINE_integer("num_processes", 0, "Processes (hosts) sharing the run; 0: one or detected.")
 flags.DEFINE_integer("process_id", -1, "This process's index in 0..num_processes-1.")
@@ -41,8 +43,9 @@ def main(argv):
         distributed.setup(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         os.makedirs(FLAGS.workdir, exist_ok=True)
         # The command as typed (config arguments included), for reports that cite runs.
-        with open(os.path.join(FLAGS.workdir, "command.txt"), "w") as f:
-            f.write(shlex.join(["python", "-m", "jaxnas.main", *sys.argv[1:]]) + "\n")
+        if distributed.hosts().primary:
+            with open(os.path.join(FLAGS.workdir, "command.txt"), "w") as f:
+                f.write(shlex.join(["python", "-m", "jaxnas.main", *sys.argv[1:]]) + "\n")
         experiment.run(FLAGS.config, FLAGS.workdir)
     except errors.JaxnasError as exc:
         print(f"error: {exc}", file=sys.stderr)
