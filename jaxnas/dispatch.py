@@ -85,3 +85,35 @@ def resolve(
     if chunk_size == 0:
         chunk_size = min(per_call, ACCELERATOR_CHUNK) if mode == "mask" else 1
     return kwargs, chunk_size
+
+
+def fit_chunk_size(
+    compile_for: Callable[[int], Any], chunk_size: int, device=None, fraction: float = 0.8
+) -> tuple[int, Any]:
+    """The largest chunk size, halving from `chunk_size`, whose program fits the device.
+
+    Args:
+      compile_for: `chunk -> jax.stages.Compiled`, the scoring program for that chunk.
+      chunk_size: the size to start from.
+      device: whose memory limit counts (default: the first local device). Devices that
+        report no limit (CPUs) take `chunk_size` as it is.
+      fraction: the share of the device's memory the program's arguments, outputs and
+        temporaries may take.
+
+    Returns:
+      `(chunk, compiled)`: the size kept and its compiled program.
+    """
+    device = jax.local_devices()[0] if device is None else device
+    limit = (device.memory_stats() or {}).get("bytes_limit")
+    while True:
+        compiled = compile_for(chunk_size)
+        if limit is None or chunk_size == 1:
+            return chunk_size, compiled
+        memory = compiled.memory_analysis()
+        needed = sum(
+            getattr(memory, f"{kind}_size_in_bytes", 0) or 0
+            for kind in ("argument", "output", "temp", "generated_code")
+        )
+        if needed <= fraction * limit:
+            return chunk_size, compiled
+        chunk_size //= 2

@@ -15,13 +15,14 @@ classes) and one synthetic N(0, 1) batch (`--batch-size` images 32x32, uniform l
 
   * jaxnas: `score_population` with the backend's dispatch (`jaxnas.dispatch`: "mask"
     with chunks of `--chunk-size` cells vmapped on a GPU/TPU, "switch" one cell at a
-    time on a CPU; `--dispatch` overrides), one initialisation per cell, `--per-call`
-    cells per compiled call over every local device. Compile seconds are the AOT
-    `lower().compile()` time; then every call of the whole space runs (unless
-    `--budget-s` seconds per proxy run out first: the table then says how many cells were
-    scored and projects the whole space from the steady rate). Device memory is the
-    device's peak bytes in use so far (GPU/TPU; a running peak over the proxies in
-    order) and the compiled program's temporary bytes.
+    time on a CPU; `--dispatch` overrides; the chunk is halved until the program fits
+    80 % of the device's memory, `dispatch.fit_chunk_size`), one initialisation per
+    cell, `--per-call` cells per compiled call over every local device. Compile seconds
+    are the AOT `lower().compile()` time (all sizes tried); then every call of the whole
+    space runs (unless `--budget-s` seconds per proxy run out first: the table then says
+    how many cells were scored and projects the whole space from the steady rate).
+    Device memory is the device's peak bytes in use so far (GPU/TPU; a running peak over
+    the proxies in order) and the compiled program's temporary bytes.
   * PyTorch oracle (scripts/torch_nb201_oracle.py, torch_suitezero_oracle.py; the
     reference's hook-based NASWOT and zero-cost-nas's synflow / snip), on the same device,
     one cell at a time on the first `--oracle-cells` cells of the same order, default
@@ -68,9 +69,9 @@ def parse_args(argv=None):
     parser.add_argument("--per-call", type=int, default=0, help="0: 1024 on GPU/TPU, 16 on CPU")
     parser.add_argument("--chunk-size", type=int, default=0, help="0: by dispatch")
     parser.add_argument("--dispatch", default="auto", choices=("auto", *dispatch.MODES))
-    parser.add_argument("--budget-s", type=float, default=150.0, help="per proxy, jaxnas")
+    parser.add_argument("--budget-s", type=float, default=60.0, help="per proxy, jaxnas")
     parser.add_argument("--oracle-cells", type=int, default=64)
-    parser.add_argument("--oracle-budget-s", type=float, default=60.0, help="per proxy")
+    parser.add_argument("--oracle-budget-s", type=float, default=20.0, help="per proxy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--dry-run",
@@ -102,14 +103,17 @@ def bench_jaxnas(name, space, cells, batch, args, per_call, chunk):
     keys = jax.random.split(jax.random.key(args.seed + 1), 1)
     mesh = proxies.population_mesh(jax.local_devices())
 
-    def score(population, batch, keys):
-        return proxies.score_population(
-            proxy, space, population, batch, keys, chunk_size=chunk, mesh=mesh
-        )
+    def compile_for(size):
+        def score(population, batch, keys):
+            return proxies.score_population(
+                proxy, space, population, batch, keys, chunk_size=size, mesh=mesh
+            )
 
-    example = np.asarray(cells[:per_call])
+        return jax.jit(score).lower(np.asarray(cells[:per_call]), batch, keys).compile()
+
     start = time.perf_counter()
-    compiled = jax.jit(score).lower(example, batch, keys).compile()
+    # Halves the chunk until the program fits the device's memory (GPU/TPU).
+    chunk, compiled = dispatch.fit_chunk_size(compile_for, chunk)
     compile_s = time.perf_counter() - start
     memory = compiled.memory_analysis()
     temp_bytes = getattr(memory, "temp_size_in_bytes", None)
@@ -135,6 +139,7 @@ def bench_jaxnas(name, space, cells, batch, args, per_call, chunk):
     return {
         "cells": scored,
         "complete": scored == len(cells),
+        "chunk_size": chunk,
         "compile_s": compile_s,
         "first_call_s": first_call,
         "seconds": seconds,
@@ -201,20 +206,24 @@ def table(result):
     lines = [
         f"NB201 ({n} cells, C={result['channels']}, N={result['cells_per_stage']}, batch "
         f"{result['batch_size']}), {result['device']}, jax {result['versions']['jax']}, "
-        f"dispatch {result['dispatch']}, {result['per_call']} cells per call, chunks of "
-        f"{result['chunk_size']}",
+        f"dispatch {result['dispatch']}, {result['per_call']} cells per call, chunks of up "
+        f"to {result['chunk_size']}",
         "",
-        "| proxy | cells scored | jaxnas s total | jaxnas s/cell | compile s | peak device "
+        "| proxy | chunk | cells scored | jaxnas s total | jaxnas s/cell | compile s | peak device "
         "memory GB | oracle s/cell (cells) | oracle projected s | speed-up | Spearman vs "
         "oracle |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in result["proxies"].items():
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error']} |" + " |" * 9)
+            continue
         j, o = r["jaxnas"], r.get("oracle")
         peak = j["device_memory"]["peak_bytes_in_use"]
         total = f"{j['seconds']:.1f}" if j["complete"] else f"{j['projected_all_s']:.1f} (proj.)"
         row = [
             name,
+            str(j["chunk_size"]),
             f"{j['cells']}/{n}",
             total,
             f"{j['s_per_cell']:.2e}",
@@ -275,7 +284,12 @@ def main(argv=None):
         result["oracle_device"] = str(device)
     for name in args.proxies.split(","):
         print(f"{name}: jaxnas on {len(cells)} cells ...", flush=True)
-        ours, scores = bench_jaxnas(name, space, cells, batch, args, per_call, chunk)
+        try:
+            ours, scores = bench_jaxnas(name, space, cells, batch, args, per_call, chunk)
+        except Exception as exc:  # noqa: BLE001  (one proxy's failure must not lose the others)
+            print(f"{name}: failed: {exc}", flush=True)
+            result["proxies"][name] = {"error": str(exc).splitlines()[0][:200]}
+            continue
         entry = {"jaxnas": ours}
         if device is not None and args.oracle_cells:
             print(f"{name}: PyTorch oracle on {args.oracle_cells} cells ...", flush=True)

@@ -1,5 +1,7 @@
 """Dispatch mode and chunk size chosen by backend (`jaxnas.dispatch`)."""
 
+import types
+
 import pytest
 
 from jaxnas import dispatch, errors, experiment, spaces
@@ -49,3 +51,34 @@ def test_the_experiment_builds_the_resolved_space(monkeypatch):
     config.dispatch = "mask"
     assert experiment._space(config) == "space"
     assert seen == {"channels": 4, "cells_per_stage": 1, "dispatch": "mask"}
+
+
+def test_the_chunk_is_halved_until_the_program_fits_the_device():
+    class Device:
+        def __init__(self, limit):
+            self.limit = limit
+
+        def memory_stats(self):
+            return None if self.limit is None else {"bytes_limit": self.limit}
+
+    class Compiled:
+        def __init__(self, chunk):
+            self.chunk = chunk
+
+        def memory_analysis(self):
+            # 1 GB per architecture of the chunk, 0.5 GB of arguments.
+            return types.SimpleNamespace(
+                temp_size_in_bytes=self.chunk * 10**9, argument_size_in_bytes=5 * 10**8
+            )
+
+    tried = []
+
+    def compile_for(chunk):
+        tried.append(chunk)
+        return Compiled(chunk)
+
+    chunk, compiled = dispatch.fit_chunk_size(compile_for, 16, Device(10 * 10**9))
+    assert (chunk, compiled.chunk, tried) == (4, 4, [16, 8, 4])  # 4.5 GB <= 80 % of 10 GB
+    tried.clear()
+    assert dispatch.fit_chunk_size(compile_for, 16, Device(None))[0] == 16 and tried == [16]
+    assert dispatch.fit_chunk_size(compile_for, 16, Device(10**8))[0] == 1
