@@ -121,6 +121,12 @@ def setup(
         _HOSTS = Hosts(jax.process_index(), jax.process_count(), runtime=True)
     else:
         _HOSTS = Hosts(max(process_id, 0), max(num_processes, 1))
+    if _HOSTS.count > 1:
+        how = "in JAX's runtime" if _HOSTS.runtime else "host shards, no runtime"
+        print(
+            f"process {_HOSTS.index} of {_HOSTS.count} ({how}): "
+            f"{jax.local_device_count()} of {jax.device_count()} devices"
+        )
     return _HOSTS
 
 

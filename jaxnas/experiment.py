@@ -382,9 +382,10 @@ def _score_chunks(
                     lambda v, n=pad: jnp.concatenate([v, jnp.repeat(v[:1], n, 0)]), chunk_batch
                 )
             chunk_batch = distributed.replicate(chunk_batch, mesh)
+        chunk = distributed.replicate(chunk, mesh)
         with jax.transfer_guard("disallow"):
-            scores = scorer(distributed.replicate(chunk, mesh), chunk_batch, keys)
-            out.append(distributed.to_host(scores)[:real])
+            scores = scorer(chunk, chunk_batch, keys)
+        out.append(distributed.to_host(scores)[:real])
         if checkpoint:
             distributed.save_whole(checkpoint, np.concatenate(out))
         progress.update(real)

@@ -119,6 +119,7 @@ def test_two_processes_over_the_runtime_score_and_search_as_one(tmp_path):
             for i in range(2)
         ]
         logs = [_wait(*p) for p in started]
+        assert "process 1 of 2 (in JAX's runtime): 1 of 2 devices" in logs[1]
         if mode == "score":
             ours, theirs = _scores(workdir), _scores(one)
             assert [r["arch"] for r in ours] == [r["arch"] for r in theirs]
