@@ -15,14 +15,15 @@ Two ways to spread a run over P processes, both set up once per process by `setu
 
 A score-mode population is split in contiguous host shards in either case (`host_range`):
 process i scores architectures `host_range(P, i, n)` on its local devices, saves them
-after every compiled call (`partial.<proxy>.host<i>of<n>.npy`), then writes
-`shard.<proxy>.host<i>of<n>.npy`; process 0 waits for every shard and writes the merged
-results (`merge_shards`). A process that dies and is restarted with the same command
-resumes its shard from its checkpoint. Under the runtime, JAX stops the other processes
-when one stops sending heartbeats (after `heartbeat_timeout_seconds`): restart the whole
-job, and every host resumes its own shard. Without the runtime the other hosts go on, and
-process 0 keeps waiting for the missing shard. The workdir must be one directory seen by
-every host (a shared filesystem) in both cases.
+after every compiled call (`partial.<proxy>.<config hash>.host<i>of<n>.npy` in
+`experiment`), then writes `shard.<proxy>.<config hash>.host<i>of<n>.npy`; process 0
+waits for every shard and writes the merged results (`merge_shards`). A process that
+dies and is restarted with the same command resumes its shard from its checkpoint.
+Under the runtime, JAX stops the other processes when one stops sending heartbeats
+(after `heartbeat_timeout_seconds`): restart the whole job, and every host resumes its
+own shard. Without the runtime the other hosts go on, and process 0 keeps waiting for
+the missing shard. The workdir must be one directory seen by every host (a shared
+filesystem) in both cases.
 """
 
 import dataclasses
