@@ -26,6 +26,7 @@ uninterrupted one (lookup searches are quick and simply run again).
 """
 
 import functools
+import hashlib
 import inspect
 import json
 import os
@@ -35,13 +36,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxnas import (
     benchmarks,
     combination,
     config_checks,
     data,
+    dispatch,
+    distributed,
     errors,
     evaluation,
     fitness,
@@ -66,7 +68,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.proxies = ("naswot",)
     c.num_inits = 1  # K random initialisations per architecture
     c.aggregate = "mean"  # over the K initialisations
-    c.chunk_size = 1  # architectures vmapped together inside one compiled call
+    # "switch" | "mask" for spaces with both (NB201, NB101, NDS); "auto": switch on CPU,
+    # mask on GPU/TPU (`jaxnas.dispatch`).
+    c.dispatch = "auto"
+    c.chunk_size = 0  # architectures vmapped together in a call; 0: by dispatch (1 for switch)
     c.archs_per_call = 16  # architectures per compiled call (progress granularity)
     # Score proxies with the same network overrides in one compiled program
     # (`proxies.stack`): shared subexpressions (a loss gradient, an input gradient) are
@@ -278,8 +283,9 @@ def shared_path(*parts: str) -> str:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the experiment; returns the report (score) or the summary (search)."""
     config_checks.validate(config, default_config())
+    workdir, config_file = distributed.host_files(workdir, config.mode)
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "config.json")
+    path = os.path.join(workdir, config_file)
     previous = json.load(open(path)) if os.path.exists(path) else None
     text = config.to_json_best_effort(indent=2, sort_keys=True)
     with open(path, "w") as f:
@@ -311,8 +317,10 @@ def _space(config):
         raise errors.ConfigError(
             f"unknown space {config.space.name!r}; available: {sorted(spaces.SPACES)}"
         )
+    factory = spaces.SPACES[config.space.name]
+    kwargs, _ = dispatch.resolve(factory, config.space.kwargs, config.dispatch)
     try:
-        return spaces.SPACES[config.space.name](**config.space.kwargs)
+        return factory(**kwargs)
     except TypeError as exc:
         raise errors.ConfigError(f"space {config.space.name!r}: {exc}") from exc
 
@@ -386,13 +394,26 @@ class _Images:
         return jnp.asarray(data.normalize(self.pool[0], c.normalization))
 
 
-def _scorer(config, space, proxy, batch_per_arch=False):
-    chunk = config.chunk_size
+def _scorer(config, space, proxy, batch_per_arch=False, mesh=None):
+    _, chunk = dispatch.resolve(
+        spaces.SPACES[config.space.name],
+        config.space.kwargs,
+        config.dispatch,
+        config.chunk_size,
+        config.archs_per_call,
+    )
 
     @jax.jit
     def scorer(population, batch, keys):
         return proxies.score_population(
-            proxy, space, population, batch, keys, chunk_size=chunk, batch_per_arch=batch_per_arch
+            proxy,
+            space,
+            population,
+            batch,
+            keys,
+            chunk_size=chunk,
+            batch_per_arch=batch_per_arch,
+            mesh=mesh,
         )
 
     return scorer
@@ -411,7 +432,7 @@ def _proxy_groups(config) -> list[dict[str, types.ProxyFn]]:
 
 
 def _score_chunks(
-    scorer, population, batch, keys, per_call, progress, checkpoint=None, previous=None
+    scorer, population, batch, keys, per_call, progress, checkpoint=None, previous=None, mesh=None
 ) -> np.ndarray:
     """f32[P, K, ...] scores of a host population, in fixed-size compiled calls (padded).
 
@@ -419,14 +440,15 @@ def _score_chunks(
     the batches of architectures `start..stop-1` stacked (a scorer with `batch_per_arch`).
     With `checkpoint` (a .npy path) the scores so far are saved after every call;
     `previous` (scores of the first architectures, saved by an earlier call with the
-    same population) are kept and scoring goes on after them.
+    same population) are kept and scoring goes on after them. `mesh` is the scorer's
+    (default: `proxies.population_mesh()`, every process's devices).
     """
     per_call = min(per_call, population.shape[0])
     # Inputs are replicated over the devices the population is sharded over.
-    replicated = NamedSharding(proxies.population_mesh(), PartitionSpec())
-    keys = jax.device_put(keys, replicated)
+    mesh = proxies.population_mesh() if mesh is None else mesh
+    keys = distributed.replicate(keys, mesh)
     if not callable(batch):
-        batch = jax.device_put(batch, replicated)
+        batch = distributed.replicate(batch, mesh)
     out = [] if previous is None else [previous]
     first = 0 if previous is None else previous.shape[0]
     for start in range(first, population.shape[0], per_call):
@@ -442,12 +464,13 @@ def _score_chunks(
                 chunk_batch = jax.tree.map(
                     lambda v, n=pad: jnp.concatenate([v, jnp.repeat(v[:1], n, 0)]), chunk_batch
                 )
-            chunk_batch = jax.device_put(chunk_batch, replicated)
+            chunk_batch = distributed.replicate(chunk_batch, mesh)
+        chunk = distributed.replicate(chunk, mesh)
         with jax.transfer_guard("disallow"):
-            scores = scorer(jax.device_put(chunk, replicated), chunk_batch, keys)
-            out.append(jax.device_get(scores)[:real])
+            scores = scorer(chunk, chunk_batch, keys)
+        out.append(distributed.to_host(scores)[:real])
         if checkpoint:
-            np.save(checkpoint, np.concatenate(out))
+            distributed.save_whole(checkpoint, np.concatenate(out))
         progress.update(real)
     return np.concatenate(out)
 
@@ -503,23 +526,59 @@ def _score(config, workdir, resume=False) -> dict:
     keys = jax.random.split(key_init, config.num_inits)
     archs = [space.to_string(g) for g in population]
 
-    results, timing, checkpoints = {}, {}, []
+    # Each host scores its shard on its own devices (one host: the whole population), all
+    # proxies first; then host 0 merges. Several hosts' files carry the config's
+    # fingerprint, so that a stale shard of another config is never merged.
+    hosts = distributed.hosts()
+    mesh = proxies.population_mesh(jax.local_devices())
+    text = config.to_json_best_effort(sort_keys=True).encode()
+    tag = "" if hosts.count == 1 else "." + hashlib.sha1(text).hexdigest()[:10]
+    timing, shards = {}, []
     for group in _proxy_groups(config):
         name = "+".join(group)
-        # Scores so far, saved per call, so that a long run that stops resumes (same config).
-        checkpoint = os.path.join(workdir, f"partial.{name}.npy")
-        checkpoints.append(checkpoint)
-        previous = np.load(checkpoint) if resume and os.path.exists(checkpoint) else None
-        if previous is not None:
-            print(f"resuming {name}: {previous.shape[0]} of {len(population)} already scored")
-        done = 0 if previous is None else previous.shape[0]
-        progress = Progress(len(population), f"score {name}", done=done)
         fns = list(group.values())
         proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)
-        scorer = _scorer(config, space, proxy, per_arch)
-        scores = _score_chunks(
-            scorer, population, batch, keys, config.archs_per_call, progress, checkpoint, previous
-        )
+        scorer = _scorer(config, space, proxy, per_arch, mesh)
+        progress = None
+
+        def score_range(start, stop, checkpoint, previous, name=name, scorer=scorer):
+            # Scores so far are saved per call: a run that stops resumes (same config).
+            nonlocal progress
+            done = 0 if previous is None else previous.shape[0]
+            if done:
+                print(f"resuming {name}: {done} of {stop - start} already scored")
+            progress = Progress(stop - start, f"score {name}", done=done)
+            shard_batch = (lambda a, b: batch(start + a, start + b)) if per_arch else batch
+            chunk = population[start:stop]
+            return _score_chunks(
+                scorer,
+                chunk,
+                shard_batch,
+                keys,
+                config.archs_per_call,
+                progress,
+                checkpoint,
+                previous,
+                mesh,
+            )
+
+        path = distributed.score_shard(score_range, len(population), workdir, name + tag, resume)
+        shards.append((group, name + tag, path))
+        if progress is not None:
+            timing[name] = {
+                "seconds_total": time.perf_counter() - progress.start,
+                # Trace + compile (or compilation-cache load) + the first call.
+                "seconds_to_first_call": progress.first_update_seconds(),
+                "archs_per_second_after_compile": progress.rate(),
+            }
+    if not hosts.primary:
+        paths = [path for _, _, path in shards]
+        print(f"host {hosts.index} of {hosts.count}: its shards -> {paths}")
+        return {"num_archs": len(population), "timing": timing, "shards": paths}
+
+    results = {}
+    for group, file_name, _ in shards:
+        scores = distributed.merge_shards(workdir, file_name, hosts.count)
         scores = scores.reshape(*scores.shape[:2], len(group))
         for m, spec in enumerate(group):
             _check_finite_or_failed(spec, scores[..., m])
@@ -527,13 +586,6 @@ def _score(config, workdir, resume=False) -> dict:
                 scores[..., m],
                 np.asarray(proxies.aggregate(jnp.asarray(scores[..., m]), config.aggregate)),
             )
-        timing[name] = {
-            "seconds_total": time.perf_counter() - progress.start,
-            # Trace + compile (or compilation-cache load) + the first call.
-            "seconds_to_first_call": progress.first_update_seconds(),
-            "archs_per_second_after_compile": progress.rate(),
-        }
-
     with open(os.path.join(workdir, "scores.jsonl"), "w") as f:
         for i, genotype in enumerate(population):
             row = {"arch": archs[i], "genotype": genotype.tolist()}
@@ -546,8 +598,10 @@ def _score(config, workdir, resume=False) -> dict:
                 }
             f.write(json.dumps(row) + "\n")
 
-    for checkpoint in checkpoints:
-        os.remove(checkpoint)
+    # Every host's shard files, now merged into scores.jsonl.
+    for _, file_name, _ in shards:
+        for i in range(hosts.count):
+            os.remove(distributed.shard_path(workdir, file_name, i, hosts.count))
     report = {"num_archs": len(population), "timing": timing, "correlations": {}}
     if bench is not None:
         report["correlations"] = _correlations(config, bench, archs, results)

@@ -1,6 +1,10 @@
 """Command-line entry point.
 
   python -m jaxnas.main --config=configs/nb201_naswot.py[:arg] --workdir=DIR
+      [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
+
+With `--num_processes`/`--process_id` (and a coordinator, or on a detected SLURM / MPI /
+TPU-pod launch) the run is one of several processes: see `jaxnas.distributed`.
 
 This file is kept short on purpose: the experiment logic lives in `jaxnas.experiment`,
 which the end-to-end tests call directly. Bad input ends with one `error: ...` line and
@@ -14,13 +18,14 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxnas import compilation_cache, config_checks, errors, experiment, xla_settings
+from jaxnas import compilation_cache, config_checks, distributed, errors, experiment, xla_settings
 
 
 def define_flags(
     flag_values: flags.FlagValues, argv: list[str] | None = None
 ) -> flags.FlagValues:
-    """Defines `--config`, `--workdir` and `--compilation_cache` on `flag_values`.
+    """Defines `--config`, `--workdir`, `--compilation_cache` and the multi-process flags
+    (`--coordinator_address`, `--num_processes`, `--process_id`) on `flag_values`.
 
     `--config.*` overrides are found in `argv` (`sys.argv` if None); tests pass a fresh
     `flag_values` and their own `argv`.
@@ -41,6 +46,21 @@ def define_flags(
         f"compiled programs from there), or 'none' for off. Default: "
         f"${compilation_cache.ENV_VAR}, else ~/.cache/jaxnas/xla.",
         flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "coordinator_address",
+        "",
+        "host:port of process 0: join JAX's multi-process runtime ('auto': as JAX detects).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "num_processes",
+        0,
+        "Processes (hosts) sharing the run; 0: one or detected.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "process_id", -1, "This process's index in 0..num_processes-1.", flag_values=flag_values
     )
     flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
     return flag_values
@@ -110,16 +130,25 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> list[
     return rest
 
 
-def run_cli(config, workdir: str, cache: str | None = None) -> None:
+def run_cli(
+    config,
+    workdir: str,
+    cache: str | None = None,
+    coordinator_address: str = "",
+    num_processes: int = 0,
+    process_id: int = -1,
+) -> None:
     """Runs the experiment (JAX's compilation cache in `cache`, see
-    `compilation_cache.resolve`); bad input exits 2 with one line, Ctrl-C says how to
-    resume."""
+    `compilation_cache.resolve`; the multi-process runtime joined as `distributed.setup`
+    says); bad input exits 2 with one line, Ctrl-C says how to resume."""
     try:
         compilation_cache.enable(cache)
+        distributed.setup(coordinator_address, num_processes, process_id)
         os.makedirs(workdir, exist_ok=True)
         # The command as typed (config arguments included), for reports that cite runs.
-        with open(os.path.join(workdir, "command.txt"), "w") as f:
-            f.write(shlex.join(["python", "-m", "jaxnas.main", *sys.argv[1:]]) + "\n")
+        if distributed.hosts().primary:
+            with open(os.path.join(workdir, "command.txt"), "w") as f:
+                f.write(shlex.join(["python", "-m", "jaxnas.main", *sys.argv[1:]]) + "\n")
         experiment.run(config, workdir)
     except errors.JaxnasError as exc:
         fail(str(exc))
@@ -138,7 +167,14 @@ def main(argv):
     # JAX logs backend probing (e.g. "Unable to initialize backend 'tpu'") at INFO.
     logging.set_verbosity(logging.WARNING)
     xla_settings.prefer_memory_schedule()
-    run_cli(FLAGS.config, FLAGS.workdir, FLAGS.compilation_cache)
+    run_cli(
+        FLAGS.config,
+        FLAGS.workdir,
+        FLAGS.compilation_cache,
+        FLAGS.coordinator_address,
+        FLAGS.num_processes,
+        FLAGS.process_id,
+    )
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ def synflow(model, x_shape):
         for p in net.state_dict().values():
             p.abs_()
     net.zero_grad()
-    net(torch.ones((1, *x_shape[1:]), dtype=torch.float64)).sum().backward()
+    device = next(net.parameters()).device
+    net(torch.ones((1, *x_shape[1:]), dtype=torch.float64, device=device)).sum().backward()
     with torch.no_grad():
         total = float(sum((m.weight * m.weight.grad).abs().sum() for m in weight_layers(net)))
     return math.log(total) if total > 0 else -math.inf

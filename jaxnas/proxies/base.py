@@ -4,7 +4,7 @@ A proxy is a pure function `proxy(network, params, batch, key) -> f32[]` (higher
 better, NaN = failed). `score_population` turns it into `f32[P, K]` for P genotypes of a
 search space and K initialisation keys; it is a pure function of its inputs, so the
 caller decides where to `jax.jit` it (one compile serves every population of the same
-shape). Populations are sharded over the local devices (a `jax.sharding.Mesh` with a
+shape). Populations are sharded over the devices (a `jax.sharding.Mesh` with a
 `"population"` axis; `population_mesh`).
 """
 
@@ -122,8 +122,9 @@ POPULATION_AXIS = "population"
 
 
 def population_mesh(devices=None) -> Mesh:
-    """A one-axis mesh (`"population"`) over `devices` (default: the local devices)."""
-    devices = jax.local_devices() if devices is None else list(devices)
+    """A one-axis mesh (`"population"`) over `devices` (default: every process's devices,
+    `jax.devices()`; the local devices unless the run joined `jax.distributed`)."""
+    devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.asarray(devices), (POPULATION_AXIS,))
 
 
@@ -168,10 +169,12 @@ def score_population(
         branch; larger chunks suit "mask" dispatch on accelerators.
       batch_per_arch: whether `batch` has a leading population axis.
       mesh: the devices to shard the population over, along its `"population"` axis
-        (its other axes, if any, hold replicas); None: `population_mesh()`, all local
-        devices. Each device maps over its contiguous share of the genotypes (padded
-        to a multiple of the device count with copies of the first, whose scores are
-        dropped); the initial parameters and a shared batch are replicated.
+        (its other axes, if any, hold replicas); None: `population_mesh()`, all devices
+        (of every process, in a multi-process run: the inputs must then be global
+        arrays, e.g. `distributed.replicate`). Each device maps over its contiguous
+        share of the genotypes (padded to a multiple of the device count with copies of
+        the first, whose scores are dropped); the initial parameters and a shared batch
+        are replicated.
 
     Returns:
       f32[P, K] scores (f32[P, K, M] for a `stack` of M proxies); NaN marks a failed

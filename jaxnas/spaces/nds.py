@@ -882,16 +882,16 @@ def space(
     )
 
 
-def resnet(**kwargs) -> base.SearchSpace:
+def resnet(dispatch: str = "switch", **kwargs) -> base.SearchSpace:
     """NDS ResNet (basic blocks; depth and width per stage)."""
-    return space("nds_resnet", **kwargs)
+    return space("nds_resnet", dispatch=dispatch, **kwargs)
 
 
-def resnext_a(**kwargs) -> base.SearchSpace:
+def resnext_a(dispatch: str = "switch", **kwargs) -> base.SearchSpace:
     """NDS ResNeXt-A (bottleneck blocks; depth, width, bot_mul, groups per stage)."""
-    return space("nds_resnext_a", **kwargs)
+    return space("nds_resnext_a", dispatch=dispatch, **kwargs)
 
 
-def resnext_b(**kwargs) -> base.SearchSpace:
+def resnext_b(dispatch: str = "switch", **kwargs) -> base.SearchSpace:
     """NDS ResNeXt-B (ResNeXt-A with widths 64..1024 and up to 16 groups)."""
-    return space("nds_resnext_b", **kwargs)
+    return space("nds_resnext_b", dispatch=dispatch, **kwargs)

@@ -1,0 +1,119 @@
+"""Which dispatch mode and chunk size suit the backend a run is on.
+
+The data-driven networks of NB201, NB101 and the NDS designs select each edge's op in
+one of two ways (see `jaxnas.spaces.nb201`):
+
+  * "switch": `lax.switch` runs only the selected op. Exact cost, but vmapping turns the
+    switch into a select that runs every branch, so a population is mapped over one
+    architecture at a time (`chunk_size=1`).
+  * "mask": every op runs and a one-hot weight keeps the selected one. About #ops times
+    the arithmetic, but a chunk of architectures vmaps into wide batched kernels.
+
+A CPU core gains nothing from wider kernels, so "switch" with one architecture at a time
+wins there (crossover measured with `scripts/bench_dispatch.py`, WORKSPACE_NOTES.md
+"Scale out (issue 18)"); a GPU or TPU is mostly idle on one small network, so "mask"
+with chunks of architectures wins there. `experiment` resolves `config.dispatch="auto"`
+and `config.chunk_size=0` with `resolve`; explicit values are kept.
+"""
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+
+from jaxnas import errors
+
+MODES = ("switch", "mask")
+
+# Architectures vmapped together under "mask" on an accelerator when the memory of one
+# is not known; NB201 at batch 128 needs ~0.1-0.5 GB per cell (gradient proxies the most).
+ACCELERATOR_CHUNK = 16
+
+
+def default_dispatch(backend: str | None = None) -> str:
+    """The mode for `backend`: "switch" on a CPU, "mask" on a GPU or TPU (default:
+    JAX's default backend)."""
+    backend = jax.default_backend() if backend is None else backend
+    return "switch" if backend == "cpu" else "mask"
+
+
+def takes_dispatch(factory: Callable[..., Any]) -> bool:
+    """Whether a space factory has a `dispatch` argument."""
+    try:
+        return "dispatch" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def resolve(
+    factory: Callable[..., Any],
+    space_kwargs: Mapping[str, Any],
+    dispatch: str = "auto",
+    chunk_size: int = 0,
+    per_call: int = ACCELERATOR_CHUNK,
+    backend: str | None = None,
+) -> tuple[dict[str, Any], int]:
+    """The space's keyword arguments and the chunk size a run uses.
+
+    Args:
+      factory: the space factory (`spaces.SPACES[name]`).
+      space_kwargs: the config's `space.kwargs`; a `dispatch` there wins.
+      dispatch: "auto" (by backend, `default_dispatch`), "switch" or "mask"; spaces
+        without a dispatch argument ignore it.
+      chunk_size: architectures vmapped together; 0 = auto: 1 under "switch" (or a space
+        without modes), `min(per_call, ACCELERATOR_CHUNK)` under "mask".
+      per_call: architectures per compiled call.
+      backend: the backend to choose for (default: JAX's default backend).
+
+    Returns:
+      `(space_kwargs, chunk_size)`.
+
+    Raises:
+      ConfigError: an unknown dispatch mode or a negative chunk size.
+    """
+    if dispatch != "auto" and dispatch not in MODES:
+        raise errors.ConfigError(f"unknown dispatch {dispatch!r}; expected 'auto' or {MODES}")
+    if chunk_size < 0:
+        raise errors.ConfigError(f"chunk_size must be 0 (auto) or positive, got {chunk_size}")
+    kwargs = dict(space_kwargs)
+    mode = None
+    if takes_dispatch(factory):
+        if "dispatch" not in kwargs:
+            kwargs["dispatch"] = default_dispatch(backend) if dispatch == "auto" else dispatch
+        mode = kwargs["dispatch"]
+    if chunk_size == 0:
+        chunk_size = min(per_call, ACCELERATOR_CHUNK) if mode == "mask" else 1
+    return kwargs, chunk_size
+
+
+def fit_chunk_size(
+    compile_for: Callable[[int], Any], chunk_size: int, device=None, fraction: float = 0.8
+) -> tuple[int, Any]:
+    """The largest chunk size, halving from `chunk_size`, whose program fits the device.
+
+    Args:
+      compile_for: `chunk -> jax.stages.Compiled`, the scoring program for that chunk.
+      chunk_size: the size to start from.
+      device: whose memory limit counts (default: the first local device). Devices that
+        report no limit (CPUs) take `chunk_size` as it is.
+      fraction: the share of the device's memory the program's arguments, outputs and
+        temporaries may take.
+
+    Returns:
+      `(chunk, compiled)`: the size kept and its compiled program.
+    """
+    device = jax.local_devices()[0] if device is None else device
+    limit = (device.memory_stats() or {}).get("bytes_limit")
+    while True:
+        compiled = compile_for(chunk_size)
+        if limit is None or chunk_size == 1:
+            return chunk_size, compiled
+        memory = compiled.memory_analysis()
+        needed = sum(
+            getattr(memory, f"{kind}_size_in_bytes", 0) or 0
+            for kind in ("argument", "output", "temp", "generated_code")
+        )
+        if needed <= fraction * limit:
+            return chunk_size, compiled
+        chunk_size //= 2
