@@ -4,7 +4,8 @@ Builds NB201 networks with `xautodl.models.cell_infers.tiny_network.TinyNetwork`
 benchmark authors' own code, not ours), default PyTorch initialisation from a fixed
 seed, and records, for a batch of 8 random 8x8 images in train mode (batch statistics):
 the logits, the NASWOT score (forward hooks on every `nn.ReLU`, K = c c^T +
-(1 - c)(1 - c)^T over the binary codes, float64 log|K|) and every weight under the
+(1 - c)(1 - c)^T over the binary codes, float64 log|K|), snip and log synflow (as
+zero-cost-nas defines them, see `snip` / `synflow` below) and every weight under the
 name our materialised network gives it (HWIO conv kernels, [in, out] linear kernel).
 It does not import jaxnas. `tests/test_xautodl_oracle.py` loads the weights into
 `nb201.space(...).materialize(genotype)` and compares.
@@ -16,6 +17,7 @@ Usage:
 """
 
 import argparse
+import copy
 import hashlib
 import json
 import sys
@@ -89,19 +91,58 @@ def naswot(model, x):
     return np.linalg.slogdet(k)[1]
 
 
+def layer_sum(model, fn):
+    """Sum of fn(weight, grad) over the Conv2d / Linear weights (zero-cost-nas)."""
+    return sum(
+        float(fn(m.weight.detach(), m.weight.grad).sum())
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    )
+
+
+def snip(model, x, y):
+    """sum |w * dL/dw|, L the mean cross-entropy of the batch, BatchNorm in train mode."""
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x)[1], y).backward()
+    return layer_sum(model, lambda w, g: (w * g).abs())
+
+
+def synflow(model, x):
+    """log of sum w * dR/dw over |weights|, every BatchNorm the identity, R = sum of the
+    outputs for one all-ones image, in float64 (zero-cost-nas `synflow`)."""
+    model = copy.deepcopy(model).double()
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(module, child_name, nn.Identity())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    model.zero_grad()
+    model(torch.ones((1, *x.shape[1:]), dtype=torch.float64))[1].sum().backward()
+    return np.log(layer_sum(model, lambda w, g: w * g))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.manual_seed(0)
     x = torch.randn(8, 3, 8, 8)
-    out = {"x_nhwc": x.numpy().transpose(0, 2, 3, 1), "archs": np.asarray(ARCHS)}
+    y = torch.randint(0, CLASSES, (8,))
+    out = {
+        "x_nhwc": x.numpy().transpose(0, 2, 3, 1),
+        "y": y.numpy().astype(np.int32),
+        "archs": np.asarray(ARCHS),
+    }
     for i, arch in enumerate(ARCHS):
         model = TinyNetwork(CHANNELS, CELLS, Structure.str2structure(arch), CLASSES)
         model.train()
         with torch.no_grad():
             out[f"logits_{i}"] = model(x)[1].numpy()
         out[f"naswot_{i}"] = np.float64(naswot(model, x))
+        out[f"synflow_{i}"] = np.float64(synflow(model, x))
+        out[f"snip_{i}"] = np.float64(snip(model, x, y))
         for name, value in export(model).items():
             out[f"params_{i}/{name}"] = value
     with open(__file__, "rb") as f:

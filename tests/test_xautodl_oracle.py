@@ -3,7 +3,8 @@
 The fixture is written by `scripts/xautodl_nb201_oracle.py` (torch and xautodl, not
 needed here; provenance inside the file). Its weights are transplanted into our
 materialised networks (`space.materialize`), which must then give the same logits
-(atol 1e-5) and the same NASWOT score (rtol 1e-5).
+(atol 1e-5), NASWOT and log synflow (rtol 1e-5) and snip (rtol 1e-4, a float32 sum of
+|w * g| against float64 torch sums).
 """
 
 import functools
@@ -27,11 +28,11 @@ def _fixture():
     return dict(np.load(FIXTURE))
 
 
-def _case(i):
+def _case(i, batch_norm=True):
     """(materialised model, its variables with the oracle's weights, images)."""
     f = _fixture()
     space = nb201.space(channels=4, cells_per_stage=1)
-    model = space.materialize(space.from_string(str(f["archs"][i])))
+    model = space.materialize(space.from_string(str(f["archs"][i])), batch_norm=batch_norm)
     x = jnp.asarray(f["x_nhwc"])
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     prefix = f"params_{i}/"
@@ -40,10 +41,11 @@ def _case(i):
     assert set(flat) == set(expected)  # every weight transplanted, nothing left over
     for name, v in flat.items():
         assert v.shape == expected[name].shape, name
-    variables = {
-        "params": traverse_util.unflatten_dict(flat, sep="/"),
-        "batch_stats": jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes["batch_stats"]),
-    }
+    variables = {"params": traverse_util.unflatten_dict(flat, sep="/")}
+    if "batch_stats" in shapes:  # running statistics: not read in train mode
+        variables["batch_stats"] = jax.tree.map(
+            lambda s: jnp.ones(s.shape, s.dtype), shapes["batch_stats"]
+        )
     return model, variables, x
 
 
@@ -62,3 +64,18 @@ def test_logits_and_naswot_equal_the_authors_network(i):
     net = network.from_linen(model, train=True)
     score = jax.jit(lambda v: proxies.get_proxy("naswot")(net, v, {"x": x}, None))(variables)
     np.testing.assert_allclose(score, _fixture()[f"naswot_{i}"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_snip_and_synflow_equal_the_authors_network(i):
+    f = _fixture()
+    model, variables, x = _case(i)
+    net = network.from_linen(model, train=True)
+    batch = {"x": x, "y": jnp.asarray(f["y"])}
+    snip = jax.jit(lambda v: proxies.get_proxy("snip")(net, v, batch, None))(variables)
+    np.testing.assert_allclose(snip, f[f"snip_{i}"], rtol=1e-4)
+    # synflow declares batch_norm=False: the network without BatchNorm, as the reference.
+    model, variables, x = _case(i, batch_norm=False)
+    net = network.from_linen(model, train=True)
+    synflow = jax.jit(lambda v: proxies.get_proxy("synflow")(net, v, {"x": x}, None))(variables)
+    np.testing.assert_allclose(synflow, f[f"synflow_{i}"], rtol=1e-5)
