@@ -50,7 +50,8 @@ def test_a_value_below_the_range_is_an_error_naming_the_field(field):
     config = experiment.default_config()
     low, wording = config_checks.RANGES[field]
     _set(config, field, low - 1)
-    with pytest.raises(errors.ConfigError, match=f"config.{field} must be {wording}, got {low - 1}"):
+    message = f"config.{field} must be {wording}, got {low - 1}"
+    with pytest.raises(errors.ConfigError, match=message):
         _validate(config)
     _set(config, field, low)
     _validate(config)
