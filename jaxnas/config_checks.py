@@ -136,5 +136,9 @@ def validate(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigD
             )
 
     _walk(config, defaults, "", check)
-    if "proxies" in config and not config.proxies:
-        raise errors.ConfigError("config.proxies is empty; name at least one proxy")
+    # A combination of published table columns scores no proxy of its own.
+    columns_only = "combine" in config and config.combine.method and config.combine.columns
+    if "proxies" in config and not config.proxies and not columns_only:
+        raise errors.ConfigError(
+            "config.proxies is empty; name at least one proxy (or combine.columns)"
+        )
