@@ -61,6 +61,8 @@ def run(config, workdir: str, resume: bool = False) -> dict:
     with open(path, "w") as f:
         for record in runs:
             f.write(json.dumps(record) + "\n")
+        # On disk before the next run starts: a stop during it must not lose them.
+        f.flush()
         for record in runner(config, space, params, key, len(runs), workdir):
             if bench is not None:
                 for target in config.benchmark.targets:
