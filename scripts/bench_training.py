@@ -77,7 +77,13 @@ def torch_run(config, train, test):
         step_seconds.append(seconds)
         rows.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
                      "acc": 100.0 * hits / (spe * t.batch_size), "test_acc": acc})
-        print(f"torch epoch {epoch + 1}: loss {rows[-1]['loss']:.4f} test {acc:.2f}%")
+        rows[-1]["images_per_second"] = spe * t.batch_size / seconds
+        print(
+            f"torch epoch {epoch + 1}: loss {rows[-1]['loss']:.4f} test {acc:.2f}%  "
+            f"{rows[-1]['images_per_second']:.1f} img/s (steps only)  "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     steady = step_seconds[1:] or step_seconds
     return {
         "test_acc": rows[-1]["test_acc"],
