@@ -18,9 +18,9 @@ Cost: about 9 s per cell on the 2-core CPU for the three components at batch 64
 (docs/proxy_correlations.md: 2.6 + 4.4 + 2.1 s, plus ~2 min of compiles), i.e. ~2.5 h
 for 1,000 cells; the run checkpoints per call and resumes with the same command. Not run
 at full size on the shared CPU of this session, only end to end on a tiny network (see
-WORKSPACE_NOTES.md, "Proxy combination and LIBRA-NAS"); AZ-NAS's own notebook gives Spearman 0.913 on all 15,625 cells and L-SWAG
-Table 1 0.91 / 0.90 / 0.89; our 200-cell rows are 0.901 (CIFAR-100) and 0.848
-(ImageNet16-120) in docs/proxy_correlations.md.
+WORKSPACE_NOTES.md, "Proxy combination and LIBRA-NAS"); AZ-NAS's own notebook gives
+Spearman 0.913 on all 15,625 cells and L-SWAG Table 1 0.91 / 0.90 / 0.89; our 200-cell
+rows are 0.901 (CIFAR-100) and 0.848 (ImageNet16-120) in docs/proxy_correlations.md.
 
 Arguments: `:size=N,seed=S,batch=B` (defaults 1000, 0, 64).
 """

@@ -44,6 +44,7 @@ from xautodl.models.cell_infers.tiny_network import TinyNetwork
 from xautodl.models.cell_operations import ReLUConvBN, ResNetBasicblock
 from xautodl.models.cell_searchs.genotypes import Structure
 
+
 def _xautodl_module(relative: str):
     """A module of xautodl loaded from its file: the package `xautodl.procedures`
     imports torchvision (for its datasets), which the optimizers do not need."""

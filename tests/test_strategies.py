@@ -49,7 +49,7 @@ def test_vmap_over_seeds_equals_each_seed_alone_and_seeds_differ(strategy):
     together = jax.jit(jax.vmap(best))(keys)
     chex.assert_shape(together.genotype, (4, 6))
     for i, k in enumerate(keys):
-        chex.assert_trees_all_equal(jax.jit(best)(k), jax.tree.map(lambda v: v[i], together))
+        chex.assert_trees_all_equal(jax.jit(best)(k), jax.tree.map(lambda v, i=i: v[i], together))
     # 24 random cells per seed: different seeds keep different best cells.
     assert len({tuple(g) for g in np.asarray(together.genotype).tolist()}) > 1
 
