@@ -69,7 +69,8 @@ for mode, chunk in (("switch", 1), ("mask", 4)):
         )(population))
 for name in ("naswot", "synflow", "snip"):
     np.testing.assert_allclose(scores["mask", name], scores["switch", name], rtol=1e-4)
-    assert np.isfinite(scores["switch", name]).all(), name
+    # -inf is a valid worst score (a singular NASWOT kernel, e.g. an all-"none" cell).
+    assert not np.isnan(scores["switch", name]).any(), name
 print(f"jaxnas {jaxnas.__version__} on jax {jax.__version__}: imports without ml_collections "
       "and tensorflow_datasets; naswot, synflow, snip equal under switch and mask")
 EOF
