@@ -28,7 +28,5 @@ def get_config(arg=None):
     config.space.name = "darts"
     config.train.epochs = args.epochs
     config.train.data.source = args.data
-    config.train.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
+    config.train.data.path = experiment.shared_path(*experiment.CIFAR10_IMAGES)
     return config

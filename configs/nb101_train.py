@@ -36,7 +36,5 @@ def get_config(arg=None):
     config.space.name = "nb101"
     config.train.epochs = args.epochs
     config.train.data.source = args.data
-    config.train.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
+    config.train.data.path = experiment.shared_path(*experiment.CIFAR10_IMAGES)
     return config

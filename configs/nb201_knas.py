@@ -36,12 +36,7 @@ def get_config(arg=None):
     config.archs_per_call = 8
     config.population.source = "sample"
     config.population.size = args.pool
-    config.data.source = "npz"
-    config.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
-    config.data.images_key = "train_images"
-    config.data.labels_key = "train_labels"
+    experiment.use_cifar10_train_images(config.data)
     config.data.batch_size = 50
     config.search.strategy = "knas"
     config.search.num_runs = args.runs

@@ -40,12 +40,7 @@ def get_config(arg=None):
     config.archs_per_call = 20
     config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
-    config.data.source = "npz"
-    config.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
-    config.data.images_key = "train_images"
-    config.data.labels_key = "train_labels"
+    experiment.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     if args.table:
         config.search.fitness.source = "table"

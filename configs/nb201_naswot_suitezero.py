@@ -30,11 +30,6 @@ def get_config(arg=None):
     )
     config.benchmark.targets = ("val_acc",)
     config.benchmark.references = ("nwot",)
-    config.data.source = "npz"
-    config.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
-    config.data.images_key = "train_images"
-    config.data.labels_key = "train_labels"
+    experiment.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     return config

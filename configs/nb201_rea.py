@@ -91,12 +91,7 @@ def get_config(arg=None):
             )
             s.warmup.column = args.warmup
         config.proxies = ("naswot",)
-        config.data.source = "npz"
-        config.data.path = experiment.shared_path(
-            "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-        )
-        config.data.images_key = "train_images"
-        config.data.labels_key = "train_labels"
+        experiment.use_cifar10_train_images(config.data)
         config.data.batch_size = args.batch
         config.archs_per_call = args.m
         row = {  # AREA has no test columns in Table 2a

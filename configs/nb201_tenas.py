@@ -30,12 +30,7 @@ def get_config(arg=None):
     config.seed = args.seed
     config.population.size = args.size
     config.num_inits = 3
-    config.data.source = "npz"
-    config.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
-    config.data.images_key = "train_images"
-    config.data.labels_key = "train_labels"
+    experiment.use_cifar10_train_images(config.data)
     if args.proxy == "ntk":
         config.proxies = ("ntk_cond",)
         config.space.kwargs = dict(ntk.TENAS_NTK_NETWORK)

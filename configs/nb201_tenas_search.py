@@ -36,12 +36,7 @@ def get_config(arg=None):
     config.mode = "supernet"
     config.seed = args.seed
     config.proxies = ("ntk_cond", "linear_regions")
-    config.data.source = "npz"
-    config.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
-    config.data.images_key = "train_images"
-    config.data.labels_key = "train_labels"
+    experiment.use_cifar10_train_images(config.data)
     config.data.normalization = "cifar10"
     config.search.strategy = "tenas"
     config.search.num_runs = args.runs

@@ -55,9 +55,7 @@ def get_config(arg=None):
     t.data.source = args.data
     t.data.dataset = args.dataset
     t.data.normalization = args.dataset
-    t.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
+    t.data.path = experiment.shared_path(*experiment.CIFAR10_IMAGES)
     table = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     if os.path.exists(table):
         config.benchmark.path = table

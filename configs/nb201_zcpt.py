@@ -39,12 +39,7 @@ def get_config(arg=None):
     config.mode = "supernet"
     config.seed = args.seed
     config.proxies = (SCORERS[args.proxy],)
-    config.data.source = "npz"
-    config.data.path = experiment.shared_path(
-        "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
-    config.data.images_key = "train_images"
-    config.data.labels_key = "train_labels"
+    experiment.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     config.search.strategy = "zc_pt"
     config.search.num_runs = args.runs

@@ -262,10 +262,7 @@ def suite_zero(
     config.benchmark.path = table
     config.benchmark.targets = ("val_acc",)
     config.benchmark.reference_of = {name: suite_zero_column(name) for name in names}
-    config.data.source = "npz"
-    config.data.path = shared_path("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
-    config.data.images_key = "train_images"
-    config.data.labels_key = "train_labels"
+    use_cifar10_train_images(config.data)
     config.data.normalization = "cifar10-naslib"
     config.data.augment = True
     config.data.crop_padding = 4
@@ -273,6 +270,19 @@ def suite_zero(
     config.data.batch_per_arch = args.per_cell
     config.report.num_bootstrap = 500
     return config, args
+
+
+# The 1,280 real CIFAR-10 training (and 1,000 test) images of the shared data.
+CIFAR10_IMAGES = ("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
+
+
+def use_cifar10_train_images(data_config: ml_collections.ConfigDict) -> None:
+    """Points a config's `data` block at the shared data's 1,280 real CIFAR-10 training
+    images and labels (`CIFAR10_IMAGES`); normalisation and batch size are left as set."""
+    data_config.source = "npz"
+    data_config.path = shared_path(*CIFAR10_IMAGES)
+    data_config.images_key = "train_images"
+    data_config.labels_key = "train_labels"
 
 
 def shared_path(*parts: str) -> str:

@@ -38,6 +38,14 @@ class Strategy(NamedTuple):
     tell: Callable[[types.PRNGKey, types.Population, jax.Array, Any, Any], tuple[Any, dict]]
 
 
+def no_best(num_positions: int) -> BestSoFar:
+    """The best-so-far before any evaluation: genotype int32[D] of zeros, score -inf."""
+    return BestSoFar(
+        genotype=jnp.zeros((num_positions,), jnp.int32),
+        score=jnp.asarray(-jnp.inf, jnp.float32),
+    )
+
+
 def failed_to_worst(scores: jax.Array) -> jax.Array:
     """Maps NaN (failed) to -inf so that it can never win a comparison."""
     return jnp.where(jnp.isnan(scores), -jnp.inf, scores)

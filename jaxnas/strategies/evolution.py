@@ -69,10 +69,7 @@ def evolution(
     def init(key, params):
         del key, params
         return State(
-            best=base.BestSoFar(
-                genotype=jnp.zeros((num_positions,), jnp.int32),
-                score=jnp.asarray(-jnp.inf, jnp.float32),
-            ),
+            best=base.no_best(num_positions),
             members=jnp.zeros((n, num_positions), jnp.int32),
             fitness=jnp.full((n,), -jnp.inf, jnp.float32),
             count=jnp.zeros((), jnp.int32),

@@ -51,10 +51,7 @@ def nsga2(space: SearchSpace, population_size: int, num_objectives: int = 1) -> 
     def init(key, params):
         del key, params
         return State(
-            best=base.BestSoFar(
-                genotype=jnp.zeros((num_positions,), jnp.int32),
-                score=jnp.asarray(-jnp.inf, jnp.float32),
-            ),
+            best=base.no_best(num_positions),
             members=jnp.zeros((n, num_positions), jnp.int32),
             objectives=jnp.full((n, num_objectives), -jnp.inf, jnp.float32),
             rank=jnp.zeros((n,), jnp.int32),

@@ -26,10 +26,7 @@ def random_search(space: SearchSpace, population_size: int) -> base.Strategy:
 
     def init(key, params):
         del key, params
-        best = base.BestSoFar(
-            genotype=jnp.zeros((num_positions,), jnp.int32),
-            score=jnp.asarray(-jnp.inf, jnp.float32),
-        )
+        best = base.no_best(num_positions)
         return State(best=best, generation=jnp.zeros((), jnp.int32))
 
     def ask(key, state, params):

@@ -95,10 +95,7 @@ def rea(
             scores = base.failed_to_worst(warmup(key_score, candidates))
             initial = candidates[jnp.argsort(-scores, stable=True)[:n]]
         return State(
-            best=base.BestSoFar(
-                genotype=jnp.zeros((num_positions,), jnp.int32),
-                score=jnp.asarray(-jnp.inf, jnp.float32),
-            ),
+            best=base.no_best(num_positions),
             members=jnp.zeros((n, num_positions), jnp.int32),
             fitness=jnp.full((n,), -jnp.inf, jnp.float32),
             born=jnp.full((n,), -1, jnp.int32),
