@@ -1,5 +1,6 @@
 """Shared fixtures and the numerical policy of the test suite."""
 
+import importlib.util
 import os
 
 import chex
@@ -17,6 +18,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 TINY = dict(channels=4, cells_per_stage=1)  # an NB201 net that compiles in seconds
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(path: str, arg: str | None = None):
+    """`get_config(arg)` of the config file at `path` (relative to the repository root),
+    the config the CLI builds from `--config=path:arg`."""
+    spec = importlib.util.spec_from_file_location("config_under_test", os.path.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
 
 
 # CI sets this: a data-dependent test that would skip fails instead, so a run without

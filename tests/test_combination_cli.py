@@ -1,6 +1,5 @@
 """The CLI's `combine` section: LIBRA held apart on a Suite-Zero table, live proxies combined."""
 
-import importlib.util
 import json
 import os
 
@@ -11,15 +10,11 @@ from scipy import stats
 from jaxnas import benchmarks, errors, experiment
 from jaxnas.proxies import combine
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_config
 
 
 def _config(arg, name="libra_suitezero.py"):
-    path = os.path.join(ROOT, "configs", name)
-    spec = importlib.util.spec_from_file_location("combine_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(os.path.join("configs", name), arg)
 
 
 def test_libra_run_calibrates_and_evaluates_on_disjoint_cells(tmp_path, shared_data):

@@ -1,7 +1,6 @@
 """Config validation: every field's name, type and range, on the resolved config."""
 
 import glob
-import importlib.util
 import os
 
 import ml_collections
@@ -9,7 +8,7 @@ import pytest
 
 from jaxnas import config_checks, errors, experiment
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, load_config
 
 
 def _walk_leaves(config, prefix=""):
@@ -39,10 +38,7 @@ def test_the_defaults_and_every_config_file_pass():
     paths = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
     assert paths
     for path in paths:
-        spec = importlib.util.spec_from_file_location("config_under_test", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _validate(module.get_config())
+        _validate(load_config(path))
 
 
 @pytest.mark.parametrize("field", sorted(config_checks.RANGES))

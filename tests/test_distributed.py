@@ -1,6 +1,5 @@
 """Several processes on one run (`jaxnas.distributed`): two CLI processes on localhost."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -14,16 +13,14 @@ import pytest
 
 from jaxnas import distributed, errors, experiment
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, load_config
+
 CONFIG = "tests/fixtures/tiny_nb201.py"
 
 
 def _load_config(arg):
     """The fixture config, as the CLI builds it."""
-    spec = importlib.util.spec_from_file_location("tiny_nb201", os.path.join(ROOT, CONFIG))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(CONFIG, arg)
 
 
 def _start(workdir, arg, *flags):

@@ -2,7 +2,6 @@
 
 import csv
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -18,7 +17,7 @@ from jaxnas import benchmarks, errors, experiment, network, proxies
 from jaxnas.proxies import kernels, layerwise, zen
 from jaxnas.spaces import nb101, ops
 
-from conftest import materialised_variables, probe_scores
+from conftest import load_config, materialised_variables, probe_scores
 
 TINY = dict(stem_channels=8, num_stacks=2, cells_per_stack=1)  # 8 and 16 channels
 TABLE = os.path.join("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
@@ -562,11 +561,7 @@ def test_benchmark_table_is_keyed_by_the_nb101_notation(shared_data):
 @pytest.mark.slow
 def test_experiment_scores_the_cells_of_the_nb101_table(tmp_path, shared_data):
     # The shipped config, shrunk: the table is keyed by its `adjacency_rows` and `ops`.
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "nb101_naswot.py")
-    spec = importlib.util.spec_from_file_location("nb101_naswot", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("size=4")
+    config = load_config("configs/nb101_naswot.py", "size=4")
     config.space.kwargs = TINY
     config.data.source = "synthetic"
     config.data.image_size = 8

@@ -1,7 +1,6 @@
 """The search core: fitness sources, REA ageing, evolution's budget, NSGA-II's sorting,
 and every strategy jitted once, vmapped over seeds, seed-dependent, repeatable, NaN-proof."""
 
-import importlib.util
 import json
 import os
 
@@ -14,6 +13,8 @@ import pytest
 from jaxnas import errors, experiment, fitness, pareto, search, strategies
 from jaxnas.spaces import nb201
 from jaxnas.strategies.rea import tournament_parent
+
+from conftest import load_config
 
 SPACE = nb201.space()
 
@@ -205,11 +206,7 @@ def test_nsga2_front_holds_no_dominated_cell():
 
 
 def _config(name, arg):
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "configs", name)
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(os.path.join("configs", name), arg)
 
 
 def test_rea_config_reports_intervals_and_a_curve(tmp_path, shared_data):

@@ -11,15 +11,11 @@ import pytest
 
 from jaxnas import errors, experiment
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, load_config
 
 
 def _config(arg, name="nb201_suitezero_proxies.py"):
-    path = os.path.join(ROOT, "configs", name)
-    spec = importlib.util.spec_from_file_location("suitezero_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(os.path.join("configs", name), arg)
 
 
 def test_every_published_column_is_paired_with_a_registered_proxy():

@@ -1,8 +1,6 @@
 """TE-NAS pruning, Zero-Cost-PT and KNAS: hand-worked rules, loops, seeds, NaN."""
 
-import importlib.util
 import json
-import os
 
 import chex
 import jax
@@ -14,6 +12,8 @@ from jaxnas import errors, experiment, supernet_search
 from jaxnas.proxies import regions
 from jaxnas.spaces import nb201
 from jaxnas.strategies import knas, tenas, zc_pt
+
+from conftest import load_config
 
 # ----------------------------------------------------------------------------- TE-NAS
 
@@ -262,11 +262,7 @@ def test_unknown_supernet_strategy_is_a_config_error(tmp_path):
 @pytest.mark.slow  # 64 s at load 22 on the shared 2-core machine (mostly compilation)
 def test_knas_end_to_end_writes_runs_and_resumes(tmp_path, shared_data):
     del shared_data
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "nb201_knas.py")
-    spec = importlib.util.spec_from_file_location("nb201_knas_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("pool=12,n=6,k=2,runs=4")
+    config = load_config("configs/nb201_knas.py", "pool=12,n=6,k=2,runs=4")
     config.proxies = ("params",)  # a cheap stand-in score; the pipeline is under test
     config.archs_per_call = 12
     summary = experiment.run(config, str(tmp_path))
