@@ -47,6 +47,7 @@ from jaxnas import (
     errors,
     evaluation,
     fitness,
+    json_lines,
     pareto,
     proxies,
     search,
@@ -670,16 +671,10 @@ def _completed_runs(path: str, num_runs: int) -> list[dict]:
     """The records 0, 1, ..., k-1 at the head of an earlier `runs.jsonl` (a partial last
     line from an interrupted write is dropped)."""
     runs = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    break
-                if record.get("run") != len(runs) or len(runs) == num_runs:
-                    break
-                runs.append(record)
+    for record in json_lines.read_json_lines(path):
+        if record.get("run") != len(runs) or len(runs) == num_runs:
+            break
+        runs.append(record)
     return runs
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxnas import benchmarks, errors, spaces, train_data
+from jaxnas import benchmarks, errors, json_lines, spaces, train_data
 from jaxnas.progress import Progress
 
 # ----------------------------------------------------------------------------- config
@@ -353,15 +353,11 @@ def chosen_arch(search_dir: str, run: int = -1) -> tuple[str, dict]:
     path = os.path.join(search_dir, "runs.jsonl")
     if not os.path.exists(path):
         raise errors.DataError(f"no search results at {path} (train.from_search)")
-    records = []
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line cut by an interrupted write
-            if isinstance(record, dict) and isinstance(record.get("arch"), str):
-                records.append(record)
+    records = [
+        record
+        for record in json_lines.read_json_lines(path)
+        if isinstance(record, dict) and isinstance(record.get("arch"), str)
+    ]
     if not records:
         raise errors.DataError(f"{path} holds no record with an 'arch'")
     if run >= 0:
@@ -698,16 +694,7 @@ def _benchmark(config):
 
 def _read_history(path: str, epochs: int) -> list[dict]:
     """The rows of epochs 1..`epochs` of an earlier `metrics.jsonl`."""
-    rows = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    break
-                if row.get("epoch", 0) <= epochs:
-                    rows.append(row)
+    rows = [row for row in json_lines.read_json_lines(path) if row.get("epoch", 0) <= epochs]
     return rows[:epochs]
 
 
