@@ -13,7 +13,7 @@ proxies come from `sow`-ed `Tap`s in the collection `"taps"`, never from hooks.
 
 Probes (`types.Probes`) are the second, optional instrumentation: conv / linear layers
 (with zero-valued channel gate inputs that give their gradients), BatchNorm statistics,
-named feature maps and per-op FLOPs, sown by the shared ops of `jaxnas.spaces.ops` into
+named feature maps and per-op FLOPs, sown by the shared ops of `jaxnas.spaces.op_layers` into
 the collections `PROBE_COLLECTIONS`. Like taps they cost nothing unless requested.
 """
 
@@ -339,7 +339,7 @@ def from_nnx(factory: Callable[[Any], Any]) -> Network:
             raise errors.ConfigError(
                 "NNX networks do not record probes (conv/linear outputs, BatchNorm "
                 "statistics, FLOPs); proxies that need them (fisher, zen, flops) take "
-                "networks built from jaxnas.spaces.ops"
+                "networks built from jaxnas.spaces.op_layers"
             )
         states = []
         for name, template in zip(NNX_COLLECTIONS, templates):

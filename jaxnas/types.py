@@ -39,7 +39,7 @@ Taps = Mapping[str, Tap]
 class LayerProbe(NamedTuple):
     """A convolution or linear layer of the network, and the shape of its channel gate.
 
-    Sown by the shared ops (`jaxnas.spaces.ops`) when a caller asks for probes; proxies
+    Sown by the shared ops (`jaxnas.spaces.op_layers`) when a caller asks for probes; proxies
     that need a per-image, per-channel gradient at every layer output (fisher) read
     these and pass gates of zeros (`Probes.layers`).
 
@@ -92,7 +92,7 @@ class Probes(NamedTuple):
       features: named feature maps, e.g. `"pre_gap"`: f32[B, H, W, C], the input of the
         final global average pooling.
       costs: f32[] FLOPs per image of each op, counted with the conventions of
-        `jaxnas.spaces.ops` (those of tensorwatch, as NAS-Bench-Suite-Zero used);
+        `jaxnas.spaces.flop_rules` (those of tensorwatch, as NAS-Bench-Suite-Zero used);
         0 for ops outside the architecture.
     """
 

@@ -11,7 +11,7 @@ import pytest
 
 from jaxnas import benchmarks, proxies
 from jaxnas.proxies import zen
-from jaxnas.spaces import nb201, ops
+from jaxnas.spaces import base, nb201
 
 # Surface silent broadcasting and dtype promotion bugs (equinox / neural-tangents policy).
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -92,7 +92,7 @@ def materialised_variables(model, params, x):
     (Linen's eager init draws per leaf, tens of seconds)."""
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     return {
-        "params": ops.restrict_params(params["params"], shapes["params"]),
+        "params": base.restrict_params(params["params"], shapes["params"]),
         "batch_stats": jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes["batch_stats"]),
     }
 

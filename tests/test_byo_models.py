@@ -40,7 +40,7 @@ class NnxSmall(nnx.Module):
 
 
 # Proxies that need what a plain Linen / NNX model does not give: probes recorded
-# through jaxnas.spaces.ops modules, or blocks named as the spaces name them.
+# through jaxnas.spaces.op_layers modules, or blocks named as the spaces name them.
 NEEDS_INSTRUMENTED_SPACE = {
     "az_expressivity",
     "az_progressivity",

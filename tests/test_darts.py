@@ -143,7 +143,7 @@ def test_bad_space_settings_raise_config_errors():
         darts.space(cell_ops=("sep_conv_3x3", "conv_9x9"))
     with pytest.raises(errors.ConfigError, match="unknown concat"):
         darts.space(concat="some")
-    with pytest.raises(errors.ConfigError, match="unknown network settings"):
+    with pytest.raises(errors.ConfigError, match="network setting 'cell_ops'"):
         darts.space().network(jnp.zeros(32, jnp.int32), cell_ops=("none",))
     with pytest.raises(errors.ConfigError, match="reduction cells"):
         darts.space().network(jnp.zeros(32, jnp.int32), reductions=(9,))
@@ -309,11 +309,3 @@ def test_batch_norm_override_makes_every_bn_the_identity(one_cell, key):
     apply = jax.jit(plain.apply)
     np.testing.assert_allclose(apply(scaled, x), apply(params, x), rtol=1e-6)
     assert not np.allclose(jax.jit(one_cell.network(genotype).apply)(params, x), apply(params, x))
-
-
-def test_wrong_images_and_genotypes_raise_clear_errors(tiny, key):
-    net = tiny.network(jnp.zeros(32, jnp.int32))
-    with pytest.raises(errors.ShapeError, match=r"channels first\?"):
-        net.init(key, jnp.zeros((2, 3, 8, 8)))
-    with pytest.raises(errors.ArchitectureError, match="int32\\[32\\]"):
-        tiny.network(jnp.zeros(31, jnp.int32)).init(key, jnp.zeros((2, 8, 8, 3)))

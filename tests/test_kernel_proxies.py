@@ -20,7 +20,7 @@ from flax import traverse_util
 from jaxnas import data, errors, proxies
 from jaxnas.proxies import aznas, blocks, gradients, ntk, regions
 from jaxnas.spaces import autoformer as af
-from jaxnas.spaces import masking, nb201
+from jaxnas.spaces import base, nb201
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "kernel_proxies_golden.npz")
 GOLDEN = dict(channels=4, cells_per_stage=1, num_stages=2)
@@ -355,7 +355,7 @@ class GeluTest(parameterized.TestCase):
         score = jax.jit(lambda p: proxies.get_proxy("swap(init='network')")(net, p, batch, None))
         model = space.materialize(genotype)
         shapes = jax.eval_shape(model.init, jax.random.key(0), batch["x"])
-        variables = {"params": masking.restrict(params["params"], shapes["params"])}
+        variables = {"params": base.restrict_params(params["params"], shapes["params"])}
         _, state = model.apply(variables, batch["x"], mutable=["taps"])
         taps = traverse_util.flatten_dict(
             state["taps"], is_leaf=lambda _, v: not isinstance(v, dict)

@@ -8,7 +8,7 @@ import numpy as np
 from flax import nnx
 
 from jaxnas import network, proxies, types
-from jaxnas.spaces import ops
+from jaxnas.spaces import init_rules
 
 
 class LinenNet(nn.Module):
@@ -71,7 +71,7 @@ def test_collect_taps_accepts_plain_sown_arrays():
 def test_rescale_fan_in_gives_each_unit_the_bound_of_its_selected_inputs():
     params = {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}}
     selected = jnp.asarray([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]], jnp.float32)
-    out = ops.rescale_fan_in(params, {"dense": {"kernel": selected, "bias": jnp.ones(())}})
+    out = init_rules.rescale_fan_in(params, {"dense": {"kernel": selected, "bias": jnp.ones(())}})
     factor = np.asarray([1.0, np.sqrt(3 / 2), 1.0, 1.0])  # fan-ins 3, 2 of 3; none
     np.testing.assert_allclose(out["dense"]["kernel"], np.broadcast_to(factor, (3, 4)), rtol=1e-6)
     np.testing.assert_allclose(out["dense"]["bias"], factor, rtol=1e-6)
@@ -87,7 +87,7 @@ def test_rescale_fan_out_scales_conv_rows_by_their_selected_outputs():
         "conv": {"kernel": (rows * jnp.asarray([[1, 0]], jnp.float32)).reshape(1, 1, 4, 2)},
         "classifier": {"kernel": jnp.ones(()), "bias": jnp.ones(())},
     }
-    out = ops.rescale_fan_out(params, mask)
+    out = init_rules.rescale_fan_out(params, mask)
     row_factor = np.asarray([np.sqrt(2.0), np.sqrt(2.0), 1.0, 1.0])  # 9 of 18 outputs; none
     np.testing.assert_allclose(out["conv"]["kernel"][0, 0, :, 0], row_factor, rtol=1e-6)
     chex.assert_trees_all_equal(out["classifier"], params["classifier"])

@@ -1,4 +1,4 @@
-"""ops.conv2d's custom JVP: the same derivatives as XLA's convolution, in both modes."""
+"""functional.conv2d's custom JVP: the same derivatives as XLA's convolution, in both modes."""
 
 import chex
 import jax
@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import parameterized
 
-from jaxnas.spaces import ops
+from jaxnas.spaces import functional
 
 
 def _reference(x, kernel, stride, padding, dilation):
-    (sh, sw), (ph, pw) = ops._pair(stride), ops._pair(padding)
+    (sh, sw), (ph, pw) = functional.as_pair(stride), functional.as_pair(padding)
     return jax.lax.conv_general_dilated(
         x,
         kernel,
@@ -34,7 +34,7 @@ class Conv2dTest(parameterized.TestCase):
         def loss(conv):
             return lambda v, k: jnp.sum(jnp.sin(conv(v, k, stride, padding, dilation)))
 
-        ours, ref = loss(ops.conv2d), loss(_reference)
+        ours, ref = loss(functional.conv2d), loss(_reference)
 
         @jax.jit
         def derivatives(v, k):
@@ -52,13 +52,13 @@ class Conv2dTest(parameterized.TestCase):
         values = derivatives(x, kernel)
         chex.assert_trees_all_close(values["ours"], values["ref"], rtol=2e-4, atol=2e-4)
         np.testing.assert_array_equal(
-            ops.conv2d(x, kernel, stride, padding, dilation),
+            functional.conv2d(x, kernel, stride, padding, dilation),
             _reference(x, kernel, stride, padding, dilation),
         )
 
 
 class DepthwiseConvTest(parameterized.TestCase):
-    """`ops._depthwise_conv2d` (shifted multiply-adds) against XLA's grouped convolution."""
+    """`functional._depthwise_conv2d` (shifted multiply-adds) against XLA's grouped convolution."""
 
     @parameterized.parameters(
         ((1, 1), (1, 1), 1, 3), ((2, 2), (1, 1), 1, 3), ((1, 1), (2, 2), 2, 3),
@@ -82,7 +82,7 @@ class DepthwiseConvTest(parameterized.TestCase):
             )
 
         def ours(x, kernel):
-            return ops._depthwise_conv2d(x, kernel, stride, padding, dilation)
+            return functional._depthwise_conv2d(x, kernel, stride, padding, dilation)
 
         expected = grouped(x, kernel)
         got = jax.jit(ours)(x, kernel)

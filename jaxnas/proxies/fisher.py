@@ -38,7 +38,7 @@ def fisher() -> types.ProxyFn:
 
     Raises:
       errors.ConfigError: the network records no layer probes, or some of its conv /
-        linear layers record none (a space not instrumented through `jaxnas.spaces.ops`).
+        linear layers record none (a space not instrumented through `jaxnas.spaces.op_layers`).
     """
 
     def fisher_fn(network, params, batch, key):
@@ -50,7 +50,7 @@ def fisher() -> types.ProxyFn:
         if not shapes:
             raise errors.ConfigError(
                 "fisher: the network records no conv/linear layer probes; build it from "
-                "jaxnas.spaces.ops (Conv, ConvBN, Dense)"
+                "jaxnas.spaces.op_layers (Conv, ConvBN, Dense)"
             )
         layerwise.require_probes("fisher", params, shapes, layerwise.WEIGHT_LEAF, "out")
         zeros = {name: jnp.zeros(s.gate.shape, s.gate.dtype) for name, s in shapes.items()}

@@ -3,7 +3,7 @@
 A baseline of NAS-Bench-Suite-Zero (NASLib `get_model_stats(...).Flops / 1e6`, through
 tensorwatch, with a batch of one image of the dataset's size, 32x32 for CIFAR). Counted
 with tensorwatch's per-op conventions, implemented by the shared ops
-(`jaxnas.spaces.ops`): conv / linear multiply-accumulates (no biases), BatchNorm 2 per
+(`jaxnas.spaces.flop_rules`): conv / linear multiply-accumulates (no biases), BatchNorm 2 per
 element, ReLU 1 per element, k x k pooling k^2 per output element, global average
 pooling (H + 1)(W + 1) per channel, branch additions 0. Ops outside the architecture
 count 0. The images' content does not matter, only their shape.
@@ -21,7 +21,7 @@ def count_flops(network, params: types.Params, x: jax.Array) -> jax.Array:
     _, probes = network.apply(params, x[:1], probes=True)
     if not probes.costs:
         raise errors.ConfigError(
-            "flops: the network records no op costs; build it from jaxnas.spaces.ops"
+            "flops: the network records no op costs; build it from jaxnas.spaces.op_layers"
         )
     # Conv / linear layers and BatchNorms must all count (a partly instrumented space).
     for leaf in (layerwise.WEIGHT_LEAF, "scale"):

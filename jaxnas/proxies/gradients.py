@@ -101,7 +101,7 @@ def reinitialize(params: types.Params, key: types.PRNGKey, scheme: str) -> types
         the last axis (HWIO, [in, out]), `bias` = 0, `scale` = 1 (AZ-NAS's
         `kaiming_norm_fanin`).
 
-    All normal draws come from one RNG call (see `ops.torch_init` for why).
+    All normal draws come from one RNG call (see `init_rules.torch_init` for why).
     """
     if scheme not in ("normal", "kaiming_normal"):
         raise errors.ConfigError(

@@ -152,5 +152,5 @@ def require_probes(proxy: str, params: types.Params, recorded: dict, leaf: str, 
         raise errors.ConfigError(
             f"{proxy}: {len(missing)} of {len(modules)} modules with a {leaf!r} parameter "
             f"record no {probe!r} probe (first: {missing[0]}); this space is not "
-            "instrumented for it (its ops must record through jaxnas.spaces.ops modules)"
+            "instrumented for it (its ops must record through jaxnas.spaces.op_layers modules)"
         )

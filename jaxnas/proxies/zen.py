@@ -73,7 +73,7 @@ def zen_score(network, params: types.Params, x: jax.Array, x_mixed: jax.Array) -
     if "pre_gap" not in first.features:
         raise errors.ConfigError(
             "zen: the network records no 'pre_gap' feature map (the input of its final "
-            "global pooling); build it with jaxnas.spaces.ops.global_pool_features"
+            "global pooling); build it with jaxnas.spaces.op_layers.global_pool_features"
         )
     layerwise.require_probes("zen", params, first.norms, "scale", "stats")
     diff = jnp.abs(first.features["pre_gap"] - second.features["pre_gap"])

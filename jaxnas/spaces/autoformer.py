@@ -62,11 +62,10 @@ import numpy as np
 
 from jaxnas import errors
 from jaxnas.network import sow_tap
-from jaxnas.spaces import base, masking, ops
+from jaxnas.spaces import base, functional, init_rules, masking, supernet
 
 LN_EPS = 1e-5
 INIT_STD = 0.02
-MAX_ENUMERATE = 2**21
 FIELDS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
 
 
@@ -272,8 +271,8 @@ class PatchEmbed(nn.Module):
     def setup(self):
         p, c = self.patch_size, self.in_channels
         fan_in = p * p * c
-        self.kernel = self.param("kernel", ops.torch_kernel_init, (p, p, c, self.features))
-        self.bias = self.param("bias", ops.torch_bias_init(fan_in), (self.features,))
+        self.kernel = self.param("kernel", init_rules.torch_kernel_init, (p, p, c, self.features))
+        self.bias = self.param("bias", init_rules.torch_bias_init(fan_in), (self.features,))
 
 
 class EncoderLayer(nn.Module):
@@ -348,7 +347,7 @@ def autoformer_init(key: jax.Array, shapes) -> dict:
     for (path, (shape, bound)), start in zip(uniform.items(), np.cumsum([0] + sizes)):
         drawn[path] = flat[start : start + math.prod(shape)].reshape(shape) * bound
 
-    return ops.fill_params(shapes, drawn)
+    return init_rules.fill_params(shapes, drawn)
 
 
 # ----------------------------------------------------------------------- pure computation
@@ -423,21 +422,6 @@ def _mask(x, mask):
     return x if mask is None else x * jnp.reshape(mask, (1,) * (x.ndim - 1) + (-1,))
 
 
-def _check_images(x: jax.Array, in_channels: int, patch_size: int) -> None:
-    if x.ndim != 4 or x.shape[-1] != in_channels:
-        raise errors.ShapeError(
-            f"AutoFormer expects NHWC images f32[B, H, W, {in_channels}], got shape "
-            f"{tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
-        )
-    if x.shape[1] != x.shape[2] or x.shape[1] % patch_size:
-        raise errors.ShapeError(
-            f"AutoFormer needs square images whose side is a multiple of the patch size "
-            f"{patch_size}, got {x.shape[1]}x{x.shape[2]}"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise errors.ShapeError(f"AutoFormer expects floating-point images, got {x.dtype}")
-
-
 class _Body(nn.Module):
     """Settings shared by the data-driven and the materialised network."""
 
@@ -452,10 +436,12 @@ class _Body(nn.Module):
 
     def embed(self, x, embed_dim, embed_mask):
         """Patch embedding + class token + position embedding: f32[B, T, embed_dim]."""
-        _check_images(x, self.in_channels, self.patch_size)
+        base.check_images(
+            x, "AutoFormer", self.in_channels, self.patch_size, " (the patch size)", square=True
+        )
         p = self.patch_size
         patch = PatchEmbed(self.in_channels, embed_dim, p, name="patch_embed")
-        y = ops.conv2d(x, patch.kernel, p, 0) + patch.bias[None, None, None, :]
+        y = functional.conv2d(x, patch.kernel, p, 0) + patch.bias[None, None, None, :]
         b, n = x.shape[0], (x.shape[1] // p) ** 2
         y = y.reshape(b, n, embed_dim)
         init = nn.initializers.normal(INIT_STD)
@@ -546,7 +532,7 @@ class AutoFormerNetwork(_Body):
 class AutoFormerModel(_Body):
     """A materialised AutoFormer subnet; call as `module(x, train)` (`train` is unused:
     there is no dropout or BatchNorm). Parameters are the leading corners of the
-    supernet's (same names; `masking.restrict`)."""
+    supernet's (same names; `base.restrict_params`)."""
 
     genotype: tuple[int, ...] = ()
 
@@ -583,11 +569,6 @@ class AutoFormerModel(_Body):
 
 def _traced_arch(vit: ViTSpace, genotype: jax.Array) -> dict[str, jax.Array]:
     genotype = jnp.asarray(genotype)
-    length = 2 + 2 * vit.max_depth
-    if not jnp.issubdtype(genotype.dtype, jnp.integer) or genotype.shape != (length,):
-        raise errors.ArchitectureError(
-            f"an {vit.name} genotype is int32[{length}], got {genotype.dtype}{list(genotype.shape)}"
-        )
     l_max = vit.max_depth
     hidden = masking.choice_table(
         [[vit.hidden(e, r) for r in vit.mlp_ratios] for e in vit.embed_dims]
@@ -753,23 +734,13 @@ def space(
         + (len(vit.num_heads),) * length
         + (len(vit.mlp_ratios),) * length
     )
-    validate = base.range_validator(vit.name, num_choices)
     per_layer = len(vit.num_heads) * len(vit.mlp_ratios)
     size = len(vit.embed_dims) * sum(per_layer**d for d in vit.depths)
 
-    def settings(overrides):
-        unknown = sorted(set(overrides) - set(defaults))
-        if unknown:
-            raise errors.ConfigError(
-                f"unknown {vit.name} network setting {unknown[0]!r}; expected one of "
-                f"{sorted(defaults)}"
-            )
-        return {**defaults, **overrides}
-
-    def network(genotype, **overrides):
-        module = AutoFormerNetwork(vit, **settings(overrides))
+    def network(genotype, settings):
+        module = AutoFormerNetwork(vit, **settings)
         # AutoFormer's stds do not depend on layer widths: nothing to rescale.
-        return ops.supernet(
+        return supernet.network(
             module,
             genotype,
             lambda params: param_mask(params, vit, genotype),
@@ -777,9 +748,8 @@ def space(
             rescale_fn=None,
         )
 
-    def materialize(genotype, **overrides):
-        g = tuple(int(v) for v in validate(genotype).reshape(-1))
-        return AutoFormerModel(vit, **settings(overrides), genotype=g)
+    def materialize(genotype, settings):
+        return AutoFormerModel(vit, **settings, genotype=genotype)
 
     uniform = base.uniform_sampler(num_choices)
 
@@ -809,11 +779,6 @@ def space(
         return canonical(vit, jnp.where(added, fresh, child))
 
     def enumerate_all():
-        if size > MAX_ENUMERATE:
-            raise errors.ConfigError(
-                f"{vit.name} has {size:,} architectures, too many to enumerate "
-                f"(limit {MAX_ENUMERATE:,}); sample instead"
-            )
         rows = []
         per = list(itertools.product(range(len(vit.num_heads)), range(len(vit.mlp_ratios))))
         for e, (di, d) in itertools.product(range(len(vit.embed_dims)), enumerate(vit.depths)):
@@ -825,16 +790,16 @@ def space(
                 rows.append(row)
         return np.stack(rows)
 
-    return base.SearchSpace(
-        name=vit.name,
-        num_choices=num_choices,
+    return base.build(
+        vit.name,
+        num_choices,
+        defaults,
+        network,
+        materialize,
+        lambda g: to_string(vit, g),
+        lambda s: from_string(vit, s),
         sample=sample,
         mutate=mutate,
-        network=network,
-        materialize=materialize,
-        to_string=lambda g: to_string(vit, g),
-        from_string=lambda s: from_string(vit, s),
-        validate=validate,
-        enumerate=enumerate_all,
+        enumerate_all=enumerate_all,
         size=size,
     )

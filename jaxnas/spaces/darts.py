@@ -54,7 +54,6 @@ conv -> BN modules, which the reference NASWOT and early NASLib hooks count twic
 """
 
 import ast
-import math
 import re
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -67,7 +66,7 @@ import numpy as np
 from jaxnas import errors
 from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
-from jaxnas.spaces import base, ops
+from jaxnas.spaces import base, flop_rules, functional, op_layers, op_specs, supernet
 
 NB301_OPS = (
     "max_pool_3x3",
@@ -123,15 +122,15 @@ class _Settings(NamedTuple):
 def _specs(name: str, stride: int):
     kind, size = _OP_KINDS[name]
     if kind == "conv":
-        return ops.conv_specs(size, stride)
+        return op_specs.conv_specs(size, stride)
     if kind == "factorized_conv":
-        return ops.factorized_conv_specs(size, stride)
+        return op_specs.factorized_conv_specs(size, stride)
     if kind == "dil_conv":
-        return ops.dil_conv_specs(size, stride)
+        return op_specs.dil_conv_specs(size, stride)
     if kind == "sep_conv":
-        return ops.sep_conv_specs(size, stride)
+        return op_specs.sep_conv_specs(size, stride)
     if kind == "dil_sep_conv":
-        return ops.sep_conv_specs(size, stride, dilation=2)
+        return op_specs.sep_conv_specs(size, stride, dilation=2)
     return None
 
 
@@ -150,13 +149,13 @@ def _op_module(op: str, channels: int, stride: int, s: _Settings, **kwargs):
     kind, _ = _OP_KINDS[op]
     c, args = channels, (s.affine, s.track, s.batch_norm)
     if kind in _CHAIN_KINDS:
-        return ops.ReLUConvsBN(c, c, _specs(op, stride), *args, **kwargs)
+        return op_layers.ReLUConvsBN(c, c, _specs(op, stride), *args, **kwargs)
     if kind in _SEP_KINDS:
-        return ops.SepConv(c, _specs(op, stride), *args, **kwargs)
+        return op_layers.SepConv(c, _specs(op, stride), *args, **kwargs)
     if kind == "skip" and stride == 2:
-        return ops.FactorizedReduce(c, c, *args, **kwargs)
+        return op_layers.FactorizedReduce(c, c, *args, **kwargs)
     if kind in ("max_pool", "avg_pool") and s.pool_bn:
-        return ops.BatchNorm(c, s.track, s.batch_norm, affine=False, **kwargs)
+        return op_layers.BatchNorm(c, s.track, s.batch_norm, affine=False, **kwargs)
     return None
 
 
@@ -170,17 +169,17 @@ def _run_op(name: str, weights, x: jax.Array, stride: int, s: _Settings, gates=N
     if kind == "skip":
         if stride == 1:
             return x, None, ()
-        out, variances = ops.factorized_reduce(weights, x, s.batch_norm, gates)
+        out, variances = functional.factorized_reduce(weights, x, s.batch_norm, gates)
         return out, None, variances
     if kind in ("max_pool", "avg_pool"):
-        y = (ops.max_pool if kind == "max_pool" else ops.avg_pool)(x, size, stride)
+        y = (functional.max_pool if kind == "max_pool" else functional.avg_pool)(x, size, stride)
         if not s.pool_bn:
             return y, None, ()
-        y, var = ops.batch_norm_parts(y, None, None, s.batch_norm)
+        y, var = functional.batch_norm_parts(y, None, None, s.batch_norm)
         return y, None, (var,)
     if kind in _SEP_KINDS:
-        return ops.sep_conv(weights, x, _specs(name, stride), s.batch_norm, gates)
-    out, variances = ops.relu_convs_bn(weights, x, _specs(name, stride), s.batch_norm, gates)
+        return functional.sep_conv(weights, x, _specs(name, stride), s.batch_norm, gates)
+    out, variances = functional.relu_convs_bn(weights, x, _specs(name, stride), s.batch_norm, gates)
     return out, None, variances
 
 
@@ -233,27 +232,17 @@ def _output_mask(choices, num_nodes: int, concat: str, channels: int):
 # --------------------------------------------------------------------------- modules
 
 
-def _check_images(x: jax.Array, in_channels: int) -> None:
-    if x.ndim != 4 or x.shape[-1] != in_channels:
-        raise errors.ShapeError(
-            f"DARTS-style networks expect NHWC images f32[B, H, W, {in_channels}], got "
-            f"shape {tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise errors.ShapeError(f"DARTS-style networks expect floating-point images, got {x.dtype}")
-
-
 def _preprocess(module, index: int, x, mask, in_features, features, reduce, s: _Settings):
     """A cell input's preprocessing; taps its ReLU input with the channel `mask`."""
     weight = 1.0 if mask is None else mask
     if reduce:
         sow_tap(module, f"preprocess{index}_factorized_reduce", x, weight)
-        fr = ops.FactorizedReduce(
+        fr = op_layers.FactorizedReduce(
             in_features, features, True, s.track, s.batch_norm, name=f"preprocess{index}"
         )
         return fr(x, module.train, mask)
     sow_tap(module, f"preprocess{index}_relu_conv_bn", x, weight)
-    conv = ops.ConvBN(
+    conv = op_layers.ConvBN(
         in_features, features, 1, 1, 0, True, s.track, s.batch_norm, name=f"preprocess{index}"
     )
     return conv(x, module.train, mask)
@@ -305,10 +294,11 @@ class _MixedEdge(nn.Module):
             x = inputs[0][:, ::stride, ::stride]
             return x, (x if with_mid else None)
         gates = {
-            name: () if isinstance(m, ops.BatchNorm) else m.gates() for name, m in modules.items()
+            name: () if isinstance(m, op_layers.BatchNorm) else m.gates()
+            for name, m in modules.items()
         }
         probing = net_lib.probing(self, *(g for gs in gates.values() for g in gs))
-        num_bn = {name: 2 if isinstance(m, ops.SepConv) else 1 for name, m in modules.items()}
+        num_bn = {name: 2 if isinstance(m, op_layers.SepConv) else 1 for name, m in modules.items()}
 
         def branch(name, stride, operand):
             def run(h_inputs, h_nodes):
@@ -334,20 +324,20 @@ class _MixedEdge(nn.Module):
         if not self.reduction:
             x = _select(which_input, (*inputs, *nodes))
             branches = [branch(name, 1, 0) for name in self.ops]
-            result = ops.switch(which_op, branches, x, x)
+            result = functional.switch(which_op, branches, x, x)
             variants = [(1.0, x.shape, 1)]
         else:
             x_inputs = _select(which_input, inputs)
             branches = [branch(name, 2, 0) for name in self.ops]
             if not nodes:
-                result = ops.switch(which_op, branches, x_inputs, x_inputs)
+                result = functional.switch(which_op, branches, x_inputs, x_inputs)
                 variants = [(1.0, x_inputs.shape, 2)]
             else:
                 x_nodes = _select(which_input - NUM_INPUTS, nodes)
                 branches += [branch(name, 1, 1) for name in self.ops]
                 from_nodes = which_input >= NUM_INPUTS
                 index = which_op + len(self.ops) * from_nodes.astype(which_op.dtype)
-                result = ops.switch(index, branches, x_inputs, x_nodes)
+                result = functional.switch(index, branches, x_inputs, x_nodes)
                 from_nodes = from_nodes.astype(jnp.float32)
                 variants = [(1.0 - from_nodes, x_inputs.shape, 2), (from_nodes, x_nodes.shape, 1)]
         out = result[0]
@@ -360,7 +350,7 @@ class _MixedEdge(nn.Module):
         `(weight, x_shape, stride)`."""
         selected = {name: (which_op == o).astype(jnp.float32) for o, name in enumerate(self.ops)}
         for (name, module), variances in zip(modules.items(), slots):
-            if isinstance(module, ops.BatchNorm):
+            if isinstance(module, op_layers.BatchNorm):
                 module.record(variances[0], out_shape, selected[name])
                 continue
             strided_only = _OP_KINDS[name][0] == "skip"  # a stride-1 skip is the identity
@@ -373,7 +363,7 @@ class _MixedEdge(nn.Module):
                 variances,
             )
         pool_flops = sum(
-            selected[name] * ops.avg_pool_flops(out_shape, _OP_KINDS[name][1])
+            selected[name] * flop_rules.avg_pool_flops(out_shape, _OP_KINDS[name][1])
             for name in self.ops
             if _OP_KINDS[name][0] in ("max_pool", "avg_pool")
         )
@@ -475,8 +465,10 @@ class _FixedEdge(nn.Module):
         module = _op_module(self.op, self.channels, self.stride, s, name=self.op)
         kind, size = _OP_KINDS[self.op]
         if kind in ("max_pool", "avg_pool"):
-            y = (ops.max_pool if kind == "max_pool" else ops.avg_pool)(x, size, self.stride)
-            net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(y.shape, size))
+            y = (functional.max_pool if kind == "max_pool" else functional.avg_pool)(
+                x, size, self.stride
+            )
+            net_lib.sow_cost(self, "pool_flops", flop_rules.avg_pool_flops(y.shape, size))
             return (module(y, self.train) if s.pool_bn else y), None
         if module is None:
             return _run_op(self.op, None, x, self.stride, s)[:2]
@@ -529,28 +521,28 @@ class AuxiliaryHead(nn.Module):
     def __call__(self, x: jax.Array, mask=None, train: bool = True) -> jax.Array:
         track, bn = self.track_running_stats, self.batch_norm
         sow_tap(self, "relu0", x, 1.0 if mask is None else mask)
-        valid = ops.valid_fraction(1.0, mask)
-        net_lib.sow_cost(self, "relu0_flops", ops.relu_flops(x.shape) * valid)
+        valid = flop_rules.valid_fraction(1.0, mask)
+        net_lib.sow_cost(self, "relu0_flops", flop_rules.relu_flops(x.shape) * valid)
         y = _avg_pool_valid(jax.nn.relu(x), 5, 2 if self.imagenet else 3)
-        net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(y.shape, 5) * valid)
-        conv_a = ops.ConvBN(self.in_features, 128, 1, 1, 0, False, track, bn, name="conv_a")
+        net_lib.sow_cost(self, "pool_flops", flop_rules.avg_pool_flops(y.shape, 5) * valid)
+        conv_a = op_layers.ConvBN(self.in_features, 128, 1, 1, 0, False, track, bn, name="conv_a")
         y = conv_a(y, train, mask)
         sow_tap(self, "relu1", y)
-        net_lib.sow_cost(self, "relu1_flops", ops.relu_flops(y.shape))
+        net_lib.sow_cost(self, "relu1_flops", flop_rules.relu_flops(y.shape))
         y = jax.nn.relu(y)
         if self.imagenet:
-            y = ops.Conv(128, 768, 2, name="conv_b")(y)
+            y = op_layers.Conv(128, 768, 2, name="conv_b")(y)
         else:
-            y = ops.ConvBN(128, 768, 2, 1, 0, False, track, bn, name="conv_b")(y, train)
+            y = op_layers.ConvBN(128, 768, 2, 1, 0, False, track, bn, name="conv_b")(y, train)
         if y.shape[1:3] != (1, 1):
             raise errors.ShapeError(
                 f"the auxiliary head needs an 8x8 (CIFAR) or 7x7 (ImageNet) input, got "
                 f"{x.shape[1]}x{x.shape[2]}"
             )
         sow_tap(self, "relu2", y)
-        net_lib.sow_cost(self, "relu2_flops", ops.relu_flops(y.shape))
+        net_lib.sow_cost(self, "relu2_flops", flop_rules.relu_flops(y.shape))
         y = jax.nn.relu(y).reshape(y.shape[0], -1)
-        return ops.Dense(self.num_classes, name="classifier")(y)
+        return op_layers.Dense(self.num_classes, name="classifier")(y)
 
 
 class _Macro(nn.Module):
@@ -578,10 +570,10 @@ class _Macro(nn.Module):
         ]
 
     def body(self, x, cell_fn, out_nodes, train):
-        _check_images(x, self.in_channels)
+        base.check_images(x, "DARTS-style networks", self.in_channels)
         track, bn, c = self.track_running_stats, self.batch_norm, self.channels
         if self.stem == "cifar":
-            x = ops.ConvBN(self.in_channels, 3 * c, 3, 1, 1, False, track, bn, name="stem")(
+            x = op_layers.ConvBN(self.in_channels, 3 * c, 3, 1, 1, False, track, bn, name="stem")(
                 x, train
             )
             s0 = s1 = x
@@ -590,13 +582,13 @@ class _Macro(nn.Module):
             s0 = s1 = x
             widths, reduction_prev = (self.in_channels, self.in_channels), False
         else:
-            s0 = ops.ConvBN(self.in_channels, c // 2, 3, 2, 1, False, track, bn, name="stem0_a")(
-                x, train
-            )
+            s0 = op_layers.ConvBN(
+                self.in_channels, c // 2, 3, 2, 1, False, track, bn, name="stem0_a"
+            )(x, train)
             sow_tap(self, "stem0_relu", s0)
-            s0 = ops.ConvBN(c // 2, c, 3, 2, 1, True, track, bn, name="stem0_b")(s0, train)
+            s0 = op_layers.ConvBN(c // 2, c, 3, 2, 1, True, track, bn, name="stem0_b")(s0, train)
             sow_tap(self, "stem1_relu", s0)
-            s1 = ops.ConvBN(c, c, 3, 2, 1, True, track, bn, name="stem1")(s0, train)
+            s1 = op_layers.ConvBN(c, c, 3, 2, 1, True, track, bn, name="stem1")(s0, train)
             widths, reduction_prev = (c, c), True
         settings = _Settings(self.affine_ops, self.pool_bn, bn, track)
         masks = (None, None)
@@ -630,8 +622,8 @@ class _Macro(nn.Module):
                     name="auxiliary",
                 )
                 self.sow("intermediates", "aux_logits", head(s1, mask, train))
-        features = ops.global_pool_features(self, s1, masks[1])
-        return ops.Dense(self.num_classes, name="classifier")(features, masks[1])
+        features = op_layers.global_pool_features(self, s1, masks[1])
+        return op_layers.Dense(self.num_classes, name="classifier")(features, masks[1])
 
 
 class CellNetwork(_Macro):
@@ -645,13 +637,6 @@ class CellNetwork(_Macro):
     @nn.compact
     def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
         genotype = jnp.asarray(genotype)
-        if genotype.shape != (8 * self.num_nodes,) or not jnp.issubdtype(
-            genotype.dtype, jnp.integer
-        ):
-            raise errors.ArchitectureError(
-                f"a genotype of this space is int32[{8 * self.num_nodes}], got "
-                f"{genotype.dtype}{list(genotype.shape)}"
-            )
         cells = [_cell_choices(genotype, self.num_nodes, k) for k in (0, 1)]
 
         def cell_fn(i, kwargs, states):
@@ -1025,15 +1010,8 @@ def space(
         batch_norm=batch_norm,
     )
     num_choices = notation.num_choices()
-    validate = base.range_validator(name, num_choices)
 
-    def settings(overrides):
-        unknown = sorted(set(overrides) - set(defaults))
-        if unknown:
-            raise errors.ConfigError(
-                f"{name}: unknown network settings {unknown}; expected some of {sorted(defaults)}"
-            )
-        s = {**defaults, **overrides}
+    def settle(s):
         if s["stem"] not in STEMS:
             raise errors.ConfigError(f"unknown stem {s['stem']!r}; expected one of {STEMS}")
         if s["channels"] < 1:
@@ -1046,37 +1024,26 @@ def space(
             raise errors.ConfigError("the auxiliary head follows the last reduction cell; none")
         return dict(s, ops=ops_, num_nodes=num_nodes, concat=concat)
 
-    settings({})  # bad defaults fail here, not at the first network
-
-    def network(genotype, **overrides):
-        module = CellNetwork(**settings(overrides), track_running_stats=False)
+    def network(genotype, settings):
+        module = CellNetwork(**settings, track_running_stats=False)
         fields = _macro_fields(module)
-        return ops.supernet(
+        return supernet.network(
             module,
             genotype,
-            lambda params: {
-                "params": _map_leaves(params["params"], jnp.asarray(genotype), fields, False)
-            },
+            lambda params: {"params": _map_leaves(params["params"], genotype, fields, False)},
         )
 
-    def materialize(genotype, **overrides):
-        g = tuple(int(v) for v in validate(genotype).reshape(-1))
-        return CellModel(**settings(overrides), track_running_stats=True, genotype=g)
+    def materialize(genotype, settings):
+        return CellModel(**settings, track_running_stats=True, genotype=genotype)
 
-    def enumerate_all():
-        raise errors.ConfigError(f"{name} has {size:.3g} architectures: too many to enumerate")
-
-    size = math.prod(num_choices)
-    return base.SearchSpace(
-        name=name,
-        num_choices=num_choices,
-        sample=base.uniform_sampler(num_choices),
-        mutate=base.one_position_mutator(num_choices),
-        network=network,
-        materialize=materialize,
-        to_string=lambda genotype: to_string(notation, genotype),
-        from_string=lambda arch: from_string(notation, arch),
-        validate=validate,
-        enumerate=enumerate_all,
-        size=size,
+    return base.build(
+        name,
+        num_choices,
+        defaults,
+        network,
+        materialize,
+        lambda genotype: to_string(notation, genotype),
+        lambda arch: from_string(notation, arch),
+        settle=settle,
+        restrict=lambda model, params: model.params_from_supernet(params),
     )

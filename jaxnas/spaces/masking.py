@@ -4,42 +4,14 @@ These spaces keep every parameter at the maximum size the space allows (the weig
 supernet of OFA / AutoFormer). An architecture uses the *leading corner* of each leaf: a
 kernel `f32[..., Ci_max, Co_max]` contributes `[..., :ci, :co]`, a bias `[:co]`. The
 materialised network of an architecture declares exactly those corner shapes under the
-same names, so `restrict(params, shapes)` turns supernet parameters into its parameters.
+same names, so `base.restrict_params` turns supernet parameters into its parameters.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
 from jaxnas import errors
-
-
-def restrict(params, shapes):
-    """The leading corners of `params` with the shapes of `shapes` (same names).
-
-    Args:
-      params: supernet parameters (nested dict).
-      shapes: nested dict of arrays or `jax.ShapeDtypeStruct` naming a subset of the
-        leaves of `params`, each no larger than its supernet leaf (e.g. the `"params"` of
-        `jax.eval_shape(model.init, ...)` for a materialised model).
-
-    Returns:
-      A nested dict with the structure of `shapes`.
-    """
-    flat = traverse_util.flatten_dict(params)
-    out = {}
-    for path, leaf in traverse_util.flatten_dict(shapes).items():
-        if path not in flat:
-            raise errors.ShapeError(f"parameter {'/'.join(path)} is not in the supernet")
-        source = flat[path]
-        if len(leaf.shape) != source.ndim or any(n > m for n, m in zip(leaf.shape, source.shape)):
-            raise errors.ShapeError(
-                f"parameter {'/'.join(path)}: shape {tuple(leaf.shape)} is not a corner of the "
-                f"supernet's {tuple(source.shape)}"
-            )
-        out[path] = source[tuple(slice(0, n) for n in leaf.shape)]
-    return traverse_util.unflatten_dict(out)
 
 
 def prefix_mask(size: int, n: jax.Array) -> jax.Array:

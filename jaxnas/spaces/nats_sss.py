@@ -25,13 +25,13 @@ channels, of which the first c are valid; activations are multiplied by the chan
 after every op, taps carry it as a per-channel weight, and `param_mask` marks the valid
 rows and columns of every kernel. One compiled program serves the whole space (and
 vmaps across a population); the materialised network's parameters are the leading slices
-of the data-driven ones (`ops.restrict_params`). Probes (fisher's layers and gates,
+of the data-driven ones (`base.restrict_params`). Probes (fisher's layers and gates,
 BatchNorm statistics, FLOPs) count the valid channels only, so fisher, flops and zen
 equal those of the materialised network.
 
 Initialisation: the data-driven parameters are drawn once for the 64-wide network
 (PyTorch default init, bound 1/sqrt(fan_in) at width 64) and `Network.rescale_init`
-(`ops.rescale_fan_in`) scales each architecture's slices to the bound of its own
+(`init_rules.rescale_fan_in`) scales each architecture's slices to the bound of its own
 fan-in, so they are distributed as a network built for that architecture alone.
 """
 
@@ -46,7 +46,7 @@ import numpy as np
 from jaxnas import errors
 from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
-from jaxnas.spaces import base, nb201, ops
+from jaxnas.spaces import base, flop_rules, functional, nb201, op_layers, supernet
 
 TOPOLOGY = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
@@ -78,25 +78,11 @@ def _cell(edge_fn, x: jax.Array) -> jax.Array:
     return nodes[-1]
 
 
-def _check_images(x: jax.Array, in_channels: int) -> None:
-    if x.ndim != 4 or x.shape[-1] != in_channels:
-        raise errors.ShapeError(
-            f"NATS-SSS expects NHWC images f32[B, H, W, {in_channels}], got shape "
-            f"{tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
-        )
-    if x.shape[1] % 4 or x.shape[2] % 4:
-        raise errors.ShapeError(
-            f"NATS-SSS needs H and W divisible by 4, got {x.shape[1]}x{x.shape[2]}"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise errors.ShapeError(f"NATS-SSS expects floating-point images, got {x.dtype}")
-
-
 # ------------------------------------------------------------------ data-driven network
 
 
 def _masked_conv_bn(
-    module: ops.ConvBN,
+    module: op_layers.ConvBN,
     x: jax.Array,
     stride: int,
     padding: int,
@@ -116,15 +102,15 @@ def _masked_conv_bn(
     w = module.weights()
     gate = module.gate()
     if not net_lib.probing(module, gate):
-        out = ops.conv_bn(w, jax.nn.relu(x) if relu else x, stride, padding, bn)
-        return ops.mask_channels(out, out_mask)
-    out, var = ops.conv_bn_parts(w, x, stride, padding, bn, relu=relu, gate=gate)
+        out = functional.conv_bn(w, jax.nn.relu(x) if relu else x, stride, padding, bn)
+        return functional.mask_channels(out, out_mask)
+    out, var = functional.conv_bn_parts(w, x, stride, padding, bn, relu=relu, gate=gate)
     fan_in = module.conv.fan_in * (1.0 if in_mask is None else jnp.mean(in_mask))
     if relu:
-        flops = ops.relu_flops(x.shape) * ops.valid_fraction(weight, in_mask)
+        flops = flop_rules.relu_flops(x.shape) * flop_rules.valid_fraction(weight, in_mask)
         net_lib.sow_cost(module, "relu_flops", flops)
     module.record(x.shape, out.shape, var, weight, fan_in, out_mask)
-    return ops.mask_channels(out, out_mask)
+    return functional.mask_channels(out, out_mask)
 
 
 class _MaskedEdge(nn.Module):
@@ -136,12 +122,12 @@ class _MaskedEdge(nn.Module):
     def __call__(self, x, in_mask, out_mask, same_width):
         w = MAX_WIDTH
         if self.op == _CONV:
-            conv = ops.ConvBN(w, w, 3, name=_CONV)
+            conv = op_layers.ConvBN(w, w, 3, name=_CONV)
             sow_tap(self, "relu_conv_bn", x, in_mask)
             return _masked_conv_bn(conv, x, 1, 1, self.batch_norm, in_mask, out_mask, relu=True)
         if not self.may_reduce:
             return x
-        reduce = ops.ConvBN(w, w, 1, name=_REDUCE)
+        reduce = op_layers.ConvBN(w, w, 1, name=_REDUCE)
         weight = 1.0 - same_width.astype(jnp.float32)
         reduced = _masked_conv_bn(
             reduce, x, 1, 0, self.batch_norm, in_mask, out_mask, weight=weight
@@ -172,21 +158,23 @@ class _MaskedReduction(nn.Module):
     @nn.compact
     def __call__(self, x, in_mask, out_mask):
         w, bn = MAX_WIDTH, self.batch_norm
-        conv_a = ops.ConvBN(w, w, 3, name="conv_a")
-        conv_b = ops.ConvBN(w, w, 3, name="conv_b")
+        conv_a = op_layers.ConvBN(w, w, 3, name="conv_a")
+        conv_b = op_layers.ConvBN(w, w, 3, name="conv_b")
         sow_tap(self, "conv_a_relu_conv_bn", x, in_mask)
         h = _masked_conv_bn(conv_a, x, 2, 1, bn, in_mask, out_mask, relu=True)
         sow_tap(self, "conv_b_relu_conv_bn", h, out_mask)
         h = _masked_conv_bn(conv_b, h, 1, 1, bn, out_mask, out_mask, relu=True)
-        pooled = ops.avg_pool_2x2(x)
-        pool_flops = ops.avg_pool_flops(pooled.shape, 2) * ops.valid_fraction(1.0, in_mask)
+        pooled = functional.avg_pool_2x2(x)
+        pool_flops = flop_rules.avg_pool_flops(pooled.shape, 2) * flop_rules.valid_fraction(
+            1.0, in_mask
+        )
         net_lib.sow_cost(self, "pool_flops", pool_flops)
-        shortcut = ops.Conv(w, w, 1, name="downsample")
+        shortcut = op_layers.Conv(w, w, 1, name="downsample")
         gate = shortcut.gate()
-        residual = net_lib.apply_gate(ops.conv2d(pooled, shortcut.kernel), gate)
+        residual = net_lib.apply_gate(functional.conv2d(pooled, shortcut.kernel), gate)
         if net_lib.probing(shortcut, gate):
             shortcut.record(residual.shape, 1.0, w * jnp.mean(in_mask), out_mask)
-        return ops.mask_channels(residual, out_mask) + h
+        return functional.mask_channels(residual, out_mask) + h
 
 
 class NATSSizeNetwork(nn.Module):
@@ -202,11 +190,11 @@ class NATSSizeNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
-        _check_images(x, self.in_channels)
-        widths = jnp.asarray(CHANNELS, jnp.int32)[_check_genotype(genotype)]
-        masks = [ops.channel_mask(widths[i], MAX_WIDTH) for i in range(NUM_LAYERS)]
+        base.check_images(x, "NATS-SSS", self.in_channels, 4)
+        widths = jnp.asarray(CHANNELS, jnp.int32)[jnp.asarray(genotype)]
+        masks = [functional.channel_mask(widths[i], MAX_WIDTH) for i in range(NUM_LAYERS)]
         bn = self.batch_norm
-        stem = ops.ConvBN(self.in_channels, MAX_WIDTH, 3, name="stem")
+        stem = op_layers.ConvBN(self.in_channels, MAX_WIDTH, 3, name="stem")
         x = _masked_conv_bn(stem, x, 1, 1, bn, None, masks[0])
         for layer in range(NUM_LAYERS):
             previous = masks[max(layer - 1, 0)]
@@ -215,27 +203,19 @@ class NATSSizeNetwork(nn.Module):
             else:
                 cell = _MaskedCell(layer > 0, bn, name=_layer_name(layer))
                 x = cell(x, previous, masks[layer], widths[max(layer - 1, 0)] == widths[layer])
-        lastact = ops.BatchNorm(MAX_WIDTH, enabled=bn, name="lastact")
-        x, var = ops.batch_norm_parts(x, *lastact.weights(), bn)
+        lastact = op_layers.BatchNorm(MAX_WIDTH, enabled=bn, name="lastact")
+        x, var = functional.batch_norm_parts(x, *lastact.weights(), bn)
         if net_lib.probing(lastact):
             lastact.record(var, x.shape, 1.0, masks[-1])
-        x = ops.mask_channels(x, masks[-1])
+        x = functional.mask_channels(x, masks[-1])
         sow_tap(self, "lastact_relu", x, masks[-1])
         net_lib.sow_cost(
-            self, "lastact_relu_flops", ops.relu_flops(x.shape) * ops.valid_fraction(1.0, masks[-1])
+            self,
+            "lastact_relu_flops",
+            flop_rules.relu_flops(x.shape) * flop_rules.valid_fraction(1.0, masks[-1]),
         )
-        x = ops.global_pool_features(self, jax.nn.relu(x), masks[-1])
-        return ops.Dense(self.num_classes, name="classifier")(x, masks[-1])
-
-
-def _check_genotype(genotype: jax.Array) -> jax.Array:
-    genotype = jnp.asarray(genotype)
-    if genotype.shape != (NUM_LAYERS,) or not jnp.issubdtype(genotype.dtype, jnp.integer):
-        raise errors.ArchitectureError(
-            f"a NATS-SSS genotype is int32[{NUM_LAYERS}] (indices into {CHANNELS}), got "
-            f"{genotype.dtype}{list(genotype.shape)}"
-        )
-    return genotype
+        x = op_layers.global_pool_features(self, jax.nn.relu(x), masks[-1])
+        return op_layers.Dense(self.num_classes, name="classifier")(x, masks[-1])
 
 
 def param_mask(params, genotype: jax.Array):
@@ -245,8 +225,8 @@ def param_mask(params, genotype: jax.Array):
     valid channels; a cell's factorized-reduce 1x1 conv counts only when the cell changes
     the width. Leaves are f32 arrays broadcastable to the parameters.
     """
-    widths = jnp.asarray(CHANNELS, jnp.int32)[_check_genotype(genotype)]
-    masks = [ops.channel_mask(widths[i], MAX_WIDTH) for i in range(NUM_LAYERS)]
+    widths = jnp.asarray(CHANNELS, jnp.int32)[jnp.asarray(genotype)]
+    masks = [functional.channel_mask(widths[i], MAX_WIDTH) for i in range(NUM_LAYERS)]
     layer_of = {_layer_name(layer): layer for layer in range(NUM_LAYERS)}
     images = jnp.ones((1,), jnp.float32)  # the stem reads every image channel
 
@@ -293,11 +273,13 @@ class _FixedEdge(nn.Module):
         settings = (self.track_running_stats, self.batch_norm)
         if self.op == _CONV:
             sow_tap(self, "relu_conv_bn", x)
-            conv = ops.ConvBN(self.in_features, self.features, 3, 1, 1, True, *settings, name=_CONV)
+            conv = op_layers.ConvBN(
+                self.in_features, self.features, 3, 1, 1, True, *settings, name=_CONV
+            )
             return conv(x, train)
         if self.in_features == self.features:
             return x
-        reduce = ops.ConvBN(
+        reduce = op_layers.ConvBN(
             self.in_features, self.features, 1, 1, 0, False, *settings, name=_REDUCE
         )
         return reduce(x, train)
@@ -337,20 +319,22 @@ class NATSSizeModel(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        _check_images(x, self.in_channels)
+        base.check_images(x, "NATS-SSS", self.in_channels, 4)
         c, settings = self.channels, (self.track_running_stats, self.batch_norm)
-        x = ops.ConvBN(self.in_channels, c[0], 3, 1, 1, False, *settings, name="stem")(x, train)
+        x = op_layers.ConvBN(self.in_channels, c[0], 3, 1, 1, False, *settings, name="stem")(
+            x, train
+        )
         for layer in range(NUM_LAYERS):
             c_in, name = c[max(layer - 1, 0)], _layer_name(layer)
             if layer % 2:
                 x = nb201.ReductionBlock(c_in, c[layer], *settings, name=name)(x, train)
             else:
                 x = _FixedCell(c_in, c[layer], *settings, name=name)(x, train)
-        x = ops.BatchNorm(c[-1], *settings, name="lastact")(x, train)
+        x = op_layers.BatchNorm(c[-1], *settings, name="lastact")(x, train)
         sow_tap(self, "lastact_relu", x)
-        net_lib.sow_cost(self, "lastact_relu_flops", ops.relu_flops(x.shape))
-        x = ops.global_pool_features(self, jax.nn.relu(x))
-        return ops.Dense(self.num_classes, name="classifier")(x)
+        net_lib.sow_cost(self, "lastact_relu_flops", flop_rules.relu_flops(x.shape))
+        x = op_layers.global_pool_features(self, jax.nn.relu(x))
+        return op_layers.Dense(self.num_classes, name="classifier")(x)
 
 
 # ------------------------------------------------------------------------ notation
@@ -394,30 +378,15 @@ def space(num_classes: int = 10, in_channels: int = 3, batch_norm: bool = True) 
     """
     defaults = dict(num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm)
     num_choices = (len(CHANNELS),) * NUM_LAYERS
-    validate = base.range_validator("nats_sss", num_choices)
 
-    def network(genotype, **overrides):
-        module = NATSSizeNetwork(**{**defaults, **overrides})
-        return ops.supernet(module, genotype, lambda params: param_mask(params, genotype))
+    def network(genotype, settings):
+        module = NATSSizeNetwork(**settings)
+        return supernet.network(module, genotype, lambda params: param_mask(params, genotype))
 
-    def materialize(genotype, **overrides):
-        g = validate(genotype).reshape(-1)
-        return NATSSizeModel(
-            channels=tuple(CHANNELS[int(v)] for v in g),
-            **{**defaults, **overrides},
-            track_running_stats=True,
-        )
+    def materialize(genotype, settings):
+        channels = tuple(CHANNELS[v] for v in genotype)
+        return NATSSizeModel(channels=channels, **settings, track_running_stats=True)
 
-    return base.SearchSpace(
-        name="nats_sss",
-        num_choices=num_choices,
-        sample=base.uniform_sampler(num_choices),
-        mutate=base.one_position_mutator(num_choices),
-        network=network,
-        materialize=materialize,
-        to_string=to_string,
-        from_string=from_string,
-        validate=validate,
-        enumerate=base.product_enumerator(num_choices),
-        size=len(CHANNELS) ** NUM_LAYERS,
+    return base.build(
+        "nats_sss", num_choices, defaults, network, materialize, to_string, from_string
     )

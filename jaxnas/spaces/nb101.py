@@ -34,7 +34,7 @@ interior vertex of a C-channel cell computes C channels, of which the first `c_v
 valid; activations are multiplied by the channel mask after every op, taps carry it as a
 per-channel weight and `param_mask` marks the valid rows and columns of every kernel. So
 one compiled program serves the whole space, and the materialised network's parameters are
-the leading slices of the data-driven ones (`ops.restrict_params`).
+the leading slices of the data-driven ones (`base.restrict_params`).
 
 Dispatch modes of the data-driven network (see `network`):
   * "switch": each vertex runs its op through `lax.switch` and each projection runs only
@@ -54,7 +54,7 @@ import numpy as np
 from jaxnas import errors
 from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
-from jaxnas.spaces import base, ops, stacking
+from jaxnas.spaces import base, flop_rules, functional, init_rules, op_layers, stacking, supernet
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 INPUT, OUTPUT = "input", "output"
@@ -79,7 +79,7 @@ DISPATCH_MODES = ("switch", "mask")
 class Init(NamedTuple):
     """An initialisation rule, for the data-driven and the materialised networks."""
 
-    draw: Callable  # one-RNG-call draw at the supernet's widths (`ops.supernet`)
+    draw: Callable  # one-RNG-call draw at the supernet's widths (`supernet.network`)
     rescale: Callable  # its rescale to an architecture's widths
     conv: Callable  # the Linen initialisers of the same rule, at the materialised widths
     linear: Callable
@@ -88,14 +88,18 @@ class Init(NamedTuple):
 
 INITS = {
     "nb101": Init(
-        ops.fan_out_normal_init,
-        ops.rescale_fan_out,
+        init_rules.fan_out_normal_init,
+        init_rules.rescale_fan_out,
         nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
         nn.initializers.normal(0.01),
         nn.initializers.zeros,
     ),
     "pytorch": Init(
-        ops.torch_init, ops.rescale_fan_in, ops.torch_kernel_init, ops.torch_kernel_init, None
+        init_rules.torch_init,
+        init_rules.rescale_fan_in,
+        init_rules.torch_kernel_init,
+        init_rules.torch_kernel_init,
+        None,
     ),
 }
 
@@ -205,7 +209,7 @@ def _select(dispatch: str, index: jax.Array, branches, operand: jax.Array):
     Branches may return pytrees (the same structure from every branch).
     """
     if dispatch == "switch":
-        return ops.switch(index, branches, operand)
+        return functional.switch(index, branches, operand)
     outs = [b(operand) for b in branches]
     weights = [(index == i).astype(jnp.float32) for i in range(len(branches))]
     return jax.tree.map(lambda *vals: sum(w * v for w, v in zip(weights, vals)), *outs)
@@ -226,9 +230,9 @@ class _MixedProjection(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, present: jax.Array, mask: jax.Array) -> jax.Array:
-        conv = ops.Conv(self.in_features, self.features, 1, name="conv")
-        bn = ops.BatchNorm(self.features, enabled=self.batch_norm, name="bn")
-        w = ops.ConvBNWeights(conv.kernel, *bn.weights())
+        conv = op_layers.Conv(self.in_features, self.features, 1, name="conv")
+        bn = op_layers.BatchNorm(self.features, enabled=self.batch_norm, name="bn")
+        w = functional.ConvBNWeights(conv.kernel, *bn.weights())
         shape = (*x.shape[:-1], self.features)
         index = present.astype(jnp.int32)
         weight = present.astype(jnp.float32)
@@ -239,7 +243,7 @@ class _MixedProjection(nn.Module):
                 index,
                 (
                     lambda h: jnp.zeros(shape, h.dtype),
-                    lambda h: ops.conv_bn(w, h, 1, 0, self.batch_norm),
+                    lambda h: functional.conv_bn(w, h, 1, 0, self.batch_norm),
                 ),
                 x,
             )
@@ -249,17 +253,19 @@ class _MixedProjection(nn.Module):
                 index,
                 (
                     lambda h: (jnp.zeros(shape, h.dtype), jnp.zeros(shape[-1:], h.dtype)),
-                    lambda h: ops.conv_bn_parts(w, h, 1, 0, self.batch_norm, gate=gate),
+                    lambda h: functional.conv_bn_parts(w, h, 1, 0, self.batch_norm, gate=gate),
                 ),
                 x,
             )
             conv.record(shape, weight, channels=mask)
             bn.record(var, shape, weight, mask)
         net_lib.sow_cost(
-            self, "relu_flops", ops.relu_flops(shape) * ops.valid_fraction(weight, mask)
+            self,
+            "relu_flops",
+            flop_rules.relu_flops(shape) * flop_rules.valid_fraction(weight, mask),
         )
         sow_tap(self, "conv_bn_relu", pre, weight * mask)
-        return ops.mask_channels(jax.nn.relu(pre), weight * mask)
+        return functional.mask_channels(jax.nn.relu(pre), weight * mask)
 
 
 class _MixedVertex(nn.Module):
@@ -278,16 +284,16 @@ class _MixedVertex(nn.Module):
     def __call__(self, h: jax.Array, choice: jax.Array, mask: jax.Array) -> jax.Array:
         c = self.features
         modules = {
-            o: ops.ConvBN(c, c, size, batch_norm=self.batch_norm, name=name)
+            o: op_layers.ConvBN(c, c, size, batch_norm=self.batch_norm, name=name)
             for o, (name, size, _) in _CONV.items()
         }
         w = {o: m.weights() for o, m in modules.items()}
         gates = {o: m.gate() for o, m in modules.items()}
         if not net_lib.probing(self, *gates.values()):
             branches = (
-                lambda v: ops.conv_bn(w[0], v, 1, _CONV[0][2], self.batch_norm),
-                lambda v: ops.conv_bn(w[1], v, 1, _CONV[1][2], self.batch_norm),
-                ops.max_pool_3x3,
+                lambda v: functional.conv_bn(w[0], v, 1, _CONV[0][2], self.batch_norm),
+                lambda v: functional.conv_bn(w[1], v, 1, _CONV[1][2], self.batch_norm),
+                functional.max_pool_3x3,
                 lambda v: v * 0.0,  # a pruned vertex
             )
             pre = _select(self.dispatch, choice, branches, h)
@@ -295,7 +301,7 @@ class _MixedVertex(nn.Module):
             empty = jnp.zeros((c,), h.dtype)
 
             def conv_parts(o, v):
-                out, var = ops.conv_bn_parts(
+                out, var = functional.conv_bn_parts(
                     w[o], v, 1, _CONV[o][2], self.batch_norm, gate=gates[o]
                 )
                 return out, tuple(var if p == o else empty for p in _CONV)
@@ -303,7 +309,7 @@ class _MixedVertex(nn.Module):
             branches = (
                 lambda v: conv_parts(0, v),
                 lambda v: conv_parts(1, v),
-                lambda v: (ops.max_pool_3x3(v), (empty,) * len(_CONV)),
+                lambda v: (functional.max_pool_3x3(v), (empty,) * len(_CONV)),
                 lambda v: (v * 0.0, (empty,) * len(_CONV)),
             )
             pre, slots = _select(self.dispatch, choice, branches, h)
@@ -315,13 +321,17 @@ class _MixedVertex(nn.Module):
         is_conv = choice < len(_CONV)
         is_pool = (choice == OPS.index("maxpool3x3")).astype(jnp.float32)
         net_lib.sow_cost(
-            self, "relu_flops", ops.relu_flops(h.shape) * ops.valid_fraction(is_conv, mask)
+            self,
+            "relu_flops",
+            flop_rules.relu_flops(h.shape) * flop_rules.valid_fraction(is_conv, mask),
         )
         net_lib.sow_cost(
-            self, "pool_flops", ops.avg_pool_flops(h.shape, 3) * ops.valid_fraction(is_pool, mask)
+            self,
+            "pool_flops",
+            flop_rules.avg_pool_flops(h.shape, 3) * flop_rules.valid_fraction(is_pool, mask),
         )
         sow_tap(self, "conv_bn_relu", pre, jnp.where(is_conv, mask, 0.0))
-        return ops.mask_channels(jnp.where(is_conv, jax.nn.relu(pre), pre), mask)
+        return functional.mask_channels(jnp.where(is_conv, jax.nn.relu(pre), pre), mask)
 
 
 class _MixedCell(nn.Module):
@@ -336,7 +346,7 @@ class _MixedCell(nn.Module):
         present = pruned.astype(jnp.float32)
         tensors = [x]
         for t in range(1, n - 1):
-            mask = ops.channel_mask(channels[t - 1], c)
+            mask = functional.channel_mask(channels[t - 1], c)
             projection = _MixedProjection(
                 self.in_features, c, self.dispatch, self.batch_norm, name=f"proj_{t}"
             )(x, present[0, t], mask)
@@ -346,12 +356,12 @@ class _MixedCell(nn.Module):
             h = terms[0]
             for term in terms[1:]:
                 h = h + term
-            h = ops.mask_channels(h, mask)
+            h = functional.mask_channels(h, mask)
             vertex = _MixedVertex(c, self.dispatch, self.batch_norm, name=f"vertex_{t}")
             tensors.append(vertex(h, choice[t - 1], mask))
         source, valid = _concat_index(channels, pruned[1 : n - 1, n - 1], c, c)
         out = jnp.take(jnp.concatenate(tensors[1:], axis=-1), source, axis=-1)
-        out = ops.mask_channels(out, valid)
+        out = functional.mask_channels(out, valid)
         projection = _MixedProjection(
             self.in_features, c, self.dispatch, self.batch_norm, name=f"proj_{n - 1}"
         )
@@ -367,10 +377,14 @@ class _FixedProjection(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = ops.Conv(self.in_features, self.features, 1, INITS[self.init_rule].conv, name="conv")
-        bn = ops.BatchNorm(self.features, self.track_running_stats, self.batch_norm, name="bn")
+        conv = op_layers.Conv(
+            self.in_features, self.features, 1, INITS[self.init_rule].conv, name="conv"
+        )
+        bn = op_layers.BatchNorm(
+            self.features, self.track_running_stats, self.batch_norm, name="bn"
+        )
         pre = bn(conv(x), train)
-        net_lib.sow_cost(self, "relu_flops", ops.relu_flops(pre.shape))
+        net_lib.sow_cost(self, "relu_flops", flop_rules.relu_flops(pre.shape))
         sow_tap(self, "conv_bn_relu", pre)
         return jax.nn.relu(pre)
 
@@ -385,11 +399,11 @@ class _FixedVertex(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array, train: bool) -> jax.Array:
         if self.op not in _CONV:
-            net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(h.shape, 3))
-            return ops.max_pool_3x3(h)
+            net_lib.sow_cost(self, "pool_flops", flop_rules.avg_pool_flops(h.shape, 3))
+            return functional.max_pool_3x3(h)
         name, size, pad = _CONV[self.op]
         c = self.features
-        conv = ops.ConvBN(
+        conv = op_layers.ConvBN(
             c,
             c,
             size,
@@ -402,7 +416,7 @@ class _FixedVertex(nn.Module):
             name=name,
         )
         pre = conv(h, train)
-        net_lib.sow_cost(self, "relu_flops", ops.relu_flops(pre.shape))
+        net_lib.sow_cost(self, "relu_flops", flop_rules.relu_flops(pre.shape))
         sow_tap(self, "conv_bn_relu", pre)
         return jax.nn.relu(pre)
 
@@ -449,22 +463,6 @@ class _FixedCell(nn.Module):
         return out
 
 
-def _check_images(x: jax.Array, in_channels: int, num_stacks: int) -> None:
-    if x.ndim != 4 or x.shape[-1] != in_channels:
-        raise errors.ShapeError(
-            f"NB101 expects NHWC images f32[B, H, W, {in_channels}], got shape "
-            f"{tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
-        )
-    factor = 2 ** (num_stacks - 1)
-    if x.shape[1] % factor or x.shape[2] % factor:
-        raise errors.ShapeError(
-            f"NB101 with {num_stacks} stacks needs H and W divisible by {factor}, got "
-            f"{x.shape[1]}x{x.shape[2]}"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise errors.ShapeError(f"NB101 expects floating-point images, got {x.dtype}")
-
-
 class _Macro(nn.Module):
     """The NB101 skeleton (stem, stacks of cells, pooling, classifier) around a cell."""
 
@@ -480,9 +478,10 @@ class _Macro(nn.Module):
     def body(self, x, stack_fn, train):
         """The skeleton around `stack_fn(stack, c_in, c, x)`, which applies one stack's
         `cells_per_stack` cells (the first reads c_in channels, the others c)."""
-        _check_images(x, self.in_channels, self.num_stacks)
+        factor = 2 ** (self.num_stacks - 1)
+        base.check_images(x, "NB101", self.in_channels, factor, f" ({self.num_stacks} stacks)")
         rule = INITS[self.init_rule]
-        stem = ops.ConvBN(
+        stem = op_layers.ConvBN(
             self.in_channels,
             self.stem_channels,
             3,
@@ -495,22 +494,26 @@ class _Macro(nn.Module):
             name="stem",
         )
         x = stem(x, train)
-        net_lib.sow_cost(self, "stem_relu_flops", ops.relu_flops(x.shape))
+        net_lib.sow_cost(self, "stem_relu_flops", flop_rules.relu_flops(x.shape))
         sow_tap(self, "stem_conv_bn_relu", x)
         x = jax.nn.relu(x)
         c_prev = self.stem_channels
         for s in range(self.num_stacks):
             c = self.stem_channels * 2**s
             if s > 0:
-                x = ops.max_pool_2x2(x)
-                net_lib.sow_cost(self, f"downsample{s}_flops", ops.avg_pool_flops(x.shape, 2))
+                x = functional.max_pool_2x2(x)
+                net_lib.sow_cost(
+                    self, f"downsample{s}_flops", flop_rules.avg_pool_flops(x.shape, 2)
+                )
             if self.cells_per_stack:
                 x = stack_fn(s, c_prev, c, x)
                 c_prev = c
         # The reference pools with `torch.mean`, a function that FLOP counters skip.
         net_lib.sow_feature(self, "pre_gap", x)
-        classifier = ops.Dense(self.num_classes, rule.linear, rule.linear_bias, name="classifier")
-        return classifier(ops.global_avg_pool(x))
+        classifier = op_layers.Dense(
+            self.num_classes, rule.linear, rule.linear_bias, name="classifier"
+        )
+        return classifier(functional.global_avg_pool(x))
 
 
 class NB101Network(_Macro):
@@ -529,7 +532,7 @@ class NB101Network(_Macro):
             raise errors.ConfigError(
                 f"unknown NB101 dispatch {self.dispatch!r}; expected one of {DISPATCH_MODES}"
             )
-        pruned, choice = _traced_structure(_check_genotype(genotype))
+        pruned, choice = _traced_structure(jnp.asarray(genotype))
 
         def stack(s, c_in, c, h):
             channels = vertex_channels(pruned, c, jnp)
@@ -605,16 +608,6 @@ class NB101Model(_Macro):
         return self.body(x, stack, train)
 
 
-def _check_genotype(genotype: jax.Array) -> jax.Array:
-    genotype = jnp.asarray(genotype)
-    if genotype.shape != (GENOTYPE_LENGTH,) or not jnp.issubdtype(genotype.dtype, jnp.integer):
-        raise errors.ArchitectureError(
-            f"an NB101 genotype is int32[{GENOTYPE_LENGTH}], got "
-            f"{genotype.dtype}{list(genotype.shape)}"
-        )
-    return genotype
-
-
 def param_mask(params, genotype: jax.Array):
     """Which parameters of the data-driven network belong to `genotype`.
 
@@ -623,7 +616,7 @@ def param_mask(params, genotype: jax.Array):
     the rows and columns of valid channels count. Stem and classifier always count.
     Leaves are f32 arrays broadcastable to the parameters.
     """
-    pruned, choice = _traced_structure(_check_genotype(genotype))
+    pruned, choice = _traced_structure(jnp.asarray(genotype))
     names_of_ops = {name: o for o, (name, _, _) in _CONV.items()}
     n = NUM_VERTICES
     vertex_masks = {}  # cell width -> f32[5, width], computed once per width
@@ -636,7 +629,7 @@ def param_mask(params, genotype: jax.Array):
         t, c = int(t), leaf.shape[-1]
         if c not in vertex_masks:
             widths = vertex_channels(pruned, c, jnp)
-            vertex_masks[c] = jnp.stack([ops.channel_mask(w, c) for w in widths])
+            vertex_masks[c] = jnp.stack([functional.channel_mask(w, c) for w in widths])
         mask = vertex_masks[c][t - 1] if t < n - 1 else jnp.ones((c,), jnp.float32)
         if kind == "vertex":
             keep = choice[t - 1] == names_of_ops[names[2]]
@@ -789,10 +782,12 @@ def to_naslib(genotype: Sequence[int]) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- space
 
 
-def _check_init(init: str) -> str:
-    if init not in INITS:
-        raise errors.ConfigError(f"unknown NB101 init {init!r}; expected one of {sorted(INITS)}")
-    return init
+def _check_settings(settings: dict) -> dict:
+    if settings["init"] not in INITS:
+        raise errors.ConfigError(
+            f"unknown NB101 init {settings['init']!r}; expected one of {sorted(INITS)}"
+        )
+    return settings
 
 
 def space(
@@ -816,7 +811,7 @@ def space(
     `init` is the data-driven network's initialisation: "nb101", the rule of the NB101
     PyTorch models that the references score (`Network._initialize_weights` in NASWOT's
     `nas_101_api/model.py` and NASLib's `nasbench101/model.py`, which NAS-Bench-Suite-
-    Zero used; `ops.fan_out_normal_init`), or "pytorch", PyTorch's default. Either is
+    Zero used; `init_rules.fan_out_normal_init`), or "pytorch", PyTorch's default. Either is
     drawn at the supernet's widths and rescaled to each architecture's vertex widths
     (`Network.rescale_init`), so the selected parameters have the distribution of the
     materialised network under the same rule (`network(g, init=...)` overrides it per
@@ -833,7 +828,6 @@ def space(
     `nn.scan` (one traced cell per stack shape; parameters, taps, probes and scores are
     the same either way; WORKSPACE_NOTES.md "Performance (issue 14)").
     """
-    _check_init(init)
     defaults = dict(
         stem_channels=stem_channels,
         num_stacks=num_stacks,
@@ -841,16 +835,11 @@ def space(
         num_classes=num_classes,
         in_channels=in_channels,
         batch_norm=batch_norm,
+        init=init,
     )
     num_choices = (2,) * NUM_EDGES + (len(OPS),) * NUM_INTERIOR
-    check_range = base.range_validator("nb101", num_choices)
     draw = base.uniform_sampler(num_choices)
     change_one = base.one_position_mutator(num_choices)
-
-    def validate(genotypes):
-        arr = check_range(genotypes)
-        _check_valid(arr)
-        return arr
 
     def sample(key, n):
         def missing(state):
@@ -879,9 +868,9 @@ def space(
 
         return jax.lax.while_loop(invalid, redraw, redraw((key, genotype)))[1]
 
-    def network(genotype, **overrides):
-        settings = {**defaults, "dispatch": dispatch, **overrides}
-        rule_name = _check_init(settings.pop("init", init))
+    def network(genotype, settings):
+        settings = dict(settings)
+        rule_name = settings.pop("init")
         rule = INITS[rule_name]
         module = NB101Network(
             **settings, scan=scan_cells, init_rule=rule_name, track_running_stats=False
@@ -889,7 +878,7 @@ def space(
         cells = stacks(
             settings["stem_channels"], settings["num_stacks"], settings["cells_per_stack"]
         )
-        return ops.supernet(
+        return supernet.network(
             module,
             genotype,
             lambda params: param_mask(params, genotype),
@@ -898,35 +887,32 @@ def space(
             cells if scan_cells else None,
         )
 
-    def materialize(genotype, **overrides):
-        settings = {**defaults, **overrides}
-        settings["init_rule"] = _check_init(settings.pop("init", init))
-        g = validate(genotype).reshape(-1)
+    def materialize(genotype, settings):
+        settings = dict(settings)
+        rule_name = settings.pop("init")
+        g = np.asarray(genotype)
         alive, pruned = prune(adjacency(g[:NUM_EDGES], np), np)
         choice = np.where(alive[1:-1], g[NUM_EDGES:], DEAD)
         return NB101Model(
             **settings,
+            init_rule=rule_name,
             track_running_stats=True,
             pruned=tuple(tuple(bool(v) for v in row) for row in pruned),
             choice=tuple(int(v) for v in choice),
         )
 
-    def enumerate_all():
-        raise errors.ConfigError(
-            f"nb101 has {NUM_VALID_MATRICES * len(OPS) ** NUM_INTERIOR:,} valid genotypes, too "
-            f"many to enumerate; sample it, or score the cells of a benchmark table"
-        )
-
-    return base.SearchSpace(
-        name="nb101",
-        num_choices=num_choices,
+    return base.build(
+        "nb101",
+        num_choices,
+        defaults,
+        network,
+        materialize,
+        to_string,
+        from_string,
+        network_defaults={"dispatch": dispatch},
+        settle=_check_settings,
+        check_valid=_check_valid,
         sample=sample,
         mutate=mutate,
-        network=network,
-        materialize=materialize,
-        to_string=to_string,
-        from_string=from_string,
-        validate=validate,
-        enumerate=enumerate_all,
         size=NUM_VALID_MATRICES * len(OPS) ** NUM_INTERIOR,
     )

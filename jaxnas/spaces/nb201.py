@@ -31,7 +31,7 @@ import numpy as np
 from jaxnas import errors, types
 from jaxnas import network as net_lib
 from jaxnas.network import sow_tap
-from jaxnas.spaces import base, ops, stacking
+from jaxnas.spaces import base, flop_rules, functional, op_layers, stacking, supernet
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (from, to), string order
@@ -46,28 +46,12 @@ NASLIB_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 DISPATCH_MODES = ("switch", "mask")
 
 
-def _check_images(x: jax.Array, in_channels: int, num_stages: int) -> None:
-    if x.ndim != 4 or x.shape[-1] != in_channels:
-        raise errors.ShapeError(
-            f"NB201 expects NHWC images f32[B, H, W, {in_channels}], got shape "
-            f"{tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
-        )
-    factor = 2 ** (num_stages - 1)
-    if x.shape[1] % factor or x.shape[2] % factor:
-        raise errors.ShapeError(
-            f"NB201 with {num_stages} stages needs H and W divisible by {factor}, got "
-            f"{x.shape[1]}x{x.shape[2]}"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise errors.ShapeError(f"NB201 expects floating-point images, got {x.dtype}")
-
-
 # The ops without parameters; `none` is `x * 0.0`, not zeros_like (WORKSPACE_NOTES.md:
 # XLA's constant folding of a zero flowing into pooling).
 _APPLY = {
     "none": lambda h: h * 0.0,
     "skip_connect": lambda h: h,
-    "avg_pool_3x3": ops.avg_pool_3x3,
+    "avg_pool_3x3": functional.avg_pool_3x3,
 }
 
 
@@ -104,7 +88,9 @@ class _MixedEdge(nn.Module):
             sow_tap(self, "relu_conv_bn", x, _relu_weight(choice, self.dispatch))
         c = self.channels
         modules = {
-            name: ops.ConvBN(c, c, size, 1, pad, relu=True, batch_norm=self.batch_norm, name=name)
+            name: op_layers.ConvBN(
+                c, c, size, 1, pad, relu=True, batch_norm=self.batch_norm, name=name
+            )
             for name, (size, pad) in _CONV_KERNEL.items()
         }
         conv = {name: m.weights() for name, m in modules.items()}
@@ -112,11 +98,13 @@ class _MixedEdge(nn.Module):
         probing = net_lib.probing(self, *gates.values())
         # Conv ops record their own FLOPs (`ConvBN.record`); pooling is counted here.
         pool = OPS.index("avg_pool_3x3")
-        pool_flops = ops.avg_pool_flops(x.shape, 3)
+        pool_flops = flop_rules.avg_pool_flops(x.shape, 3)
 
         def conv_op(name, h):
             _, pad = _CONV_KERNEL[name]
-            return ops.conv_bn_parts(conv[name], h, 1, pad, self.batch_norm, True, gates[name])
+            return functional.conv_bn_parts(
+                conv[name], h, 1, pad, self.batch_norm, True, gates[name]
+            )
 
         def parts_of(name, h):
             """`(out, slots)`: slots hold the BatchNorm variance per conv op, zeros if unused."""
@@ -136,10 +124,10 @@ class _MixedEdge(nn.Module):
                     (lambda h, n=name: conv_op(n, h)[0]) if name in _CONV_KERNEL else _APPLY[name]
                     for name in OPS
                 )
-                out = ops.switch(choice, branches, x)
+                out = functional.switch(choice, branches, x)
             else:
                 branches = tuple(lambda h, n=name: parts_of(n, h) for name in OPS)
-                out, slots = ops.switch(choice, branches, x)
+                out, slots = functional.switch(choice, branches, x)
                 record(slots, [choice == o for o in range(len(OPS))])
             net_lib.sow_cost(self, "pool_flops", (choice == pool).astype(jnp.float32) * pool_flops)
             return out
@@ -172,13 +160,13 @@ class _FixedEdge(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         name = OPS[self.op]
         if name == "avg_pool_3x3":
-            net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(x.shape, 3))
+            net_lib.sow_cost(self, "pool_flops", flop_rules.avg_pool_flops(x.shape, 3))
         if name in _APPLY:
             return _APPLY[name](x)
         size, pad = _CONV_KERNEL[name]
         sow_tap(self, "relu_conv_bn", x)
         c = self.channels
-        conv = ops.ConvBN(c, c, size, 1, pad, True, True, self.batch_norm, name=name)
+        conv = op_layers.ConvBN(c, c, size, 1, pad, True, True, self.batch_norm, name=name)
         return conv(x, train)
 
 
@@ -246,14 +234,16 @@ class ReductionBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         track, bn = self.track_running_stats, self.batch_norm
         sow_tap(self, "conv_a_relu_conv_bn", x)
-        a = ops.ConvBN(self.in_features, self.features, 3, 2, 1, True, track, bn, name="conv_a")
+        a = op_layers.ConvBN(
+            self.in_features, self.features, 3, 2, 1, True, track, bn, name="conv_a"
+        )
         a = a(x, train)
         sow_tap(self, "conv_b_relu_conv_bn", a)
-        b = ops.ConvBN(self.features, self.features, 3, 1, 1, True, track, bn, name="conv_b")
+        b = op_layers.ConvBN(self.features, self.features, 3, 1, 1, True, track, bn, name="conv_b")
         b = b(a, train)
-        pooled = ops.avg_pool_2x2(x)
-        net_lib.sow_cost(self, "pool_flops", ops.avg_pool_flops(pooled.shape, 2))
-        shortcut = ops.Conv(self.in_features, self.features, 1, name="downsample")
+        pooled = functional.avg_pool_2x2(x)
+        net_lib.sow_cost(self, "pool_flops", flop_rules.avg_pool_flops(pooled.shape, 2))
+        shortcut = op_layers.Conv(self.in_features, self.features, 1, name="downsample")
         return shortcut(pooled) + b
 
 
@@ -272,10 +262,11 @@ class _Macro(nn.Module):
     def body(self, x, stage_fn, train):
         """The macro network around `stage_fn(channels, stage, x)`, which applies one
         stage's `cells_per_stage` cells."""
-        _check_images(x, self.in_channels, self.num_stages)
+        factor = 2 ** (self.num_stages - 1)
+        base.check_images(x, "NB201", self.in_channels, factor, f" ({self.num_stages} stages)")
         track, bn = self.track_running_stats, self.batch_norm
         if self.stem:
-            stem = ops.ConvBN(
+            stem = op_layers.ConvBN(
                 self.in_channels, self.channels, 3, 1, 1, False, track, bn, name="stem"
             )
             x = stem(x, train)
@@ -291,11 +282,11 @@ class _Macro(nn.Module):
                 x = ReductionBlock(c_prev, c, track, bn, name=f"reduction{s}")(x, train)
             x = stage_fn(c, s, x)
             c_prev = c
-        x = ops.BatchNorm(c_prev, track, bn, name="lastact")(x, train)
+        x = op_layers.BatchNorm(c_prev, track, bn, name="lastact")(x, train)
         sow_tap(self, "lastact_relu", x)
-        net_lib.sow_cost(self, "lastact_relu_flops", ops.relu_flops(x.shape))
-        x = ops.global_pool_features(self, jax.nn.relu(x))
-        return ops.Dense(self.num_classes, name="classifier")(x)
+        net_lib.sow_cost(self, "lastact_relu_flops", flop_rules.relu_flops(x.shape))
+        x = op_layers.global_pool_features(self, jax.nn.relu(x))
+        return op_layers.Dense(self.num_classes, name="classifier")(x)
 
 
 class NB201Network(_Macro):
@@ -406,25 +397,32 @@ def param_mask(params, genotype: jax.Array, dispatch: str):
 
 
 def _edge_choices(genotype: jax.Array, dispatch: str) -> jax.Array:
-    if dispatch not in DISPATCH_MODES:
-        raise errors.ConfigError(
-            f"unknown NB201 dispatch {dispatch!r}; expected one of {DISPATCH_MODES}"
-        )
+    """Per-edge op indices int32[6] ("switch"), or op weights f32[6, 5] ("mask")."""
+    genotype = jnp.asarray(genotype)
+    if dispatch == "mask" and jnp.issubdtype(genotype.dtype, jnp.integer):
+        return jax.nn.one_hot(genotype, len(OPS), dtype=jnp.float32)
+    return genotype
+
+
+def _check_genotype(genotype, settings: dict) -> jax.Array:
+    """An integer genotype int32[6], or with dispatch "mask" op weights f32[6, 5]."""
     genotype = jnp.asarray(genotype)
     if jnp.issubdtype(genotype.dtype, jnp.integer):
-        if genotype.shape != (len(EDGES),):
-            raise errors.ArchitectureError(
-                f"an NB201 genotype is int32[{len(EDGES)}], got shape {tuple(genotype.shape)}"
-            )
-        if dispatch == "mask":
-            return jax.nn.one_hot(genotype, len(OPS), dtype=jnp.float32)
-        return genotype
-    if dispatch == "switch" or genotype.shape != (len(EDGES), len(OPS)):
+        return base.check_genotype(genotype, "nb201", len(EDGES))
+    if settings["dispatch"] == "switch" or genotype.shape != (len(EDGES), len(OPS)):
         raise errors.ArchitectureError(
             f"NB201 op weights must be f32[{len(EDGES)}, {len(OPS)}] with dispatch='mask', "
-            f"got {genotype.dtype}{list(genotype.shape)} with dispatch={dispatch!r}"
+            f"got {genotype.dtype}{list(genotype.shape)} with dispatch={settings['dispatch']!r}"
         )
     return genotype
+
+
+def _check_settings(settings: dict) -> dict:
+    if settings.get("dispatch", "switch") not in DISPATCH_MODES:
+        raise errors.ConfigError(
+            f"unknown NB201 dispatch {settings['dispatch']!r}; expected one of {DISPATCH_MODES}"
+        )
+    return settings
 
 
 # ------------------------------------------------------------------------ notation
@@ -543,34 +541,29 @@ def space(
     )
     num_choices = (len(OPS),) * len(EDGES)
 
-    def network(genotype, **overrides):
-        settings = {**defaults, "dispatch": dispatch, **overrides}
+    def network(genotype, settings):
         module = NB201Network(**settings, scan=scan_cells, track_running_stats=False)
         mode = settings["dispatch"]
         cells = stacks(settings["num_stages"], settings["cells_per_stage"])
-        return ops.supernet(
+        return supernet.network(
             module,
             genotype,
             lambda params: param_mask(params, genotype, mode),
             stacks=cells if scan_cells else None,
         )
 
-    def materialize(genotype, **overrides):
-        settings = {**defaults, **overrides}
-        g = tuple(int(v) for v in validate(genotype).reshape(-1))
-        return NB201Model(**settings, track_running_stats=True, genotype=g)
+    def materialize(genotype, settings):
+        return NB201Model(**settings, track_running_stats=True, genotype=genotype)
 
-    validate = base.range_validator("nb201", num_choices)
-    return base.SearchSpace(
-        name="nb201",
-        num_choices=num_choices,
-        sample=base.uniform_sampler(num_choices),
-        mutate=base.one_position_mutator(num_choices),
-        network=network,
-        materialize=materialize,
-        to_string=to_string,
-        from_string=from_string,
-        validate=validate,
-        enumerate=base.product_enumerator(num_choices),
-        size=len(OPS) ** len(EDGES),
+    return base.build(
+        "nb201",
+        num_choices,
+        defaults,
+        network,
+        materialize,
+        to_string,
+        from_string,
+        network_defaults={"dispatch": dispatch},
+        settle=_check_settings,
+        check_network_genotype=_check_genotype,
     )

@@ -38,7 +38,7 @@ Notation: `"depths=1,2,4|widths=16,32,64"` (+ `"|bot_muls=0.25,0.5,1|groups=1,2,
 
 Architecture-dependent shapes are masked to the maxima of the space: the parameters are
 those of the largest network (every stage at max width and depth); an architecture uses
-the leading corner of each parameter (`masking.restrict`), blocks beyond d_i are the
+the leading corner of each parameter (`base.restrict_params`), blocks beyond d_i are the
 identity, channels beyond w_i are zero, and taps carry per-channel weights (0 for masked
 channels and skipped blocks). A grouped 3x3 conv uses the corner `[:, :, :w_b/g, :w_b]`
 of its kernel and is evaluated as the equivalent dense conv with a block-diagonal kernel
@@ -57,8 +57,8 @@ are stored at the maximum width and depth, e.g. about 50 MB per image of ResNet 
 taps at 32x32.
 
 Differences from the reference code, documented rather than reproduced: parameters are
-initialised with `ops.torch_init` on the supernet shapes, rescaled to each
-architecture's own fan-ins (`ops.rescale_fan_in`) (pycls draws conv weights from
+initialised with `init_rules.torch_init` on the supernet shapes, rescaled to each
+architecture's own fan-ins (`init_rules.rescale_fan_in`) (pycls draws conv weights from
 N(0, 2/fan_out) per network; with BatchNorm in train mode the scale of a conv does not
 change any activation); NASWOT's released `nasspace.py` builds these CIFAR networks with
 the ImageNet stem (7x7 stride-2 conv + max pool, 12 channels), 1 class, and passes the
@@ -68,7 +68,6 @@ NDS `num_gs` (number of groups) as pycls' group *width* (g = w_b // num_gs).
 import dataclasses
 import functools
 import itertools
-import math
 
 import flax.linen as nn
 import jax
@@ -77,13 +76,12 @@ import numpy as np
 
 from jaxnas import errors
 from jaxnas.network import sow_tap
-from jaxnas.spaces import base, masking, ops
+from jaxnas.spaces import base, functional, masking, op_layers, supernet
 
 BLOCKS = ("res_basic_block", "res_bottleneck_block")
 DISPATCH_MODES = ("switch", "mask")
 NUM_STAGES = 3
 STRIDES = (1, 2, 2)
-MAX_ENUMERATE = 2**21  # `enumerate` refuses larger spaces (ResNet, 1.26M, is listed)
 
 
 def bottleneck_width(width: int, bot_mul: float) -> int:
@@ -238,15 +236,15 @@ class ConvBN(nn.Module):
     batch_norm: bool = True
 
     def setup(self):
-        self.conv = ops.Conv(self.in_features // self.groups, self.features, self.kernel_size)
-        self.bn = ops.BatchNorm(self.features, self.track_running_stats, self.batch_norm)
+        self.conv = op_layers.Conv(self.in_features // self.groups, self.features, self.kernel_size)
+        self.bn = op_layers.BatchNorm(self.features, self.track_running_stats, self.batch_norm)
 
-    def weights(self) -> ops.ConvBNWeights:
-        return ops.ConvBNWeights(self.conv.kernel, *self.bn.weights())
+    def weights(self) -> functional.ConvBNWeights:
+        return functional.ConvBNWeights(self.conv.kernel, *self.bn.weights())
 
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         pad = self.kernel_size // 2
-        y = ops.conv2d(x, self.conv.kernel, self.stride, pad, groups=self.groups)
+        y = functional.conv2d(x, self.conv.kernel, self.stride, pad, groups=self.groups)
         return self.bn(y, train)
 
 
@@ -296,7 +294,7 @@ class _SupernetStage(nn.Module):
             blocks.append(_SupernetBlock(convs, name=f"b{i + 1}"))
         self.blocks = blocks
 
-    def weights(self) -> list[dict[str, ops.ConvBNWeights]]:
+    def weights(self) -> list[dict[str, functional.ConvBNWeights]]:
         return [block.weights() for block in self.blocks]
 
     def record(self, taps: list[dict]) -> None:
@@ -314,7 +312,7 @@ class _SupernetBlock(nn.Module):
             name: ConvBN(c_in, c_out, k, name=name) for name, (c_in, c_out, k) in self.convs.items()
         }
 
-    def weights(self) -> dict[str, ops.ConvBNWeights]:
+    def weights(self) -> dict[str, functional.ConvBNWeights]:
         return {name: layer.weights() for name, layer in self.layers.items()}
 
 
@@ -328,11 +326,11 @@ def _tap_kinds(design: DesignSpace) -> dict[str, str]:
     return {"a_relu": "width", "relu": "width"}
 
 
-def _bn(w: ops.ConvBNWeights, y: jax.Array, bn: bool) -> jax.Array:
+def _bn(w: functional.ConvBNWeights, y: jax.Array, bn: bool) -> jax.Array:
     if not bn:
         return y
     c = y.shape[-1]
-    return ops.batch_norm(y, w.scale[:c], w.bias[:c])
+    return functional.batch_norm(y, w.scale[:c], w.bias[:c])
 
 
 def _grouped_dense_kernel(kernel: jax.Array, wb: int, group_width: jax.Array) -> jax.Array:
@@ -350,10 +348,10 @@ def _grouped_dense_kernel(kernel: jax.Array, wb: int, group_width: jax.Array) ->
     return dense * same[None, None]
 
 
-def _conv(w: ops.ConvBNWeights, x, c_out, stride, bn, mask):
+def _conv(w: functional.ConvBNWeights, x, c_out, stride, bn, mask):
     """Conv with the kernel corner `[:, :, :C_in(x), :c_out]` -> BN -> channel mask."""
     kernel = w.kernel[:, :, : x.shape[-1], :c_out]
-    y = ops.conv2d(x, kernel, stride, kernel.shape[0] // 2)
+    y = functional.conv2d(x, kernel, stride, kernel.shape[0] // 2)
     return _bn(w, y, bn) * masking.channels_last(mask, 4)
 
 
@@ -406,7 +404,7 @@ def _corner(design, weights, width, bwidth):
     else:
         io = {"a": (width, width), "b": (width, width)}
     return {
-        name: ops.ConvBNWeights(
+        name: functional.ConvBNWeights(
             w.kernel[:, :, : io[name][0], : io[name][1]],
             w.scale[: io[name][1]],
             w.bias[: io[name][1]],
@@ -478,11 +476,7 @@ class NDSNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
-        _check_images(x, self.in_channels)
-        if self.dispatch not in DISPATCH_MODES:
-            raise errors.ConfigError(
-                f"unknown NDS dispatch {self.dispatch!r}; expected one of {DISPATCH_MODES}"
-            )
+        base.check_images(x, "NDS networks", self.in_channels)
         design = self.design
         archs = _traced_arch(design, genotype)
         stem = ConvBN(self.in_channels, self.stem_width, 3, batch_norm=self.batch_norm, name="stem")
@@ -497,7 +491,7 @@ class NDSNetwork(nn.Module):
             if self.is_mutable_collection("taps"):
                 stage.record(self._weigh(taps, arch))
             c_in = max(design.widths)
-        return ops.Dense(self.num_classes, name="head")(ops.global_avg_pool(x))
+        return op_layers.Dense(self.num_classes, name="head")(functional.global_avg_pool(x))
 
     def _stage(self, blocks, x, arch, s, has_proj):
         """Stage `s`: output padded to the maximum width, taps padded to the maxima."""
@@ -575,11 +569,6 @@ def _traced_arch(design: DesignSpace, genotype: jax.Array) -> list[dict[str, jax
     """Per stage: depth, width, bwidth, group_width and the switch branch (traced int32)."""
     genotype = jnp.asarray(genotype)
     per = len(design.fields)
-    if not jnp.issubdtype(genotype.dtype, jnp.integer) or genotype.shape != (NUM_STAGES * per,):
-        raise errors.ArchitectureError(
-            f"an {design.name} genotype is int32[{NUM_STAGES * per}], got "
-            f"{genotype.dtype}{list(genotype.shape)}"
-        )
     depths, widths = masking.choice_table(design.depths), masking.choice_table(design.widths)
     if design.bottleneck:
         bwidths = masking.choice_table(
@@ -600,16 +589,6 @@ def _traced_arch(design: DesignSpace, genotype: jax.Array) -> list[dict[str, jax
             arch["shape_index"] = row[1]
         stages.append(arch)
     return stages
-
-
-def _check_images(x: jax.Array, in_channels: int) -> None:
-    if x.ndim != 4 or x.shape[-1] != in_channels:
-        raise errors.ShapeError(
-            f"NDS networks expect NHWC images f32[B, H, W, {in_channels}], got shape "
-            f"{tuple(x.shape)}" + (" (channels first?)" if x.ndim == 4 else "")
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise errors.ShapeError(f"NDS networks expect floating-point images, got {x.dtype}")
 
 
 # ------------------------------------------------------------------- materialised network
@@ -677,7 +656,7 @@ class NDSModel(nn.Module):
     """A materialised NDS network of one architecture; call as `module(x, train)`.
 
     Its parameters are the leading corners of the data-driven network's (same names;
-    `masking.restrict`); grouped convs are real grouped convs.
+    `base.restrict_params`); grouped convs are real grouped convs.
     """
 
     design: DesignSpace
@@ -690,7 +669,7 @@ class NDSModel(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        _check_images(x, self.in_channels)
+        base.check_images(x, "NDS networks", self.in_channels)
         opts = (self.track_running_stats, self.batch_norm)
         stem = ConvBN(self.in_channels, self.stem_width, 3, 1, 1, *opts, name="stem")
         x = stem(x, train)
@@ -700,7 +679,7 @@ class NDSModel(nn.Module):
         for s, arch in enumerate(decode(self.design, self.genotype)):
             x = _Stage(self.design, c_in, arch, STRIDES[s], *opts, name=f"s{s + 1}")(x, train)
             c_in = arch.width
-        return ops.Dense(self.num_classes, name="head")(ops.global_avg_pool(x))
+        return op_layers.Dense(self.num_classes, name="head")(functional.global_avg_pool(x))
 
 
 # --------------------------------------------------------------------------- param mask
@@ -824,10 +803,6 @@ def space(
                 f"unknown NDS design space {name!r}; expected one of {sorted(DESIGN_SPACES)}"
             )
         design = DESIGN_SPACES[name]
-    if dispatch not in DISPATCH_MODES:
-        raise errors.ConfigError(
-            f"unknown NDS dispatch {dispatch!r}; expected one of {DISPATCH_MODES}"
-        )
     defaults = dict(
         stem_width=stem_width,
         num_classes=num_classes,
@@ -835,50 +810,35 @@ def space(
         batch_norm=batch_norm,
     )
     num_choices = tuple(len(design.choices(f)) for f in design.fields) * NUM_STAGES
-    validate = base.range_validator(design.name, num_choices)
 
-    def settings(overrides, allowed):
-        unknown = sorted(set(overrides) - set(allowed))
-        if unknown:
+    def settle(settings):
+        if settings.get("dispatch", "switch") not in DISPATCH_MODES:
             raise errors.ConfigError(
-                f"unknown {design.name} network setting {unknown[0]!r}; expected one of "
-                f"{sorted(allowed)}"
+                f"unknown NDS dispatch {settings['dispatch']!r}; expected one of {DISPATCH_MODES}"
             )
-        return {**{k: v for k, v in defaults.items() if k in allowed}, **overrides}
+        return settings
 
-    def network(genotype, **overrides):
-        s = settings(overrides, (*defaults, "dispatch"))
-        s.setdefault("dispatch", dispatch)
-        module = NDSNetwork(design, **s)
-        return ops.supernet(
-            module, genotype, lambda params: param_mask(params, design, genotype, s["stem_width"])
+    def network(genotype, settings):
+        module = NDSNetwork(design, **settings)
+        return supernet.network(
+            module,
+            genotype,
+            lambda params: param_mask(params, design, genotype, settings["stem_width"]),
         )
 
-    def materialize(genotype, **overrides):
-        g = tuple(int(v) for v in validate(genotype).reshape(-1))
-        return NDSModel(design, g, **settings(overrides, defaults))
+    def materialize(genotype, settings):
+        return NDSModel(design, genotype, **settings)
 
-    def enumerate_all():
-        size = math.prod(num_choices)
-        if size > MAX_ENUMERATE:
-            raise errors.ConfigError(
-                f"{design.name} has {size:,} architectures, too many to enumerate "
-                f"(limit {MAX_ENUMERATE:,}); sample instead"
-            )
-        return base.product_enumerator(num_choices)()
-
-    return base.SearchSpace(
-        name=design.name,
-        num_choices=num_choices,
-        sample=base.uniform_sampler(num_choices),
-        mutate=base.one_position_mutator(num_choices),
-        network=network,
-        materialize=materialize,
-        to_string=functools.partial(to_string, design),
-        from_string=functools.partial(from_string, design),
-        validate=validate,
-        enumerate=enumerate_all,
-        size=math.prod(num_choices),
+    return base.build(
+        design.name,
+        num_choices,
+        defaults,
+        network,
+        materialize,
+        functools.partial(to_string, design),
+        functools.partial(from_string, design),
+        network_defaults={"dispatch": dispatch},
+        settle=settle,
     )
 
 

@@ -9,7 +9,7 @@ The stacked layout stays inside the module: `scan_cells` applies a cell module, 
 `Stacks` converts every variable collection between the stacked layout the module uses
 (`{"stage0_cells": leaves f32[N, ...]}`) and the per-cell layout the rest of jaxnas sees
 (`{"stage0_cell0": ..., "stage0_cell1": ...}`, the materialised network's names). So
-parameter masks, `ops.restrict_params`, initialisation draws, gates, taps and probes keep
+parameter masks, `base.restrict_params`, initialisation draws, gates, taps and probes keep
 the names and values they had when each cell was its own module.
 """
 
