@@ -52,7 +52,7 @@ TINY = {
     "nds_resnext_b": (
         dict(
             design=nds.DesignSpace(
-                "tiny_resnext_b", "res_bottleneck_block", (1,), (8, 16), (0.25,), (1, 2)
+                "tiny_resnext_b", "res_bottleneck_block", (1, 2), (8, 16), (0.25, 0.5), (1, 2)
             ),
             stem_width=4,
         ),
