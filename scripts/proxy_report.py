@@ -31,7 +31,7 @@ failed (NaN) cells, and the seconds per architecture on this machine after compi
 (and the compile time). `--scores-out` saves after every (proxy, dataset) and a rerun
 with the same file skips what it holds, so a long report can be built in parts.
 `--fuse` scores the proxies that share a protocol and network overrides in one
-compiled program on one batch (`proxies.fuse_groups(..., reference=True)`,
+compiled program on one batch (`proxies.fuse_groups(..., dataset=...)`,
 `proxies.stack`; the loss and input gradients are then computed once), and reports the
 group's seconds per architecture.
 
@@ -294,7 +294,7 @@ def score(names, dataset, cells, archs_per_call, seed):
     (`proxies.stack`) into one compiled program on one batch, so shared intermediates
     are computed once.
     """
-    protocol = proxies.record(names[0]).protocol
+    protocol = proxies.record(names[0]).protocol.on(DATASETS[dataset])
     space = nb201.space(**protocol.network, num_classes=DATASETS[dataset].num_classes)
     proxy = proxies.stack(*[proxies.get_proxy(n) for n in names])
     label = "+".join(names)
@@ -355,7 +355,9 @@ def run(args):
     for dataset in datasets:
         pending = [n for n in names if dataset not in results["scores"].get(n, {})]
         groups = (
-            proxies.fuse_groups(pending, reference=True) if args.fuse else [[n] for n in pending]
+            proxies.fuse_groups(pending, dataset=DATASETS[dataset])
+            if args.fuse
+            else [[n] for n in pending]
         )
         for group in groups:
             scores, seconds, compile_s, batch_size = score(

@@ -17,23 +17,24 @@ GENOTYPE = jnp.asarray([3, 2, 4, 1, 3, 0])
 
 
 def test_fusing_groups_proxies_of_one_network_and_protocol():
-    names = ["snip", "synflow", "ntk_cond", "grad_norm", "swap", "naswot"]
-    # synflow turns BatchNorm off; ntk_cond and swap have their own networks and batches.
-    assert proxies.fuse_groups(names, reference=True) == [
-        ["snip", "grad_norm", "naswot"],
+    cifar10, cifar100 = (protocols.NB201_DATASETS[d] for d in ("cifar10", "cifar100"))
+    names = ["snip", "synflow", "ntk_cond", "grad_norm", "swap", "naswot", "lswag"]
+    # synflow turns BatchNorm off; ntk_cond and swap have their own networks and batches;
+    # lswag's 64 images are CIFAR-10's batch, not CIFAR-100's 20.
+    assert proxies.fuse_groups(names, dataset=cifar10) == [
+        ["snip", "grad_norm", "naswot", "lswag"],
         ["synflow"],
         ["ntk_cond"],
         ["swap"],
     ]
+    assert proxies.fuse_groups(names, dataset=cifar100)[0] == ["snip", "grad_norm", "naswot"]
     # Under one protocol (the CLI's), only the network overrides separate them.
     assert proxies.fuse_groups(names) == [
-        ["snip", "ntk_cond", "grad_norm", "swap", "naswot"],
+        ["snip", "ntk_cond", "grad_norm", "swap", "naswot", "lswag"],
         ["synflow"],
     ]
-    assert proxies.fuse_groups(["knas(variant='code')", "knas", "snip"], reference=True) == [
-        ["knas(variant='code')", "knas"],
-        ["snip"],
-    ]
+    specs = ["knas(variant='code')", "knas", "snip"]
+    assert proxies.fuse_groups(specs, dataset=cifar10) == [specs[:2], ["snip"]]
 
 
 def test_a_spec_resolves_to_its_record_and_carries_its_network_overrides():

@@ -46,7 +46,7 @@ from jaxnas.proxies.base import (
     stack,
     with_network_overrides,
 )
-from jaxnas.proxies.protocols import Protocol, Proxy
+from jaxnas.proxies.protocols import Dataset, Protocol, Proxy
 
 # One record per proxy: its factory and what it needs (`protocols.Proxy`). A new proxy is
 # a module with its factory plus one line here.
@@ -121,17 +121,18 @@ def get_proxy(spec: str) -> types.ProxyFn:
     return with_network_overrides(fn, **entry.network)
 
 
-def fuse_groups(specs, *, reference: bool = False) -> list[list[str]]:
+def fuse_groups(specs, *, dataset: Dataset | None = None) -> list[list[str]]:
     """The specs that can be scored together in one program (`stack`), in their order.
 
-    Proxies declaring the same network overrides share a network; with `reference`
-    (each proxy under its reference protocol) they must also share the protocol, which
-    fixes the proxy network, the batch and the initialisations.
+    Proxies declaring the same network overrides share a network; with `dataset` (each
+    proxy under its reference protocol on that dataset, `Protocol.on`) they must also
+    share the protocol, which fixes the proxy network, the batch and the
+    initialisations.
     """
     keys, groups = [], []
     for spec in specs:
         entry = record(spec)
-        key = (dict(entry.network), entry.protocol if reference else None)
+        key = (dict(entry.network), entry.protocol.on(dataset) if dataset else None)
         if key in keys:
             groups[keys.index(key)].append(spec)
         else:
@@ -142,6 +143,7 @@ def fuse_groups(specs, *, reference: bool = False) -> list[list[str]]:
 
 __all__ = [
     "PROXIES",
+    "Dataset",
     "Protocol",
     "Proxy",
     "aggregate",

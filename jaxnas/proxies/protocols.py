@@ -15,8 +15,9 @@ neural-tangents' layers declare their requirements:
 
 Scoring several proxies in one compiled program (`base.stack`) needs one network:
 `proxies.fuse_groups` groups those that declare the same overrides (and, under their
-reference protocols, the same protocol). `NB201_DATASETS` defines the batches of the
-NB201 correlation report (`scripts/proxy_report.py`) and `protocol_batch` draws one.
+reference protocols on a dataset, the same protocol there). `NB201_DATASETS` defines
+the batches of the NB201 correlation report (`scripts/proxy_report.py`) and
+`protocol_batch` draws one.
 """
 
 import dataclasses
@@ -41,14 +42,15 @@ class Protocol:
       crop_size: None: whole images; an int: the batch is `batch_size` random
         `crop_size` x `crop_size` one-channel crops of the normalised images (TE-NAS's
         linear-region inputs, `data.random_crops`).
-      reference: where the protocol is specified.
+      reference: where the protocol is specified (ignored by `==`).
     """
 
     network: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     batch_size: int | None = None
     num_inits: int = 1
     crop_size: int | None = None
-    reference: str = ""
+    # Not part of what is scored: protocols that differ only here score alike (and fuse).
+    reference: str = dataclasses.field(default="", compare=False)
 
     def describe(self) -> str:
         """One line: network, inputs and initialisations, e.g. for a report's table."""
@@ -58,6 +60,10 @@ class Protocol:
         if self.crop_size is not None:
             inputs = f"{size} {self.crop_size}x{self.crop_size} one-channel crops"
         return f"{net}; {inputs}; K={self.num_inits}"
+
+    def on(self, dataset: "Dataset") -> "Protocol":
+        """The protocol on `dataset`: its batch size where the protocol leaves it open."""
+        return dataclasses.replace(self, batch_size=self.batch_size or dataset.batch_size)
 
 
 DEFAULT_PROTOCOL = Protocol()
