@@ -9,6 +9,7 @@ import jax
 import pytest
 
 from jaxnas import errors, experiment
+from jaxnas.spaces import nb201
 
 from conftest import ROOT, load_config
 
@@ -65,8 +66,18 @@ def test_report_rebuild_renders_the_listed_runs_next_to_the_published_columns(
     run = tmp_path / "run"
     experiment.run(config, str(run))
     (run / "command.txt").write_text("the command of this run")
+    # A saved score file of the script: naswot on five NB201 cells, ranked as the targets.
+    archs = [nb201.to_string(g) for g in nb201.space().enumerate()[:5]]
+    saved = {
+        "meta": {"command": "scripts/proxy_report.py --made-up", "date": "-", "machine": "-"},
+        "archs": archs,
+        "targets": {ds: [1.0, 2.0, 3.0, 4.0, 5.0] for ds in ("cifar10", "cifar100")},
+        "scores": {"naswot": {"cifar100": {"scores": [5, 6, 7, 8, 9], "seconds_per_arch": 1}}},
+    }
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps(saved))
     inputs = tmp_path / "inputs.txt"
-    inputs.write_text(f"# a comment\n{run}\n{tmp_path / 'absent_run'}  # never made\n")
+    inputs.write_text(f"# a comment\n{scores}\n{run}\n{tmp_path / 'absent_run'}  # never made\n")
     out = tmp_path / "report.md"
     command = [
         sys.executable,
@@ -94,6 +105,13 @@ def test_report_rebuild_renders_the_listed_runs_next_to_the_published_columns(
     )
     assert "| 5 | 0 |" in params_row and "`params`" in params_row
     assert params_row.endswith("| `the command of this run` |")
+    naswot_row = next(line for line in text.splitlines() if line.startswith("| naswot | 5 |"))
+    assert "| 1.000 [" in naswot_row and naswot_row.endswith(
+        "`scripts/proxy_report.py --made-up` |"
+    )
+    assert (
+        "| ntk_cond | channels=3, cells_per_stage=1; 72 images; K=3 | reference.md §A.2 |" in text
+    )
 
     # Nothing listed exists: an error, and nothing written.
     inputs.write_text(f"{tmp_path / 'absent_run'}\n")
