@@ -22,12 +22,22 @@ scores the regularised form.
 Arguments: `:size=N,seed=S,batch=B,repeats=K,proxy=SPEC`.
 """
 
-from jaxnas import experiment
+from jaxnas import experiment, proxies
 from jaxnas.spaces import darts
+
+# SWAP's reference protocol: 16 images, 32 repeats.
+PROTOCOL = proxies.PROXIES["swap"].protocol
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=1000, seed=0, batch=16, repeats=32, proxy="swap")
+    args = experiment.parse_arg(
+        arg,
+        size=1000,
+        seed=0,
+        batch=PROTOCOL.batch_size,
+        repeats=PROTOCOL.num_inits,
+        proxy="swap",
+    )
     config = experiment.default_config()
     config.seed = args.seed
     config.proxies = (args.proxy,)

@@ -17,30 +17,34 @@ Measured figures: docs/proxy_correlations.md (`scripts/proxy_report.py` scores b
 these protocols) and WORKSPACE_NOTES.md. TE-NAS reports, on CIFAR-100, Kendall tau
 -0.42 for kappa and 0.50 for the region count (reference.md §C.5).
 
-Arguments: `:proxy=ntk|regions,size=N,seed=S`.
+The network, inputs and K are the proxies' registered reference protocols
+(`proxies.PROXIES["ntk_cond"].protocol`, `["linear_regions"]`). Arguments:
+`:proxy=ntk|regions,size=N,seed=S`.
 """
 
-from jaxnas import errors, experiment
-from jaxnas.proxies import ntk, regions
+from jaxnas import errors, experiment, proxies
+
+PROXIES = {"ntk": "ntk_cond", "regions": "linear_regions"}
 
 
 def get_config(arg=None):
     args = experiment.parse_arg(arg, proxy="ntk", size=200, seed=0)
+    if args.proxy not in PROXIES:
+        raise errors.ConfigError(f"unknown TE-NAS proxy {args.proxy!r}; expected ntk or regions")
+    name = PROXIES[args.proxy]
+    protocol = proxies.PROXIES[name].protocol  # TE-NAS's network, inputs and K
     config = experiment.default_config()
     config.seed = args.seed
     config.population.size = args.size
-    config.num_inits = 3
+    config.proxies = (name,)
+    config.num_inits = protocol.num_inits
+    config.space.kwargs = dict(protocol.network)
     experiment.use_cifar10_train_images(config.data)
-    if args.proxy == "ntk":
-        config.proxies = ("ntk_cond",)
-        config.space.kwargs = dict(ntk.TENAS_NTK_NETWORK)
-        config.data.batch_size = 72
-    elif args.proxy == "regions":
-        config.proxies = ("linear_regions",)
-        config.space.kwargs = dict(regions.TENAS_REGIONS_NETWORK)
-        config.data.crops = 3000
+    if protocol.crop_size is None:
+        config.data.batch_size = protocol.batch_size
     else:
-        raise errors.ConfigError(f"unknown TE-NAS proxy {args.proxy!r}; expected ntk or regions")
+        config.data.crops = protocol.batch_size
+        config.data.crop_size = protocol.crop_size
     config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

@@ -26,12 +26,22 @@ record's params).
 Arguments: `:runs=R,seed=S,repeats=3,ntk_batch=72,crops=3000`.
 """
 
-from jaxnas import experiment
+from jaxnas import experiment, proxies
 from jaxnas.strategies import tenas
+
+# TE-NAS's protocols of its two proxies (72 images, 3000 crops, K=3).
+NTK, REGIONS = (proxies.PROXIES[name].protocol for name in ("ntk_cond", "linear_regions"))
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, runs=10, seed=0, repeats=3, ntk_batch=72, crops=3000)
+    args = experiment.parse_arg(
+        arg,
+        runs=10,
+        seed=0,
+        repeats=NTK.num_inits,
+        ntk_batch=NTK.batch_size,
+        crops=REGIONS.batch_size,
+    )
     config = experiment.default_config()
     config.mode = "supernet"
     config.seed = args.seed

@@ -432,14 +432,11 @@ def _scorer(config, space, proxy, batch_per_arch=False, mesh=None):
 
 def _proxy_groups(config) -> list[dict[str, types.ProxyFn]]:
     """The proxies scored together, spec -> function: one group each, or (`fuse_proxies`)
-    one group per set of network overrides, in the order of `config.proxies`."""
-    fns = {spec: proxies.get_proxy(spec) for spec in config.proxies}
-    if not config.fuse_proxies:
-        return [{spec: fn} for spec, fn in fns.items()]
-    groups: dict[str, dict[str, types.ProxyFn]] = {}
-    for spec, fn in fns.items():
-        groups.setdefault(repr(sorted(proxies.network_overrides(fn).items())), {})[spec] = fn
-    return list(groups.values())
+    one group per set of declared network overrides (`proxies.fuse_groups`), in the
+    order of `config.proxies`."""
+    specs = list(dict.fromkeys(config.proxies))
+    groups = proxies.fuse_groups(specs) if config.fuse_proxies else [[s] for s in specs]
+    return [{spec: proxies.get_proxy(spec) for spec in group} for group in groups]
 
 
 def _score_chunks(

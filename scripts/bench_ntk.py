@@ -88,7 +88,9 @@ def bench_torch(cells, batch, network):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-archs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=72)
+    parser.add_argument(
+        "--batch-size", type=int, default=proxies.PROXIES["ntk_cond"].protocol.batch_size
+    )
     parser.add_argument("--network", choices=sorted(NETWORKS), default="tenas")
     parser.add_argument("--archs-per-call", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,10 +1,17 @@
 """Correlation report of every registered proxy on NAS-Bench-201, next to published values.
 
+  python scripts/proxy_report.py --rebuild     # docs/proxy_correlations.md from runs/
   python scripts/proxy_report.py --num-cells 300 \\
       [--proxies synflow,snip] [--datasets cifar10,cifar100,imagenet16-120] \\
-      [--out docs/proxy_correlations.md] [--png docs/proxy_correlations.png]
-  python scripts/proxy_report.py --from-scores docs/proxy_scores.json   # re-render only
+      [--scores-out runs/S.json] [--out docs/proxy_correlations.md]
+  python scripts/proxy_report.py --from-scores runs/S.json   # re-render only
   python scripts/proxy_report.py --from-scores S.json --runs runs/nb201_sz runs/nb101_sz
+
+`--rebuild` renders `docs/proxy_correlations.md` (and its PNG) from the score files and
+run folders listed in `docs/proxy_correlations_inputs.txt`, in that order, without
+scoring; inputs that are missing are named (on the console and in the document) and
+their rows left out. Each input records the command that produced it (a score file's
+`meta.command`, a run folder's `command.txt`), shown in the rows it gives.
 
 `--runs` adds CLI score runs (`python -m jaxnas.main` workdirs: config.json, report.json,
 scores.jsonl) on benchmark tables, e.g. the NAS-Bench-Suite-Zero configs: per table, each
@@ -24,31 +31,19 @@ failed (NaN) cells, and the seconds per architecture on this machine after compi
 (and the compile time). `--scores-out` saves after every (proxy, dataset) and a rerun
 with the same file skips what it holds, so a long report can be built in parts.
 `--fuse` scores the proxies that share a protocol and network overrides in one
-compiled program on one batch (`proxies.stack`; the loss and input gradients are then
-computed once), and reports the group's seconds per architecture.
+compiled program on one batch (`proxies.fuse_groups(..., dataset=...)`,
+`proxies.stack`; the loss and input gradients are then computed once), and reports the
+group's seconds per architecture.
 
-Batches (one per proxy and dataset, shared by every cell; Suite-Zero's data settings):
-  * cifar10: real CIFAR-10 training images (`cifar10_jpeg_yoongikim_...npz`, JPEG-
-    decoded), NASLib normalisation, random crop (padding 4) + flip, real labels.
-  * cifar100: the 20 real CIFAR-100 test images available here
-    (`cifar100_test_first20_foolbox.npz`), NASLib CIFAR-100 normalisation, crop
-    (padding 4) + flip, real fine labels.
-  * imagenet16-120: the 20 real ImageNet-1k validation images available here, box-
-    resized to 16x16 (`imagenet_val20_foolbox_resized.npz`), ImageNet16-120
-    normalisation, crop (padding 2) + flip; labels are the ImageNet-1k ids mod 120
-    (ImageNet16-120 class ids are not available: a stand-in for label-based proxies).
-Protocols: by default the full network (C=16, N=5), one initialisation per cell and the
-dataset's batch (64 CIFAR-10 images, 20 otherwise); proxies with a reference protocol
-(reference.md §A) use it, capped at the images available:
-
-  proxy              network             inputs                         inits K
-  ntk_cond           TE-NAS C=3, N=1     72 images                      3
-  linear_regions     thin C=1 cell       3000 3x3 one-channel crops     3
-  knas               C=16, N=5           50 images, batch-1 gradients   1
-  zico               C=16, N=5           128 images = 2 batches of 64   1
-  lswag              C=16, N=5           64 images (2 batches of 32)    1
-  swap               C=16, N=5           16 images, N(0, 1) init        32
-  meco               C=16, N=5           1 image                        1
+Batches (one per proxy and dataset, shared by every cell): the datasets of
+`jaxnas.proxies.protocols.NB201_DATASETS` (Suite-Zero's data settings: real images of
+the shared data, NASLib normalisation, random crop + flip; CIFAR-10 64 training images,
+CIFAR-100 the 20 test images available, ImageNet16-120 20 ImageNet-1k images at 16x16
+with stand-in labels). Protocols: each proxy's registry record (`proxies.PROXIES[name]
+.protocol`): by default the full network (C=16, N=5), one initialisation per cell and
+the dataset's batch; proxies with a reference protocol (reference.md §A) use it, capped
+at the images available; the document lists them. Labels go into the batch only when a
+proxy of the group declares them (`labels`).
 
 `az_nas (aggregate)` is AZ-NAS's rank aggregation of its three components and flops.
 Smaller batches change batch-size-dependent proxies (NASWOT's log-determinant is of a
@@ -70,56 +65,24 @@ import time
 import zlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from jaxnas import (  # noqa: E402
     benchmarks,
     compilation_cache,
-    data,
     evaluation,
     experiment,
     proxies,
     xla_settings,
 )
-from jaxnas.proxies import aznas, ntk, regions  # noqa: E402
+from jaxnas.proxies import aznas, protocols  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
-DATASETS = {
-    # name: (accuracy column, classes, images file, images key, labels key, normalisation,
-    #        batch, crop padding)
-    "cifar10": (
-        "cifar10_test",
-        10,
-        "cifar10_jpeg_yoongikim_train1280_test1000.npz",
-        "train_images",
-        "train_labels",
-        "cifar10-naslib",
-        64,
-        4,
-    ),
-    "cifar100": (
-        "cifar100_test",
-        100,
-        "cifar100_test_first20_foolbox.npz",
-        "images",
-        "labels",
-        "cifar100-naslib",
-        20,
-        4,
-    ),
-    "imagenet16-120": (
-        "imagenet16_120_test",
-        120,
-        "imagenet_val20_foolbox_resized.npz",
-        "images_16",
-        "labels_in1k",
-        "imagenet16-120",
-        20,
-        2,
-    ),
-}
+DATASETS = protocols.NB201_DATASETS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOC = "docs/proxy_correlations.md"
+INPUTS = "docs/proxy_correlations_inputs.txt"
 
 # (Spearman or Kendall, C10, C100, IN16, source). Keys are registry names; a proxy
 # without an entry shows "-".
@@ -281,6 +244,9 @@ def run_rows(runs, bootstrap):
                     scores, reference, num_bootstrap=bootstrap
                 )
                 row["medians"] = (float(np.nanmedian(scores)), float(np.nanmedian(reference)))
+                row["relative"] = float(
+                    np.nanmedian(np.abs(scores - reference) / np.abs(reference))
+                )
             if reference is not None and truth is not None:
                 row["reference"] = evaluation.rank_correlations(
                     reference, truth, num_bootstrap=bootstrap
@@ -302,7 +268,7 @@ def nb201_test_rows(best, results, bootstrap):
         if run["space"] != "nb201" or "cifar10" in scored or per_cell:
             continue
         table = table or benchmarks.Benchmark.from_csv(path)
-        truth = table.lookup(DATASETS["cifar10"][0], run["archs"])
+        truth = table.lookup(DATASETS["cifar10"].accuracy, run["archs"])
         r = evaluation.rank_correlations(scores, truth, num_bootstrap=bootstrap)
         seconds, group = run["seconds"].get(name, (np.nan, name))
         entry = {
@@ -315,40 +281,6 @@ def nb201_test_rows(best, results, bootstrap):
     return rows
 
 
-FULL = dict(channels=16, cells_per_stage=5)
-
-# Proxies scored under their reference protocol (reference.md §A) instead of the default
-# (the full C=16, N=5 network, the dataset's batch, one initialisation):
-# name -> (proxy spec, network overrides, batch kind, batch size, inits K).
-PROTOCOLS = {
-    "ntk_cond": ("ntk_cond", ntk.TENAS_NTK_NETWORK, "images", 72, 3),
-    "linear_regions": ("linear_regions", regions.TENAS_REGIONS_NETWORK, "crops", 3000, 3),
-    "knas": ("knas", FULL, "images", 50, 1),
-    "zico": ("zico", FULL, "images", 128, 1),
-    "lswag": ("lswag", FULL, "images", 64, 1),
-    "swap": ("swap", FULL, "images", 16, 32),
-    "meco": ("meco", FULL, "images", 1, 1),
-}
-
-
-def protocol(name, dataset):
-    """(spec, overrides, kind, batch size, inits) of a proxy on a dataset."""
-    return PROTOCOLS.get(name, (name, FULL, "images", DATASETS[dataset][6], 1))
-
-
-def make_batch(dataset, kind, size, key):
-    """The dataset's batch: `size` images (at most those available), or 3x3 crops."""
-    _, _, filename, images_key, labels_key, norm, _, padding = DATASETS[dataset]
-    path = os.path.join(benchmarks.shared_data_dir(), "images", filename)
-    images, labels = data.load_npz(path, images_key, labels_key)
-    if dataset == "imagenet16-120":
-        labels = labels % 120
-    if kind == "crops":
-        pool = jnp.asarray(data.normalize(images, norm))
-        return {"x": data.random_crops(key, pool, size, 3)}
-    return data.sample_batch(key, images, labels, min(size, len(images)), norm, padding)
-
-
 def sample_cells(num_cells, seed):
     space = nb201.space()
     rows = jax.random.choice(jax.random.key(seed), space.size, (num_cells,), replace=False)
@@ -358,18 +290,20 @@ def sample_cells(num_cells, seed):
 def score(names, dataset, cells, archs_per_call, seed):
     """f32[P, M] scores of `names` (mean over inits), steady s/arch, compile s, batch size.
 
-    The names share one protocol (`fuse_groups`); several are stacked (`proxies.stack`)
-    into one compiled program on one batch, so shared intermediates are computed once.
+    The names share one protocol (`proxies.fuse_groups`); several are stacked
+    (`proxies.stack`) into one compiled program on one batch, so shared intermediates
+    are computed once.
     """
-    spec, overrides, kind, size, inits = protocol(names[0], dataset)
-    space = nb201.space(**overrides, num_classes=DATASETS[dataset][1])
-    proxy = proxies.stack(*[proxies.get_proxy(protocol(n, dataset)[0]) for n in names])
+    protocol = proxies.record(names[0]).protocol.on(DATASETS[dataset])
+    space = nb201.space(**protocol.network, num_classes=DATASETS[dataset].num_classes)
+    proxy = proxies.stack(*[proxies.get_proxy(n) for n in names])
     label = "+".join(names)
     key_batch, key_init = jax.random.split(
         jax.random.fold_in(jax.random.key(seed), zlib.crc32(f"{label}/{dataset}".encode()))
     )
-    batch = make_batch(dataset, kind, size, key_batch)
-    keys = jax.random.split(key_init, inits)
+    labels = any(proxies.record(n).labels for n in names)
+    batch = protocols.protocol_batch(DATASETS[dataset], protocol, key_batch, labels)
+    keys = jax.random.split(key_init, protocol.num_inits)
 
     @jax.jit
     def scorer(population):
@@ -389,20 +323,6 @@ def score(names, dataset, cells, archs_per_call, seed):
         times.append(time.perf_counter() - start)
     steady = np.median(times) / archs_per_call
     return np.concatenate(out)[: len(cells)], float(steady), float(compile_s), batch["x"].shape[0]
-
-
-def fuse_groups(names, dataset, fuse):
-    """Lists of proxy names scored together: one each, or (`fuse`) one per protocol and
-    set of network overrides, in the order of `names`."""
-    if not fuse:
-        return [[name] for name in names]
-    groups = {}
-    for name in names:
-        spec, overrides, kind, size, inits = protocol(name, dataset)
-        declared = proxies.network_overrides(proxies.get_proxy(spec))
-        key = repr((sorted(overrides.items()), kind, size, inits, sorted(declared.items())))
-        groups.setdefault(key, []).append(name)
-    return list(groups.values())
 
 
 def run(args):
@@ -425,7 +345,7 @@ def run(args):
             "command": " ".join(sys.argv),
         },
         "archs": archs,
-        "targets": {ds: table.lookup(DATASETS[ds][0], archs).tolist() for ds in DATASETS},
+        "targets": {ds: table.lookup(DATASETS[ds].accuracy, archs).tolist() for ds in DATASETS},
         "scores": {},
     }
     if args.scores_out and os.path.exists(args.scores_out):
@@ -434,7 +354,12 @@ def run(args):
             results["scores"] = saved["scores"]
     for dataset in datasets:
         pending = [n for n in names if dataset not in results["scores"].get(n, {})]
-        for group in fuse_groups(pending, dataset, args.fuse):
+        groups = (
+            proxies.fuse_groups(pending, dataset=DATASETS[dataset])
+            if args.fuse
+            else [[n] for n in pending]
+        )
+        for group in groups:
             scores, seconds, compile_s, batch_size = score(
                 group, dataset, cells, args.archs_per_call, args.seed
             )
@@ -470,6 +395,7 @@ def with_az_nas(results):
             "seconds_per_arch": sum(e["seconds_per_arch"] for e in entries),
             "compile_seconds": sum(e["compile_seconds"] for e in entries),
             "batch": entries[0].get("batch"),
+            "source": "rank aggregate of the " + ", ".join(parts) + " rows",
         }
     return results
 
@@ -508,11 +434,26 @@ def _seconds(entry):
     return f"{seconds:.3f}{shared}"
 
 
-def _header(meta, command):
-    lines = [
-        "# Proxy correlations",
-        "",
-        f"Written by `scripts/proxy_report.py` (protocols in its docstring); command: "
+def _header(meta, command, inputs, missing):
+    """The title and provenance; `inputs`: the input list of a `--rebuild` (or None)."""
+    lines = ["# Proxy correlations", ""]
+    if inputs:
+        lines += [
+            f"Rebuild: `python scripts/proxy_report.py --rebuild` (from the repository "
+            f"root) renders this file from the score files and run folders listed in "
+            f"`{inputs}` (under `runs/`, git-ignored); each row names the command that "
+            "produced its input.",
+            "",
+        ]
+    if missing:
+        lines += [
+            "Inputs missing at this render (their rows are absent): "
+            + ", ".join(f"`{m}`" for m in missing)
+            + ".",
+            "",
+        ]
+    lines += [
+        f"Written by `scripts/proxy_report.py`; command: "
         f"`{command}`; {datetime.date.today().isoformat()}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"jax {jax.__version__} on {jax.devices()[0].platform}. Intervals: 95 % bootstrap. "
@@ -554,7 +495,11 @@ def runs_markdown(rows):
                 lo, hi = d["difference_ci"]
                 diff = f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
             elif "column" in r:
-                ref = f"`{r['column']}` median {r['medians'][1]:.4g} (ours {r['medians'][0]:.4g})"
+                ref = (
+                    f"`{r['column']}` median {r['medians'][1]:.4g} (ours "
+                    f"{r['medians'][0]:.4g}; per cell |ours − column| / |column|: median "
+                    f"{100 * r['relative']:.2g} %)"
+                )
             if "agreement" in r:
                 a = r["agreement"]
                 agree = f"{a['spearman']:.3f}" if "ours" in r else _ci(a, "spearman")
@@ -573,8 +518,23 @@ def runs_markdown(rows):
     return lines
 
 
-def write_markdown(meta, rows, run_table_rows, path, png, command):
-    lines = _header(meta, command)
+def protocols_markdown():
+    """The reference protocols the NB201 rows were scored under, from the registry."""
+    lines = [
+        "Protocols of the NB201 rows (`proxies.PROXIES[name].protocol`): the benchmark "
+        "network (C=16, N=5), the dataset's batch and one initialisation, except:",
+        "",
+        "| proxy | network; inputs; initialisations | reference |",
+        "|---|---|---|",
+    ]
+    for name, entry in sorted(proxies.PROXIES.items()):
+        if entry.protocol != protocols.DEFAULT_PROTOCOL:
+            lines.append(f"| {name} | {entry.protocol.describe()} | {entry.protocol.reference} |")
+    return [*lines, ""]
+
+
+def write_markdown(meta, rows, run_table_rows, path, png, command, inputs=None, missing=()):
+    lines = _header(meta, command, inputs, missing)
     if run_table_rows:
         lines += [
             "## Benchmark tables: ours next to the published scores",
@@ -606,6 +566,7 @@ def write_markdown(meta, rows, run_table_rows, path, png, command):
             "context, not a bar.",
             "",
         ]
+        lines += protocols_markdown()
         if png:
             lines += [f"![Spearman per proxy]({os.path.basename(png)})", ""]
         for dataset in DATASETS:
@@ -685,6 +646,44 @@ def write_png(rows, path):
     return True
 
 
+def read_inputs(path):
+    """(score files, run folders, missing paths) listed in `path`, in its order: one path
+    per line, `#` comments; `.json` files are score files, others run folders."""
+    scores, runs, missing = [], [], []
+    with open(path) as f:
+        for line in f:
+            item = line.split("#", 1)[0].strip()
+            if not item:
+                continue
+            if not os.path.exists(item):
+                missing.append(item)
+            else:
+                (scores if item.endswith(".json") else runs).append(item)
+    return scores, runs, missing
+
+
+def read_scores(paths):
+    """Saved scores (`--scores-out` files) merged in order, or None; each entry names the
+    command that scored it (`source`), and entries scored on other cells than the first
+    file's keep their own targets."""
+    results = None
+    for path in paths:
+        with open(path) as f:
+            saved = json.load(f)
+        own_cells = results is None or saved["archs"] == results["archs"]
+        for by_dataset in saved["scores"].values():
+            for dataset, entry in by_dataset.items():
+                entry.setdefault("source", f"`{saved['meta']['command']}`")
+                if not own_cells:
+                    entry["targets"] = saved["targets"][dataset]
+        if results is None:
+            results = saved
+            continue
+        for name, by_dataset in saved["scores"].items():
+            results["scores"].setdefault(name, {}).update(by_dataset)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-cells", type=int, default=200)
@@ -696,7 +695,7 @@ def main():
         "--fuse", action="store_true", help="score proxies of one protocol together"
     )
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--out", default="docs/proxy_correlations.md")
+    parser.add_argument("--out", default=DOC)
     parser.add_argument("--png", default="docs/proxy_correlations.png")
     parser.add_argument("--scores-out", default="", help="also save raw scores (JSON)")
     parser.add_argument(
@@ -707,22 +706,23 @@ def main():
     )
     parser.add_argument("--runs", nargs="*", default=[], help="CLI score workdirs to add")
     parser.add_argument("--no-scoring", action="store_true", help="only --runs / --from-scores")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="render --out from the inputs in --inputs"
+    )
+    parser.add_argument("--inputs", default=INPUTS, help="the input list of --rebuild")
     args = parser.parse_args()
-    results = None
-    for path in args.from_scores:
-        with open(path) as f:
-            saved = json.load(f)
-        if results is None:
-            results = saved
-            continue
-        for name, by_dataset in saved["scores"].items():
-            if saved["archs"] != results["archs"]:
-                # Scored on other cells (e.g. more of them): keep their own targets.
-                by_dataset = {
-                    ds: {**entry, "targets": saved["targets"][ds]}
-                    for ds, entry in by_dataset.items()
-                }
-            results["scores"].setdefault(name, {}).update(by_dataset)
+    missing = []
+    if args.rebuild:
+        os.chdir(ROOT)
+        args.from_scores, args.runs, missing = read_inputs(args.inputs)
+        args.no_scoring = True
+        if not args.from_scores and not args.runs:
+            parser.error(
+                f"none of the inputs listed in {args.inputs} exists; {args.out} left as is"
+            )
+        for path in missing:
+            print(f"missing input {path}: its rows are left out")
+    results = read_scores(args.from_scores)
     if results is None and not args.no_scoring:
         results = run(args)
     rows = correlations(with_az_nas(results), args.bootstrap) if results else []
@@ -733,7 +733,8 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     png = args.png if rows and args.png and write_png(rows, args.png) else ""
     meta = results["meta"] if results else None
-    write_markdown(meta, rows, run_table_rows, args.out, png, " ".join(sys.argv))
+    inputs = args.inputs if args.rebuild else None
+    write_markdown(meta, rows, run_table_rows, args.out, png, " ".join(sys.argv), inputs, missing)
     print(f"wrote {args.out}" + (f" and {png}" if png else ""))
 
 

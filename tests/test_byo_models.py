@@ -39,17 +39,9 @@ class NnxSmall(nnx.Module):
         return self.head(jnp.mean(x, axis=(1, 2)))
 
 
-# Proxies that need what a plain Linen / NNX model does not give: probes recorded
-# through jaxnas.spaces.op_layers modules, or blocks named as the spaces name them.
-NEEDS_INSTRUMENTED_SPACE = {
-    "az_expressivity",
-    "az_progressivity",
-    "az_trainability",
-    "fisher",
-    "flops",
-    "meco",
-    "zen",
-}
+# Proxies that need what a plain Linen / NNX model does not give (probes recorded
+# through jaxnas.spaces.op_layers modules, or blocks named as the spaces name them) declare it.
+NEEDS_INSTRUMENTED_SPACE = {name for name, entry in proxies.PROXIES.items() if entry.instrumented}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,6 +1,5 @@
 """The Suite-Zero config end to end on a tiny network: paired references and augmentation."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ import jax
 import pytest
 
 from jaxnas import errors, experiment
+from jaxnas.spaces import nb201
 
 from conftest import ROOT, load_config
 
@@ -57,38 +57,68 @@ def test_fused_proxies_score_as_one_by_one(tmp_path, shared_data):
     assert rows[0] == rows[1]
 
 
-def test_report_script_renders_runs_next_to_the_published_columns(tmp_path, shared_data):
+def test_report_rebuild_renders_the_listed_runs_next_to_the_published_columns(
+    tmp_path, shared_data
+):
     config = _config("size=5,batch=8,proxies=params+l2_norm")
     config.space.kwargs = {"channels": 4, "cells_per_stage": 1}
     config.report.num_bootstrap = 20
     run = tmp_path / "run"
     experiment.run(config, str(run))
+    (run / "command.txt").write_text("the command of this run")
+    # A saved score file of the script: naswot on five NB201 cells, ranked as the targets.
+    archs = [nb201.to_string(g) for g in nb201.space().enumerate()[:5]]
+    saved = {
+        "meta": {"command": "scripts/proxy_report.py --made-up", "date": "-", "machine": "-"},
+        "archs": archs,
+        "targets": {ds: [1.0, 2.0, 3.0, 4.0, 5.0] for ds in ("cifar10", "cifar100")},
+        "scores": {"naswot": {"cifar100": {"scores": [5, 6, 7, 8, 9], "seconds_per_arch": 1}}},
+    }
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps(saved))
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text(f"# a comment\n{scores}\n{run}\n{tmp_path / 'absent_run'}  # never made\n")
     out = tmp_path / "report.md"
-    subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "scripts", "proxy_report.py"),
-            "--no-scoring",
-            "--runs",
-            str(run),
-            "--out",
-            str(out),
-            "--png",
-            "",
-            "--bootstrap",
-            "20",
-        ],
-        check=True,
-        env={**os.environ, "JAXNAS_SHARED_DATA": str(shared_data)},
-    )
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "scripts", "proxy_report.py"),
+        "--rebuild",
+        "--inputs",
+        str(inputs),
+        "--out",
+        str(out),
+        "--png",
+        "",
+        "--bootstrap",
+        "20",
+    ]
+    env = {**os.environ, "JAXNAS_SHARED_DATA": str(shared_data)}
+    done = subprocess.run(command, check=True, env=env, capture_output=True, text=True)
+    assert f"missing input {tmp_path / 'absent_run'}" in done.stdout
     text = out.read_text()
+    assert "Rebuild: `python scripts/proxy_report.py --rebuild`" in text
+    assert f"`{inputs}`" in text and f"`{tmp_path / 'absent_run'}`" in text
     assert "### `nb201_zc_suitezero_cifar10_9445.csv.gz` (nb201 space, batch 8)" in text
     # params of the (reduced) network against the full network's column: same ranks.
     params_row = next(
         line for line in text.splitlines() if line.startswith("| params | shared, 8 | val_acc")
     )
     assert "| 5 | 0 |" in params_row and "`params`" in params_row
-    assert "### cifar10" in text and "| l2_norm | 5 | 0 |" in text
+    assert params_row.endswith("| `the command of this run` |")
+    naswot_row = next(line for line in text.splitlines() if line.startswith("| naswot | 5 |"))
+    assert "| 1.000 [" in naswot_row and naswot_row.endswith(
+        "`scripts/proxy_report.py --made-up` |"
+    )
+    assert (
+        "| ntk_cond | channels=3, cells_per_stage=1; 72 images; K=3 | reference.md §A.2 |" in text
+    )
+
+    # Nothing listed exists: an error, and nothing written.
+    inputs.write_text(f"{tmp_path / 'absent_run'}\n")
+    out.unlink()
+    failed = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert failed.returncode == 2 and "none of the inputs listed" in failed.stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -111,19 +141,3 @@ def test_suite_zero_configs_draw_cells_of_their_table(name, shared_data):
     population = experiment._population(config, space, bench, jax.random.key(0))
     assert population.shape[0] == 4
     assert all(space.to_string(g) in bench for g in population)
-
-
-def test_proxy_report_fuses_only_proxies_of_one_protocol():
-    path = os.path.join(ROOT, "scripts", "proxy_report.py")
-    spec = importlib.util.spec_from_file_location("proxy_report", path)
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
-    names = ["snip", "synflow", "ntk_cond", "grad_norm", "swap", "naswot"]
-    assert report.fuse_groups(names, "cifar10", fuse=False) == [[n] for n in names]
-    # synflow turns BatchNorm off; ntk_cond and swap have their own networks and batches.
-    assert report.fuse_groups(names, "cifar10", fuse=True) == [
-        ["snip", "grad_norm", "naswot"],
-        ["synflow"],
-        ["ntk_cond"],
-        ["swap"],
-    ]

@@ -1,7 +1,10 @@
 """Zero-cost proxies: registry and the population scorer.
 
-`PROXIES` maps a name to a factory returning a `ProxyFn`; `get_proxy` resolves a spec
-string such as `"naswot"` or `"naswot(count_relu_conv_bn_twice=True)"` at the edge (CLI).
+`PROXIES` maps a name to its record (`protocols.Proxy`: the factory returning a
+`ProxyFn`, and what the proxy needs: labels, an instrumented space, network overrides,
+its reference protocol); `get_proxy` resolves a spec string such as `"naswot"` or
+`"naswot(count_relu_conv_bn_twice=True)"` at the edge (CLI); `fuse_groups` says which
+proxies can be scored together in one program (`stack`).
 """
 
 import ast
@@ -43,33 +46,36 @@ from jaxnas.proxies.base import (
     stack,
     with_network_overrides,
 )
+from jaxnas.proxies.protocols import Dataset, Protocol, Proxy
 
+# One record per proxy: its factory and what it needs (`protocols.Proxy`). A new proxy is
+# a module with its factory plus one line here.
 PROXIES = {
-    "naswot": naswot.naswot,
+    "naswot": Proxy(naswot.naswot),
     # The NAS-Bench-Suite-Zero family (NASLib `zerocost` measures).
-    "epe_nas": epe_nas.epe_nas,
-    "fisher": fisher.fisher,
-    "flops": flops.flops,
-    "grad_norm": grad_norm.grad_norm,
-    "grasp": grasp.grasp,
-    "jacob_cov": jacob_cov.jacob_cov,
-    "l2_norm": l2_norm.l2_norm,
-    "params": params.params,
-    "plain": plain.plain,
-    "snip": snip.snip,
-    "synflow": synflow.synflow,
-    "zen": zen.zen,
+    "epe_nas": Proxy(epe_nas.epe_nas, labels=True),
+    "fisher": Proxy(fisher.fisher, labels=True, instrumented=True),
+    "flops": Proxy(flops.flops, instrumented=True),
+    "grad_norm": Proxy(grad_norm.grad_norm, labels=True),
+    "grasp": Proxy(grasp.grasp, labels=True),
+    "jacob_cov": Proxy(jacob_cov.jacob_cov),
+    "l2_norm": Proxy(l2_norm.l2_norm),
+    "params": Proxy(params.params),
+    "plain": Proxy(plain.plain, labels=True),
+    "snip": Proxy(snip.snip, labels=True),
+    "synflow": Proxy(synflow.synflow, network=dict(batch_norm=False)),
+    "zen": Proxy(zen.zen, instrumented=True),
     # Kernel, gradient-statistics and expressivity proxies.
-    "ntk_cond": ntk.ntk_cond,
-    "linear_regions": regions.linear_regions,
-    "knas": knas.knas,
-    "zico": zico.zico,
-    "swap": swap.swap,
-    "lswag": lswag.lswag,
-    "meco": meco.meco,
-    "az_expressivity": aznas.az_expressivity,
-    "az_progressivity": aznas.az_progressivity,
-    "az_trainability": aznas.az_trainability,
+    "ntk_cond": Proxy(ntk.ntk_cond, protocol=ntk.TENAS_PROTOCOL),
+    "linear_regions": Proxy(regions.linear_regions, protocol=regions.TENAS_PROTOCOL),
+    "knas": Proxy(knas.knas, labels=True, protocol=knas.PROTOCOL),
+    "zico": Proxy(zico.zico, labels=True, protocol=zico.PROTOCOL),
+    "swap": Proxy(swap.swap, protocol=swap.PROTOCOL),
+    "lswag": Proxy(lswag.lswag, labels=True, protocol=lswag.PROTOCOL),
+    "meco": Proxy(meco.meco, instrumented=True, protocol=meco.PROTOCOL),
+    "az_expressivity": Proxy(aznas.az_expressivity, instrumented=True),
+    "az_progressivity": Proxy(aznas.az_progressivity, instrumented=True),
+    "az_trainability": Proxy(aznas.az_trainability, instrumented=True),
 }
 
 
@@ -92,25 +98,61 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     raise errors.ConfigError(f"malformed proxy spec {spec!r}; expected name or name(key=value)")
 
 
-@functools.cache
-def get_proxy(spec: str) -> types.ProxyFn:
-    """Resolves a spec string; the same spec gives the same function (jit cache reuse)."""
-    name, kwargs = parse_spec(spec)
+def record(spec: str) -> Proxy:
+    """The registry record of a spec's proxy (`"knas(variant='code')"` -> `knas`'s)."""
+    name, _ = parse_spec(spec)
     if name not in PROXIES:
         raise errors.ConfigError(f"unknown proxy {name!r}; available: {sorted(PROXIES)}")
+    return PROXIES[name]
+
+
+@functools.cache
+def get_proxy(spec: str) -> types.ProxyFn:
+    """Resolves a spec string; the same spec gives the same function (jit cache reuse).
+
+    The function carries the record's network overrides (`network_overrides`).
+    """
+    entry = record(spec)
+    _, kwargs = parse_spec(spec)
     try:
-        return PROXIES[name](**kwargs)
+        fn = entry.factory(**kwargs)
     except TypeError as exc:
         raise errors.ConfigError(f"proxy spec {spec!r}: {exc}") from exc
+    return with_network_overrides(fn, **entry.network)
+
+
+def fuse_groups(specs, *, dataset: Dataset | None = None) -> list[list[str]]:
+    """The specs that can be scored together in one program (`stack`), in their order.
+
+    Proxies declaring the same network overrides share a network; with `dataset` (each
+    proxy under its reference protocol on that dataset, `Protocol.on`) they must also
+    share the protocol, which fixes the proxy network, the batch and the
+    initialisations.
+    """
+    keys, groups = [], []
+    for spec in specs:
+        entry = record(spec)
+        key = (dict(entry.network), entry.protocol.on(dataset) if dataset else None)
+        if key in keys:
+            groups[keys.index(key)].append(spec)
+        else:
+            keys.append(key)
+            groups.append([spec])
+    return groups
 
 
 __all__ = [
     "PROXIES",
+    "Dataset",
+    "Protocol",
+    "Proxy",
     "aggregate",
+    "fuse_groups",
     "get_proxy",
     "network_overrides",
     "parse_spec",
     "population_mesh",
+    "record",
     "score_inits",
     "score_network",
     "score_population",

@@ -23,12 +23,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import gradients
+from jaxnas.proxies import gradients, protocols
 
 VARIANTS = ("paper", "code")
 CODE_MAX_TENSORS = 11
 CODE_MIN_ENTRIES = 50
 CODE_ENTRIES = 50
+# The benchmark network (C=16, N=5) on 50 images.
+PROTOCOL = protocols.Protocol(batch_size=50, reference="reference.md §A.4")
 
 
 def _torch_layout(leaf: jax.Array) -> jax.Array:

@@ -26,7 +26,10 @@ Choices where the paper leaves room, each an option:
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import gradients, patterns
+from jaxnas.proxies import gradients, patterns, protocols
+
+# The benchmark network on 64 images (2 mini-batches of 32).
+PROTOCOL = protocols.Protocol(batch_size=64, reference="reference.md §A.5")
 
 
 def _bins(present: list, num_bins: int) -> list:

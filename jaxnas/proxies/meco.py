@@ -28,7 +28,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import types
-from jaxnas.proxies import blocks
+from jaxnas.proxies import blocks, protocols
+
+# The benchmark network on one image.
+PROTOCOL = protocols.Protocol(batch_size=1, reference="reference.md §A.15")
 
 
 def min_correlation_eigenvalue(feature: jax.Array, channel_weight=None) -> jax.Array:

@@ -33,10 +33,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import types
-from jaxnas.proxies import gradients
+from jaxnas.proxies import gradients, protocols
 
 # TE-NAS's NB201 NTK network (`prune_tenas.py`): `space.network(g, **TENAS_NTK_NETWORK)`.
 TENAS_NTK_NETWORK = dict(channels=3, cells_per_stage=1)
+# TE-NAS's protocol: that network, 72 real training images, K=3 initialisations.
+TENAS_PROTOCOL = protocols.Protocol(
+    network=TENAS_NTK_NETWORK, batch_size=72, num_inits=3, reference="reference.md §A.2"
+)
 
 
 class NtkImpl(enum.IntEnum):

@@ -22,11 +22,19 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import patterns
+from jaxnas.proxies import patterns, protocols
 
 # TE-NAS's thin NB201 network (`prune_tenas.py`, C=1, N=1, depth=1, use_stem=False):
 # `space.network(g, **TENAS_REGIONS_NETWORK)`, fed f32[B, 3, 3, 1] crops.
 TENAS_REGIONS_NETWORK = dict(channels=1, cells_per_stage=1, num_stages=1, stem=False, in_channels=1)
+# TE-NAS's protocol: that network on 3000 3x3 one-channel crops, K=3 initialisations.
+TENAS_PROTOCOL = protocols.Protocol(
+    network=TENAS_REGIONS_NETWORK,
+    batch_size=3000,
+    num_inits=3,
+    crop_size=3,
+    reference="reference.md §A.3",
+)
 
 
 def linear_regions(*, chunk_size: int = 1000) -> types.ProxyFn:

@@ -19,9 +19,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import gradients, patterns
+from jaxnas.proxies import gradients, patterns, protocols
 
 INITS = ("normal", "network")
+# 16 images, 32 repeats (each an N(0, 1) re-draw from the proxy key), scores averaged.
+PROTOCOL = protocols.Protocol(batch_size=16, num_inits=32, reference="reference.md §A.6")
 
 
 def swap(

@@ -25,8 +25,9 @@ the output, e.g. an all-`none` cell) gives -inf, the worst valid score; NASLib r
 there instead. The rescaling is exact for conv / linear / ReLU / pooling networks; an
 op that is not positively homogeneous (a GeLU, a LayerNorm) makes it approximate.
 
-The network must be built without BatchNorm: the proxy declares the override
-`batch_norm=False`, which `score_population` applies (direct callers build
+The network must be built without BatchNorm: the registry declares the override
+`batch_norm=False` (`proxies.PROXIES["synflow"].network`), which `get_proxy` attaches
+and `score_population` applies (callers of `synflow()` itself build
 `space.network(genotype, batch_norm=False)` themselves).
 """
 
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import types
-from jaxnas.proxies import base, layerwise
+from jaxnas.proxies import layerwise
 
 PROBE_LOG2_SCALE = 100.0  # step 1 input scale 2**-100: no overflow below R ~ 2**227
 MAX_LOG2_R = 250.0
@@ -80,4 +81,4 @@ def synflow() -> types.ProxyFn:
         log_s = jnp.log(s_s) + k * jnp.log(2.0)
         return jnp.where(ok, log_s, jnp.nan).astype(jnp.float32)
 
-    return base.with_network_overrides(synflow_fn, batch_norm=False)
+    return synflow_fn

@@ -19,7 +19,10 @@ writes sqrt(Var(|g|)); this follows the code.
 import jax.numpy as jnp
 
 from jaxnas import types
-from jaxnas.proxies import gradients
+from jaxnas.proxies import gradients, protocols
+
+# AZ-NAS's NB201 protocol: the benchmark network, 2 batches of 64 images as one of 128.
+PROTOCOL = protocols.Protocol(batch_size=128, reference="AZ-NAS NB201 port, batch_iter=2")
 
 
 def zico(*, num_batches: int = 2) -> types.ProxyFn:
