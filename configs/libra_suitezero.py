@@ -30,30 +30,88 @@ Arguments: `:bench=B,method=M,fusion=rank_sum|log_rank,calibration=N,size=N,seed
 from jaxnas import errors, experiment
 
 SUITE_ZERO = (
-    "epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params",
-    "plain", "snip", "synflow", "zen",
+    "epe_nas",
+    "fisher",
+    "flops",
+    "grad_norm",
+    "grasp",
+    "jacov",
+    "l2_norm",
+    "nwot",
+    "params",
+    "plain",
+    "snip",
+    "synflow",
+    "zen",
 )
 # bench -> (folder, file, rows kept, space, key, key columns, size, calibration, columns)
 BENCHES = {
-    "nb201_c10": ("nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz", {}, "nb201",
-                  "arch_str", (), 2000, 1000, SUITE_ZERO),
-    "nb201_c100": ("nasbench201", "nb201_zc_suitezero_subset725_3datasets.csv.gz",
-                   {"dataset": "cifar100"}, "nb201", "arch_str", (), 725, 362,
-                   SUITE_ZERO[:-1]),
-    "nb201_in16": ("nasbench201", "nb201_zc_suitezero_subset725_3datasets.csv.gz",
-                   {"dataset": "imagenet16_120"}, "nb201", "arch_str", (), 724, 362,
-                   SUITE_ZERO[:-1]),
-    "nb101": ("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz", {}, "nb101",
-              "arch", ("adjacency_rows", "ops"), 250, 125,
-              tuple(p for p in SUITE_ZERO if p not in ("nwot", "zen"))),
-    "nb301": ("nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz", {}, "darts",
-              "genotype", (), 363, 181, SUITE_ZERO[:-1]),
+    "nb201_c10": (
+        "nasbench201",
+        "nb201_zc_suitezero_cifar10_9445.csv.gz",
+        {},
+        "nb201",
+        "arch_str",
+        (),
+        2000,
+        1000,
+        SUITE_ZERO,
+    ),
+    "nb201_c100": (
+        "nasbench201",
+        "nb201_zc_suitezero_subset725_3datasets.csv.gz",
+        {"dataset": "cifar100"},
+        "nb201",
+        "arch_str",
+        (),
+        725,
+        362,
+        SUITE_ZERO[:-1],
+    ),
+    "nb201_in16": (
+        "nasbench201",
+        "nb201_zc_suitezero_subset725_3datasets.csv.gz",
+        {"dataset": "imagenet16_120"},
+        "nb201",
+        "arch_str",
+        (),
+        724,
+        362,
+        SUITE_ZERO[:-1],
+    ),
+    "nb101": (
+        "nasbench101",
+        "nb101_zc_suitezero_subset250_cifar10.csv.gz",
+        {},
+        "nb101",
+        "arch",
+        ("adjacency_rows", "ops"),
+        250,
+        125,
+        tuple(p for p in SUITE_ZERO if p not in ("nwot", "zen")),
+    ),
+    "nb301": (
+        "nasbench301_darts",
+        "nb301_zc_suitezero_subset363_cifar10.csv.gz",
+        {},
+        "darts",
+        "genotype",
+        (),
+        363,
+        181,
+        SUITE_ZERO[:-1],
+    ),
 }
 
 
 def get_config(arg=None):
     args = experiment.parse_arg(
-        arg, bench="nb201_c10", method="libra", fusion="rank_sum", calibration=0, size=0,
+        arg,
+        bench="nb201_c10",
+        method="libra",
+        fusion="rank_sum",
+        calibration=0,
+        size=0,
         seed=0,
     )
     if args.bench not in BENCHES:
@@ -71,9 +129,7 @@ def get_config(arg=None):
     config.benchmark.key_columns = key_columns
     config.benchmark.targets = ("val_acc",)
     config.combine.method = args.method
-    config.combine.columns = (
-        ("synflow", "jacov", "snip") if args.method == "vote" else columns
-    )
+    config.combine.columns = ("synflow", "jacov", "snip") if args.method == "vote" else columns
     config.combine.calibration_size = (args.calibration or calib) if args.method == "libra" else 0
     config.combine.params = "params"
     config.combine.fusion = args.fusion

@@ -35,8 +35,11 @@ BEST = (
     "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 )
 CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
-TARGETS = {"cifar10": "cifar10_test", "cifar100": "cifar100_test",
-           "imagenet16-120": "imagenet16_120_test"}
+TARGETS = {
+    "cifar10": "cifar10_test",
+    "cifar100": "cifar100_test",
+    "imagenet16-120": "imagenet16_120_test",
+}
 
 
 def get_config(arg=None):

@@ -98,9 +98,7 @@ def _walk(
         value, default = config[name], defaults[name]
         if isinstance(default, ml_collections.ConfigDict):
             if not isinstance(value, (ml_collections.ConfigDict, dict)):
-                raise errors.ConfigError(
-                    f"config.{field} must be a group of fields, got {value!r}"
-                )
+                raise errors.ConfigError(f"config.{field} must be a group of fields, got {value!r}")
             if len(default):  # an empty default group is free-form keyword arguments
                 _walk(ml_collections.ConfigDict(value), default, f"{field}.", check)
             continue
@@ -121,9 +119,7 @@ def validate(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigD
 
     def check(field, value, default):
         if not _has_type(value, default):
-            raise errors.ConfigError(
-                f"config.{field} must be {_type_name(default)}, got {value!r}"
-            )
+            raise errors.ConfigError(f"config.{field} must be {_type_name(default)}, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise errors.ConfigError(f"config.{field} must be finite, got {value!r}")
         if field in RANGES:

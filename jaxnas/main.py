@@ -21,9 +21,7 @@ from ml_collections import config_flags
 from jaxnas import compilation_cache, config_checks, distributed, errors, experiment, xla_settings
 
 
-def define_flags(
-    flag_values: flags.FlagValues, argv: list[str] | None = None
-) -> flags.FlagValues:
+def define_flags(flag_values: flags.FlagValues, argv: list[str] | None = None) -> flags.FlagValues:
     """Defines `--config`, `--workdir`, `--compilation_cache` and the multi-process flags
     (`--coordinator_address`, `--num_processes`, `--process_id`) on `flag_values`.
 

@@ -162,4 +162,3 @@ def eval_batches(
         real = idx.shape[0]
         idx = np.concatenate([idx, np.full(batch_size - real, idx[0])])
         yield {"x": data.normalize(split.images[idx], normalization), "y": split.labels[idx]}, real
-

@@ -98,8 +98,14 @@ RECIPES = {
     # `get_lr` reads only the epoch, so the lr is constant within an epoch.
     "nb201": dict(
         train=dict(
-            epochs=200, batch_size=256, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-            weight_decay=5e-4, schedule_unit="epoch",
+            epochs=200,
+            batch_size=256,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule_unit="epoch",
         ),
         data=dict(normalization="cifar10", crop_padding=4, flip=True, cutout=0),
         space={},
@@ -109,14 +115,20 @@ RECIPES = {
     # batch 96, 600 epochs, crop 4 + flip + cutout 16, drop-path 0.2 (ramped).
     "darts": dict(
         train=dict(
-            epochs=600, batch_size=96, optimizer="sgd", lr=0.025, momentum=0.9,
-            nesterov=False, weight_decay=3e-4, schedule_unit="epoch", grad_clip=5.0,
-            aux_weight=0.4, drop_path=0.2,
+            epochs=600,
+            batch_size=96,
+            optimizer="sgd",
+            lr=0.025,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=3e-4,
+            schedule_unit="epoch",
+            grad_clip=5.0,
+            aux_weight=0.4,
+            drop_path=0.2,
         ),
         data=dict(normalization="cifar10-naslib", crop_padding=4, flip=True, cutout=16),
-        space=dict(
-            channels=36, num_cells=20, auxiliary=True, affine_ops=True, pool_bn=False
-        ),
+        space=dict(channels=36, num_cells=20, auxiliary=True, affine_ops=True, pool_bn=False),
     ),
     # NAS-Bench-101 (`nasbench/lib/config.py`, `model_builder.py`, `cifar.py`): RMSProp
     # (decay 0.9, momentum 0.9, epsilon 1.0 inside the square root, mean square
@@ -125,9 +137,17 @@ RECIPES = {
     # gradient 1e-4 w), batch 256, 108 epochs, crop 4 + flip, NB101's RGB mean/std.
     "nb101": dict(
         train=dict(
-            epochs=108, batch_size=256, optimizer="rmsprop", lr=0.2, momentum=0.9,
-            rmsprop_decay=0.9, rmsprop_eps=1.0, rmsprop_initial_scale=1.0,
-            weight_decay=1e-4, schedule_unit="step", zero_lr_first_step=True,
+            epochs=108,
+            batch_size=256,
+            optimizer="rmsprop",
+            lr=0.2,
+            momentum=0.9,
+            rmsprop_decay=0.9,
+            rmsprop_eps=1.0,
+            rmsprop_initial_scale=1.0,
+            weight_decay=1e-4,
+            schedule_unit="step",
+            zero_lr_first_step=True,
         ),
         data=dict(normalization="cifar10-nb101", crop_padding=4, flip=True, cutout=0),
         space={},
@@ -440,9 +460,7 @@ def _programs(model, train_key: str, spe: int, seed: int, devices: tuple, image_
     # minutes on a large network for a program run once; unoptimised it gives the same
     # bits in a fraction of the time.
     init = (
-        jax.jit(init, out_shardings=replicated)
-        .lower(jax.random.key(seed))
-        .compile(_FAST_COMPILE)
+        jax.jit(init, out_shardings=replicated).lower(jax.random.key(seed)).compile(_FAST_COMPILE)
     )
     train_step = jax.jit(
         make_train_step(model, tx, t, schedule, spe, seed),
@@ -474,9 +492,7 @@ def load_checkpoint(workdir: str, which: str = "last") -> tuple[int, dict]:
         epoch = manager.latest_step()
         if epoch is None:
             raise errors.DataError(f"no {which} checkpoint under {path}")
-        restored = manager.restore(
-            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-        )
+        restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     return epoch, restored["state"]
 
 

@@ -64,8 +64,14 @@ def torch_run(config, train, test):
     for epoch in range(t.epochs):
         seconds, losses, hits = 0.0, [], 0
         for batch in train_data.epoch_batches(
-            train, config.seed, epoch, t.batch_size, t.data.normalization,
-            t.data.crop_padding, t.data.flip, t.data.cutout,
+            train,
+            config.seed,
+            epoch,
+            t.batch_size,
+            t.data.normalization,
+            t.data.crop_padding,
+            t.data.flip,
+            t.data.cutout,
         ):
             tic = time.perf_counter()
             loss, correct = oracle.step(batch["x"], batch["y"])
@@ -75,8 +81,14 @@ def torch_run(config, train, test):
         x_test = train_data.data.normalize(test.images, t.data.normalization)
         acc = oracle.evaluate(x_test, test.labels)
         step_seconds.append(seconds)
-        rows.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
-                     "acc": 100.0 * hits / (spe * t.batch_size), "test_acc": acc})
+        rows.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "acc": 100.0 * hits / (spe * t.batch_size),
+                "test_acc": acc,
+            }
+        )
         rows[-1]["images_per_second"] = spe * t.batch_size / seconds
         print(
             f"torch epoch {epoch + 1}: loss {rows[-1]['loss']:.4f} test {acc:.2f}%  "
@@ -116,8 +128,12 @@ def main():
     train, test = train_data.load(config)
     load = os.getloadavg()
     results = {
-        "arch": BEST, "epochs": args.epochs, "seed": args.seed, "recipe": "nb201",
-        "train_images": int(train.images.shape[0]), "test_images": int(test.images.shape[0]),
+        "arch": BEST,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "recipe": "nb201",
+        "train_images": int(train.images.shape[0]),
+        "test_images": int(test.images.shape[0]),
         "device": f"{jax.devices()[0].platform} x{jax.local_device_count()}",
         "load_before": load,
     }
@@ -127,14 +143,18 @@ def main():
     if args.only != "jaxnas":
         results["torch"] = torch_run(config, train, test)
     results["load_after"] = os.getloadavg()
-    print(f"\nbest NB201 cell, NB201 recipe, {args.epochs} epochs on {train.images.shape[0]} "
-          f"images, seed {args.seed}, load {load[0]:.1f} -> {results['load_after'][0]:.1f}")
+    print(
+        f"\nbest NB201 cell, NB201 recipe, {args.epochs} epochs on {train.images.shape[0]} "
+        f"images, seed {args.seed}, load {load[0]:.1f} -> {results['load_after'][0]:.1f}"
+    )
     for name in ("jaxnas", "torch"):
         if name in results:
             r = results[name]
-            print(f"{name:7s} test acc {r['test_acc']:6.2f}%  train loss "
-                  f"{r['final_train_loss']:.4f}  {r['images_per_second']:7.1f} img/s  "
-                  f"{r['seconds_total']:.0f} s total")
+            print(
+                f"{name:7s} test acc {r['test_acc']:6.2f}%  train loss "
+                f"{r['final_train_loss']:.4f}  {r['images_per_second']:7.1f} img/s  "
+                f"{r['seconds_total']:.0f} s total"
+            )
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out, "w") as f:

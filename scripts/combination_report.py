@@ -88,18 +88,43 @@ def benchmark_data(data_dir):
     """name -> (rows, proxy names, f64[N, M] scores, f64[N] accuracy, i64[N, L] codes, sizes)."""
     nb201 = os.path.join(data_dir, "nasbench201")
     specs = [
-        ("NB201 C10", os.path.join(nb201, "nb201_zc_suitezero_cifar10_9445.csv.gz"), None,
-         "naslib_ops", (1000, 1000)),
-        ("NB201 C100", os.path.join(nb201, "nb201_zc_suitezero_subset725_3datasets.csv.gz"),
-         "cifar100", "naslib_ops", None),
-        ("NB201 IN16", os.path.join(nb201, "nb201_zc_suitezero_subset725_3datasets.csv.gz"),
-         "imagenet16_120", "naslib_ops", None),
-        ("NB101 C10", os.path.join(data_dir, "nasbench101",
-                                   "nb101_zc_suitezero_subset250_cifar10.csv.gz"), None,
-         "nb101", None),
-        ("NB301 C10", os.path.join(data_dir, "nasbench301_darts",
-                                   "nb301_zc_suitezero_subset363_cifar10.csv.gz"), None,
-         "naslib_compact", None),
+        (
+            "NB201 C10",
+            os.path.join(nb201, "nb201_zc_suitezero_cifar10_9445.csv.gz"),
+            None,
+            "naslib_ops",
+            (1000, 1000),
+        ),
+        (
+            "NB201 C100",
+            os.path.join(nb201, "nb201_zc_suitezero_subset725_3datasets.csv.gz"),
+            "cifar100",
+            "naslib_ops",
+            None,
+        ),
+        (
+            "NB201 IN16",
+            os.path.join(nb201, "nb201_zc_suitezero_subset725_3datasets.csv.gz"),
+            "imagenet16_120",
+            "naslib_ops",
+            None,
+        ),
+        (
+            "NB101 C10",
+            os.path.join(data_dir, "nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz"),
+            None,
+            "nb101",
+            None,
+        ),
+        (
+            "NB301 C10",
+            os.path.join(
+                data_dir, "nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz"
+            ),
+            None,
+            "naslib_compact",
+            None,
+        ),
     ]
     out = {}
     for name, path, dataset, encoding, sizes in specs:
@@ -108,7 +133,8 @@ def benchmark_data(data_dir):
         rows = _load(path, dataset)
         header = list(rows[0])
         proxies = [
-            c for c in header
+            c
+            for c in header
             if c not in NOT_PROXIES and not c.endswith("_time_s") and _is_number(rows[0][c])
         ]
         scores = np.asarray([[float(r[c]) for c in proxies] for r in rows], np.float64)
@@ -153,29 +179,50 @@ def libra_rows(d, ev, cal, nboot, bins):
         return evaluation.rank_correlations(values, y[ev], num_bootstrap=nboot)
 
     best_held = names.index(held.names[0])
-    rows.append(("best single proxy (chosen on calibration)", names[best_held],
-                 corr(s[ev, best_held]), None))
+    rows.append(
+        (
+            "best single proxy (chosen on calibration)",
+            names[best_held],
+            corr(s[ev, best_held]),
+            None,
+        )
+    )
     for fusion in ("rank_sum", "log_rank"):
         h = np.asarray(combine.libra(s[ev], held.columns, fusion))
         i = np.asarray(combine.libra(s[ev], insample.columns, fusion))
         label = f"LIBRA, {fusion.replace('_', '-')} fusion"
-        rows.append((label, "+".join(held.names), corr(h),
-                     ("+".join(insample.names), spearman(i, y[ev]))))
+        rows.append(
+            (label, "+".join(held.names), corr(h), ("+".join(insample.names), spearman(i, y[ev])))
+        )
     return held, insample, rows
 
 
 def fixed_rows(d, ev, nboot):
     names, s, y = d["proxies"], d["scores"], d["acc"]
     rows = []
-    for label, fn in (("rank sum, all proxies (TE-NAS rule)", combine.rank_sum),
-                      ("log-rank, all proxies (AZ-NAS rule)", combine.log_rank)):
-        rows.append((label, f"{len(names)} proxies",
-                     evaluation.rank_correlations(np.asarray(fn(s[ev])), y[ev],
-                                                  num_bootstrap=nboot), None))
+    for label, fn in (
+        ("rank sum, all proxies (TE-NAS rule)", combine.rank_sum),
+        ("log-rank, all proxies (AZ-NAS rule)", combine.log_rank),
+    ):
+        rows.append(
+            (
+                label,
+                f"{len(names)} proxies",
+                evaluation.rank_correlations(np.asarray(fn(s[ev])), y[ev], num_bootstrap=nboot),
+                None,
+            )
+        )
     trio = [names.index(p) for p in VOTE_TRIO if p in names]
-    rows.append(("vote (zero-cost-nas rule)", "+".join(names[m] for m in trio),
-                 evaluation.rank_correlations(np.asarray(combine.vote(s[ev][:, trio])), y[ev],
-                                              num_bootstrap=nboot), None))
+    rows.append(
+        (
+            "vote (zero-cost-nas rule)",
+            "+".join(names[m] for m in trio),
+            evaluation.rank_correlations(
+                np.asarray(combine.vote(s[ev][:, trio])), y[ev], num_bootstrap=nboot
+            ),
+            None,
+        )
+    )
     return rows
 
 
@@ -217,7 +264,7 @@ def predictor_curve(d, ev, cal, repeats, seed):
 
 
 def _fmt(r):
-    return (f"{r['spearman']:.3f} [{r['spearman_ci'][0]:.3f}, {r['spearman_ci'][1]:.3f}]")
+    return f"{r['spearman']:.3f} [{r['spearman_ci'][0]:.3f}, {r['spearman_ci'][1]:.3f}]"
 
 
 def render(results, command, env):
@@ -248,11 +295,13 @@ def render(results, command, env):
         ]
         for label, proxies, corr, ins in r["rows"]:
             paper_v = (
-                f"LIBRA {paper['LIBRA']:.2f}" if label.startswith("LIBRA, rank")
+                f"LIBRA {paper['LIBRA']:.2f}"
+                if label.startswith("LIBRA, rank")
                 else f"TE-NAS {paper['TE-NAS']:.2f} (its NTK + regions)"
                 if label.startswith("rank sum")
                 else f"AZ-NAS {paper['AZ-NAS']:.2f} (its 4 components)"
-                if label.startswith("log-rank") else ""
+                if label.startswith("log-rank")
+                else ""
             )
             ins_text = f"{ins[0]}: {ins[1]:.3f}" if ins else "same (no calibration)"
             if label.startswith("best single"):
@@ -303,7 +352,9 @@ def render(results, command, env):
             cells = [
                 f"{r['curve'][k][label][0]:.3f} ± {r['curve'][k][label][1]:.3f}"
                 + (" †" if r["curve"][k]["all_cells"] else "")
-                if k in r["curve"] else "n/a" for k in KS
+                if k in r["curve"]
+                else "n/a"
+                for k in KS
             ]
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -351,8 +402,10 @@ def main():
     parser.add_argument("--num-bins", type=int, default=8, help="LIBRA's entropy bins")
     args = parser.parse_args()
     command = " ".join(["python scripts/combination_report.py", *sys.argv[1:]])
-    env = (f"{datetime.date.today()}; {platform.machine()}, {os.cpu_count()} cores "
-           f"(shared); jax {jax.__version__}")
+    env = (
+        f"{datetime.date.today()}; {platform.machine()}, {os.cpu_count()} cores "
+        f"(shared); jax {jax.__version__}"
+    )
     try:
         data = benchmark_data(benchmarks.shared_data_dir())
     except (OSError, errors.JaxnasError) as exc:
@@ -360,11 +413,17 @@ def main():
     results, splits = {}, {}
     for name, d in data.items():
         ev, cal = combine.disjoint_split(len(d["acc"]), *d["sizes"], seed=args.seed)
-        splits[name] = {"file": d["file"], "seed": args.seed,
-                        "evaluation_rows": ev.tolist(), "calibration_rows": cal.tolist()}
+        splits[name] = {
+            "file": d["file"],
+            "seed": args.seed,
+            "evaluation_rows": ev.tolist(),
+            "calibration_rows": cal.tolist(),
+        }
         held, _, rows = libra_rows(d, ev, cal, args.bootstrap, args.num_bins)
         results[name] = {
-            "file": d["file"], "n_eval": len(ev), "n_cal": len(cal),
+            "file": d["file"],
+            "n_eval": len(ev),
+            "n_cal": len(cal),
             "rows": fixed_rows(d, ev, args.bootstrap) + rows,
             "selection": held,
             "repeats": libra_repeats(d, args.repeats, args.seed, args.num_bins),

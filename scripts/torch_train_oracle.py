@@ -58,8 +58,15 @@ def _xautodl_module(relative: str):
 get_optim_scheduler = _xautodl_module("procedures/optimizers.py").get_optim_scheduler
 
 NB201_HYPER = dict(
-    optim="SGD", LR=0.1, decay=5e-4, momentum=0.9, nesterov=True, scheduler="cos",
-    warmup=0, eta_min=0.0, criterion="Softmax",
+    optim="SGD",
+    LR=0.1,
+    decay=5e-4,
+    momentum=0.9,
+    nesterov=True,
+    scheduler="cos",
+    warmup=0,
+    eta_min=0.0,
+    criterion="Softmax",
 )
 
 
@@ -92,6 +99,7 @@ def export(model, grads: bool = False, layers=None) -> dict:
     HWIO conv kernels, [in, out] linear kernels, BN `scale`/`bias`."""
     flat = {}
     for prefix, m in (layers or _layers)(model):
+
         def get(p):
             return (p.grad if grads else p).detach().numpy().copy()
 
@@ -117,8 +125,16 @@ def export_stats(model, layers=None) -> dict:
 class TorchNB201:
     """xautodl's TinyNetwork with NB201's optimizer and schedule, stepped as xautodl does."""
 
-    def __init__(self, arch: str, channels: int, cells: int, classes: int, epochs: int,
-                 steps_per_epoch: int, seed: int):
+    def __init__(
+        self,
+        arch: str,
+        channels: int,
+        cells: int,
+        classes: int,
+        epochs: int,
+        steps_per_epoch: int,
+        seed: int,
+    ):
         torch.manual_seed(seed)
         self.model = TinyNetwork(channels, cells, Structure.str2structure(arch), classes)
         config = dict2config(dict(NB201_HYPER, epochs=epochs), None)
@@ -160,14 +176,28 @@ class TorchNB201:
 STEP_SETUP = dict(
     arch="|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
     "+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|",
-    channels=4, cells=1, classes=10, batch=16, size=8, epochs=2, steps_per_epoch=1, seed=0,
+    channels=4,
+    cells=1,
+    classes=10,
+    batch=16,
+    size=8,
+    epochs=2,
+    steps_per_epoch=1,
+    seed=0,
 )
 
 
 def write_step_fixture(path: str) -> None:
     s = STEP_SETUP
-    oracle = TorchNB201(s["arch"], s["channels"], s["cells"], s["classes"], s["epochs"],
-                        s["steps_per_epoch"], s["seed"])
+    oracle = TorchNB201(
+        s["arch"],
+        s["channels"],
+        s["cells"],
+        s["classes"],
+        s["epochs"],
+        s["steps_per_epoch"],
+        s["seed"],
+    )
     rng = np.random.default_rng(s["seed"])
     xs = rng.standard_normal((2, s["batch"], s["size"], s["size"], 3)).astype(np.float32)
     ys = rng.integers(0, s["classes"], (2, s["batch"])).astype(np.int32)
@@ -186,8 +216,12 @@ def write_step_fixture(path: str) -> None:
     out["lr"] = np.asarray(lrs, np.float32)
     provenance = dict(
         made_by="python scripts/torch_train_oracle.py step --out " + path,
-        torch=torch.__version__, xautodl=getattr(xautodl, "__version__", "1.0.0"),
-        numpy=np.__version__, python=platform.python_version(), setup=s, hyper=NB201_HYPER,
+        torch=torch.__version__,
+        xautodl=getattr(xautodl, "__version__", "1.0.0"),
+        numpy=np.__version__,
+        python=platform.python_version(),
+        setup=s,
+        hyper=NB201_HYPER,
         note="xautodl TinyNetwork, get_optim_scheduler, funcs_nasbench.procedure iteration",
     )
     out["provenance"] = np.asarray(json.dumps(provenance))
@@ -197,8 +231,15 @@ def write_step_fixture(path: str) -> None:
 
 # ------------------------------------------------------------------------------ DARTS
 
-NB301_OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
-             "dil_conv_3x3", "dil_conv_5x5")
+NB301_OPS = (
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
 
 
 class _ReLUConvBN(torch.nn.Module):
@@ -250,8 +291,11 @@ def _darts_op(name, c, stride):
 class _DartsCell(torch.nn.Module):
     def __init__(self, pairs, c_pp, c_p, c, reduction, reduction_prev):
         super().__init__()
-        self.pre0 = _FactorizedReduce(c_pp, c) if reduction_prev else _ReLUConvBN(
-            [(c_pp, c, 1, 1, 0, 1, 1)], c)
+        self.pre0 = (
+            _FactorizedReduce(c_pp, c)
+            if reduction_prev
+            else _ReLUConvBN([(c_pp, c, 1, 1, 0, 1, 1)], c)
+        )
         self.pre1 = _ReLUConvBN([(c_p, c, 1, 1, 0, 1, 1)], c)
         self.pairs = pairs  # [(op name, input)] * 2 per node
         self.ops = torch.nn.ModuleList(
@@ -261,8 +305,9 @@ class _DartsCell(torch.nn.Module):
     def forward(self, s0, s1):
         states = [self.pre0(s0), self.pre1(s1)]
         for j in range(len(self.pairs) // 2):
-            states.append(sum(self.ops[2 * j + k](states[self.pairs[2 * j + k][1]])
-                              for k in range(2)))
+            states.append(
+                sum(self.ops[2 * j + k](states[self.pairs[2 * j + k][1]]) for k in range(2))
+            )
         return torch.cat(states[2:], dim=1)
 
 
@@ -324,15 +369,21 @@ def _darts_layers(model):
     for i, cell in enumerate(model.cells):
         for p, pre in (("preprocess0", cell.pre0), ("preprocess1", cell.pre1)):
             if isinstance(pre, _FactorizedReduce):
-                out += [(f"cell{i}/{p}/conv_1", pre.conv_1), (f"cell{i}/{p}/conv_2", pre.conv_2),
-                        (f"cell{i}/{p}/bn", pre.bn)]
+                out += [
+                    (f"cell{i}/{p}/conv_1", pre.conv_1),
+                    (f"cell{i}/{p}/conv_2", pre.conv_2),
+                    (f"cell{i}/{p}/bn", pre.bn),
+                ]
             else:
                 chain(f"cell{i}/{p}", pre, ["conv"])
         for e, ((name, _), op) in enumerate(zip(cell.pairs, cell.ops)):
             prefix = f"cell{i}/edge_{e}/{name}"
             if isinstance(op, _FactorizedReduce):
-                out += [(f"{prefix}/conv_1", op.conv_1), (f"{prefix}/conv_2", op.conv_2),
-                        (f"{prefix}/bn", op.bn)]
+                out += [
+                    (f"{prefix}/conv_1", op.conv_1),
+                    (f"{prefix}/conv_2", op.conv_2),
+                    (f"{prefix}/bn", op.bn),
+                ]
             elif isinstance(op, torch.nn.Sequential):
                 chain(f"{prefix}/half1", op[0], ["conv0", "conv1"])
                 chain(f"{prefix}/half2", op[1], ["conv0", "conv1"])
@@ -348,12 +399,39 @@ def _darts_layers(model):
 
 DARTS_SETUP = dict(
     # Normal and reduce cells: (op, input) per edge, two edges per node, every op kind.
-    normal=[["sep_conv_3x3", 0], ["sep_conv_5x5", 1], ["dil_conv_3x3", 0], ["skip_connect", 2],
-            ["max_pool_3x3", 1], ["avg_pool_3x3", 3], ["dil_conv_5x5", 4], ["skip_connect", 0]],
-    reduce=[["skip_connect", 0], ["max_pool_3x3", 1], ["sep_conv_3x3", 2], ["avg_pool_3x3", 0],
-            ["dil_conv_3x3", 1], ["sep_conv_5x5", 3], ["skip_connect", 4], ["dil_conv_5x5", 2]],
-    channels=4, cells=3, classes=10, batch=8, size=32, epochs=2, steps_per_epoch=1, seed=0,
-    lr=0.025, momentum=0.9, weight_decay=3e-4, aux_weight=0.4, grad_clip=1.0,
+    normal=[
+        ["sep_conv_3x3", 0],
+        ["sep_conv_5x5", 1],
+        ["dil_conv_3x3", 0],
+        ["skip_connect", 2],
+        ["max_pool_3x3", 1],
+        ["avg_pool_3x3", 3],
+        ["dil_conv_5x5", 4],
+        ["skip_connect", 0],
+    ],
+    reduce=[
+        ["skip_connect", 0],
+        ["max_pool_3x3", 1],
+        ["sep_conv_3x3", 2],
+        ["avg_pool_3x3", 0],
+        ["dil_conv_3x3", 1],
+        ["sep_conv_5x5", 3],
+        ["skip_connect", 4],
+        ["dil_conv_5x5", 2],
+    ],
+    channels=4,
+    cells=3,
+    classes=10,
+    batch=8,
+    size=32,
+    epochs=2,
+    steps_per_epoch=1,
+    seed=0,
+    lr=0.025,
+    momentum=0.9,
+    weight_decay=3e-4,
+    aux_weight=0.4,
+    grad_clip=1.0,
 )
 
 
@@ -412,8 +490,9 @@ def write_darts_fixture(path: str) -> None:
     model = DartsNetwork(cells, s["channels"], s["cells"], s["classes"])
     shapes = {k: v.shape for k, v in export(model, layers=_darts_layers).items()}
     load(model, seeded_init(shapes, s["seed"]), _darts_layers)
-    optimizer = torch.optim.SGD(model.parameters(), s["lr"], momentum=s["momentum"],
-                                weight_decay=s["weight_decay"])
+    optimizer = torch.optim.SGD(
+        model.parameters(), s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"]
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, s["epochs"])
     rng = np.random.default_rng(s["seed"])
     xs = rng.standard_normal((2, s["batch"], s["size"], s["size"], 3)).astype(np.float32)
@@ -440,15 +519,19 @@ def write_darts_fixture(path: str) -> None:
         losses.append(float(loss.detach()))
         params = thin(export(model, layers=_darts_layers))
         out.update({f"params{t + 1}/{k}": v for k, v in params.items()})
-        out.update({f"stats{t + 1}/{k}": v
-                    for k, v in thin(export_stats(model, _darts_layers)).items()})
+        out.update(
+            {f"stats{t + 1}/{k}": v for k, v in thin(export_stats(model, _darts_layers)).items()}
+        )
     out["loss"] = np.asarray(losses, np.float32)
     out["lr"] = np.asarray(lrs, np.float32)
     out["grad_norm"] = np.asarray(norms, np.float32)
     provenance = dict(
         made_by="python scripts/torch_train_oracle.py darts-step --out " + path,
-        torch=torch.__version__, numpy=np.__version__, python=platform.python_version(),
-        setup=s, large=LARGE,
+        torch=torch.__version__,
+        numpy=np.__version__,
+        python=platform.python_version(),
+        setup=s,
+        large=LARGE,
         note="own PyTorch DARTS NetworkCIFAR; DARTS train.py step, drop-path off; initial "
         "weights: seeded_init(shape/*, seed); leaves > large entries thinned (thin)",
     )

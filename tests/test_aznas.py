@@ -28,7 +28,7 @@ def _jitted(spec, net):
 
 @pytest.fixture(scope="module")
 def case(tiny_space, tiny_batch):
-    net = tiny_space.network(GENOTYPE)
+    net = tiny_space.network(GENOTYPE, **proxies.record("az_expressivity").network)
     return net, net.init(jax.random.key(1), tiny_batch["x"]), tiny_batch
 
 

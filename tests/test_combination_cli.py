@@ -97,9 +97,7 @@ def test_unknown_bench_is_a_config_error():
 
 
 def test_where_keeps_one_dataset_and_names_bad_filters(shared_data):
-    path = os.path.join(
-        shared_data, "nasbench201", "nb201_zc_suitezero_subset725_3datasets.csv.gz"
-    )
+    path = os.path.join(shared_data, "nasbench201", "nb201_zc_suitezero_subset725_3datasets.csv.gz")
     table = benchmarks.Benchmark.from_csv(path, where={"dataset": "imagenet16_120"})
     assert len(table) == 724 and set(table.column("dataset")) == {"imagenet16_120"}
     with pytest.raises(errors.BenchmarkError, match="no column 'split'"):

@@ -140,8 +140,10 @@ def test_libra_select_follows_algorithm_one():
     assert set(sel.candidates) == {"twin", "biased", "unbiased"}
     assert sel.info_gain["twin"] == pytest.approx(0.0, abs=1e-12)
     acc_bias = combine.bias(y, params)
-    closest = min(("biased", "unbiased"), key=lambda k: abs(combine.bias(
-        scores[:, names.index(k)], params) - acc_bias))
+    closest = min(
+        ("biased", "unbiased"),
+        key=lambda k: abs(combine.bias(scores[:, names.index(k)], params) - acc_bias),
+    )
     assert sel.names[2] == closest
     assert sel.accuracy_bias == pytest.approx(acc_bias)
     assert not sel.widened and sel.num_calibration == n
@@ -175,9 +177,7 @@ def test_disjoint_split_never_overlaps_and_is_seeded():
 def test_ridge_matches_closed_form_and_picks_lambda_by_loo():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(60, 5)).astype(np.float32)
-    y = (x @ np.asarray([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.01 * rng.normal(size=60)).astype(
-        np.float32
-    )
+    y = (x @ np.asarray([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.01 * rng.normal(size=60)).astype(np.float32)
     model = combine.fit_ridge(x, y)
     assert float(model.lam) == pytest.approx(1e-3)  # nearly noiseless: least shrinkage wins
     xs = (x - x.mean(0)) / x.std(0)

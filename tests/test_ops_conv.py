@@ -61,8 +61,12 @@ class DepthwiseConvTest(parameterized.TestCase):
     """`functional._depthwise_conv2d` (shifted multiply-adds) against XLA's grouped convolution."""
 
     @parameterized.parameters(
-        ((1, 1), (1, 1), 1, 3), ((2, 2), (1, 1), 1, 3), ((1, 1), (2, 2), 2, 3),
-        ((2, 2), (2, 2), 1, 5), ((1, 2), (0, 3), 1, 3), ((2, 1), (4, 4), 2, 5),
+        ((1, 1), (1, 1), 1, 3),
+        ((2, 2), (1, 1), 1, 3),
+        ((1, 1), (2, 2), 2, 3),
+        ((2, 2), (2, 2), 1, 5),
+        ((1, 2), (0, 3), 1, 3),
+        ((2, 1), (4, 4), 2, 5),
     )
     def test_values_and_gradients_match_feature_grouped_conv(self, stride, padding, dilation, k):
         key_x, key_k, key_t = jax.random.split(jax.random.key(0), 3)

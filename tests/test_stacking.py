@@ -94,3 +94,23 @@ def test_scanned_cells_give_the_unrolled_network(space, kwargs, genotype):
         a, b = getattr(unrolled[2], kind), getattr(scanned[2], kind)
         assert sorted(a) == sorted(b), kind
         jax.tree.map(lambda u, v: np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-5), a, b)
+
+
+def test_block_proxies_refuse_scanned_cells_and_score_them_unrolled():
+    from jaxnas import data, errors, proxies
+
+    space = nb201.space(channels=4, cells_per_stage=2)
+    population = np.asarray(space.sample(jax.random.key(0), 2))
+    batch = data.synthetic_batch(jax.random.key(1), 4, (8, 8, 3))
+    scanned = space.network(jnp.asarray(population[0]))
+    params = scanned.init(jax.random.key(0), batch["x"])
+    with pytest.raises(errors.ConfigError, match="scan_cells=False"):
+        proxies.get_proxy("meco")(scanned, params, batch, None)
+    keys = jax.random.split(jax.random.key(2), 1)
+    unrolled = nb201.space(channels=4, cells_per_stage=2, scan_cells=False)
+    for name in ("meco", "az_expressivity"):
+        proxy = proxies.get_proxy(name)
+        np.testing.assert_array_equal(
+            proxies.score_population(proxy, space, population, batch, keys),
+            proxies.score_population(proxy, unrolled, population, batch, keys),
+        )

@@ -69,8 +69,10 @@ def test_two_nb201_steps_equal_xautodl():
     spe = setup["steps_per_epoch"]
     tx, schedule = training.optimizer(t, spe)
     params = _unflatten(_section(fx, "init"))
-    stats = {k: np.zeros_like(v) if k.endswith("mean") else np.ones_like(v)
-             for k, v in _section(fx, "stats1").items()}
+    stats = {
+        k: np.zeros_like(v) if k.endswith("mean") else np.ones_like(v)
+        for k, v in _section(fx, "stats1").items()
+    }
     state = training.TrainState(
         jnp.zeros((), jnp.int32), params, _unflatten(stats), jax.jit(tx.init)(params)
     )
@@ -132,8 +134,11 @@ def test_two_darts_steps_equal_the_pytorch_oracle():
     info = json.loads(str(fx["provenance"]))
     setup, large = info["setup"], info["large"]
     space = darts.space(
-        channels=setup["channels"], num_cells=setup["cells"], auxiliary=True,
-        affine_ops=True, pool_bn=False,
+        channels=setup["channels"],
+        num_cells=setup["cells"],
+        auxiliary=True,
+        affine_ops=True,
+        pool_bn=False,
     )
     pairs = [setup["normal"], setup["reduce"]]
     genotype = [v for cell in pairs for op, i in cell for v in (i, darts.NB301_OPS.index(op))]
@@ -148,8 +153,10 @@ def test_two_darts_steps_equal_the_pytorch_oracle():
     ours = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
     assert {k: v.shape for k, v in _flat(ours["params"]).items()} == shapes
     params = _unflatten(_seeded_init(shapes, setup["seed"]))
-    stats = {k: np.zeros_like(v) if k.endswith("mean") else np.ones_like(v)
-             for k, v in _section(fx, "stats1").items()}
+    stats = {
+        k: np.zeros_like(v) if k.endswith("mean") else np.ones_like(v)
+        for k, v in _section(fx, "stats1").items()
+    }
     state = training.TrainState(
         jnp.zeros((), jnp.int32), params, _unflatten(stats), jax.jit(tx.init)(params)
     )
@@ -276,13 +283,19 @@ def test_a_killed_cli_run_resumes_bitwise(tmp_path):
 
     def command(workdir):
         config = os.path.join(root, "tests", "fixtures", "tiny_train.py")
-        return [sys.executable, "-m", "jaxnas.main", f"--config={config}:npz={npz}",
-                f"--workdir={workdir}"]
+        return [
+            sys.executable,
+            "-m",
+            "jaxnas.main",
+            f"--config={config}:npz={npz}",
+            f"--workdir={workdir}",
+        ]
 
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(command(whole), env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     first = killed / "checkpoints" / "last" / "1"
     while not first.exists() and proc.poll() is None:
         time.sleep(0.02)

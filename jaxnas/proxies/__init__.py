@@ -48,6 +48,10 @@ from jaxnas.proxies.base import (
 )
 from jaxnas.proxies.protocols import Dataset, Protocol, Proxy
 
+# Block proxies intercept each cell's module (`blocks.block_outputs`), so they need the
+# cells unrolled where a space would scan them (NB201's default).
+UNROLLED = {"scan_cells": False}
+
 # One record per proxy: its factory and what it needs (`protocols.Proxy`). A new proxy is
 # a module with its factory plus one line here.
 PROXIES = {
@@ -72,10 +76,10 @@ PROXIES = {
     "zico": Proxy(zico.zico, labels=True, protocol=zico.PROTOCOL),
     "swap": Proxy(swap.swap, protocol=swap.PROTOCOL),
     "lswag": Proxy(lswag.lswag, labels=True, protocol=lswag.PROTOCOL),
-    "meco": Proxy(meco.meco, instrumented=True, protocol=meco.PROTOCOL),
-    "az_expressivity": Proxy(aznas.az_expressivity, instrumented=True),
-    "az_progressivity": Proxy(aznas.az_progressivity, instrumented=True),
-    "az_trainability": Proxy(aznas.az_trainability, instrumented=True),
+    "meco": Proxy(meco.meco, instrumented=True, network=UNROLLED, protocol=meco.PROTOCOL),
+    "az_expressivity": Proxy(aznas.az_expressivity, instrumented=True, network=UNROLLED),
+    "az_progressivity": Proxy(aznas.az_progressivity, instrumented=True, network=UNROLLED),
+    "az_trainability": Proxy(aznas.az_trainability, instrumented=True, network=UNROLLED),
 }
 
 

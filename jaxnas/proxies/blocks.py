@@ -21,6 +21,7 @@ import jax
 
 from jaxnas import errors, types
 from jaxnas.network import Network
+from jaxnas.spaces import stacking
 
 # The blocks of the NB201 macro network (`spaces/nb201.py`): the stem, every cell and
 # every residual reduction block, in order (AZ-NAS's `extract_cell_features`).
@@ -59,6 +60,11 @@ def block_outputs(
     outputs = []
 
     def interceptor(next_fun, args, kwargs, context):
+        if context.method_name == stacking.SCAN_STEP:
+            raise errors.ConfigError(
+                "block proxies read one module per cell, and this network scans its cells: "
+                "build it with scan_cells=False (the block proxies' records ask for it)"
+            )
         path = "/".join(context.module.path)
         if context.method_name != "__call__" or not regex.fullmatch(path):
             return next_fun(*args, **kwargs)

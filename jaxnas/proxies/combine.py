@@ -197,8 +197,7 @@ def libra_select(
     params = np.asarray(params, np.float64)
     if scores.ndim != 2 or scores.shape[1] != len(names):
         raise errors.ShapeError(
-            f"libra_select takes f64[C, M] with M = len(names) = {len(names)}, "
-            f"got {scores.shape}"
+            f"libra_select takes f64[C, M] with M = len(names) = {len(names)}, got {scores.shape}"
         )
     if scores.shape[1] < 3:
         raise errors.ConfigError(f"LIBRA chooses 3 proxies; got only {scores.shape[1]}")

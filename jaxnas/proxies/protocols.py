@@ -5,7 +5,7 @@ Its `Proxy` record says what that function needs from whoever scores with it, th
 neural-tangents' layers declare their requirements:
 
   * `labels`: it reads `batch["y"]` (a loss); without labels it raises ShapeError.
-  * `instrumented`: it reads the probes that `jaxnas.spaces.ops` modules record, or
+  * `instrumented`: it reads the probes that `jaxnas.spaces.op_layers` modules record, or
     blocks named as the spaces name them, so it scores networks of a jaxnas space and
     raises ConfigError on a bring-your-own model.
   * `network`: static `space.network` overrides it is always scored with (synflow

@@ -22,6 +22,12 @@ from jaxnas.network import Network
 
 MAX_ENUMERATE = 2**21  # `enumerate` refuses larger spaces (NDS ResNet, 1.26M, is listed)
 
+# The data-driven network setting of spaces that can apply repeated cells under `nn.scan`
+# (NB201, NB101). Every other space's cells are one module each, so the override
+# `scan_cells=False` (what proxies that intercept per-cell modules ask for) holds there
+# already and is accepted as a no-op.
+SCAN_CELLS = "scan_cells"
+
 
 class SearchSpace(NamedTuple):
     """A space of architectures whose members are integer genotypes.
@@ -258,6 +264,8 @@ def build(
         return arr
 
     def network_of(genotype, **overrides):
+        if overrides.get(SCAN_CELLS) is False and SCAN_CELLS not in network_defaults:
+            overrides = {k: v for k, v in overrides.items() if k != SCAN_CELLS}
         s = settings(overrides, {**defaults, **network_defaults})
         if check_network_genotype is None:
             genotype = check_genotype(genotype, name, len(num_choices))

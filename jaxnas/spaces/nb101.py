@@ -871,10 +871,9 @@ def space(
     def network(genotype, settings):
         settings = dict(settings)
         rule_name = settings.pop("init")
+        scan = settings.pop(base.SCAN_CELLS)
         rule = INITS[rule_name]
-        module = NB101Network(
-            **settings, scan=scan_cells, init_rule=rule_name, track_running_stats=False
-        )
+        module = NB101Network(**settings, scan=scan, init_rule=rule_name, track_running_stats=False)
         cells = stacks(
             settings["stem_channels"], settings["num_stacks"], settings["cells_per_stack"]
         )
@@ -884,7 +883,7 @@ def space(
             lambda params: param_mask(params, genotype),
             rule.draw,
             rule.rescale,
-            cells if scan_cells else None,
+            cells if scan else None,
         )
 
     def materialize(genotype, settings):
@@ -909,7 +908,7 @@ def space(
         materialize,
         to_string,
         from_string,
-        network_defaults={"dispatch": dispatch},
+        network_defaults={"dispatch": dispatch, base.SCAN_CELLS: scan_cells},
         settle=_check_settings,
         check_valid=_check_valid,
         sample=sample,

@@ -516,14 +516,17 @@ def space(
     num_stages: int = 3,
     in_channels: int = 3,
     batch_norm: bool = True,
-    scan_cells: bool = False,
+    scan_cells: bool = True,
 ) -> base.SearchSpace:
     """The NB201 space; the arguments are the defaults of `network`/`materialize`.
 
-    `scan_cells` runs the data-driven network's cells under `nn.scan` (a program that
-    does not grow with `cells_per_stage`; WORKSPACE_NOTES.md "Performance (issue 14)"
-    has its compile and run times on CPU); parameters, taps, probes and scores are
-    the same either way.
+    `scan_cells` runs the data-driven network's cells of each stage under `nn.scan`:
+    the traced program holds one cell per stage, whatever `cells_per_stage` is. On a
+    quiet 2-core CPU that traced 2.4x (NASWOT) and 3.3x (snip) faster, compiled 1.4x
+    and 1.6x faster and ran no slower (WORKSPACE_NOTES.md "Performance (issue 14)"),
+    hence the default; parameters, taps, probes and scores are the same either way.
+    `network(g, scan_cells=False)` unrolls them (the block proxies need one module per
+    cell).
 
     Defaults are the benchmark's network (C=16, N=5, 10 classes). `network(g,
     channels=3, cells_per_stage=1)` is TE-NAS's NTK proxy network, `network(g,
@@ -542,14 +545,16 @@ def space(
     num_choices = (len(OPS),) * len(EDGES)
 
     def network(genotype, settings):
-        module = NB201Network(**settings, scan=scan_cells, track_running_stats=False)
+        settings = dict(settings)
+        scan = settings.pop(base.SCAN_CELLS)
+        module = NB201Network(**settings, scan=scan, track_running_stats=False)
         mode = settings["dispatch"]
         cells = stacks(settings["num_stages"], settings["cells_per_stage"])
         return supernet.network(
             module,
             genotype,
             lambda params: param_mask(params, genotype, mode),
-            stacks=cells if scan_cells else None,
+            stacks=cells if scan else None,
         )
 
     def materialize(genotype, settings):
@@ -563,7 +568,7 @@ def space(
         materialize,
         to_string,
         from_string,
-        network_defaults={"dispatch": dispatch},
+        network_defaults={"dispatch": dispatch, base.SCAN_CELLS: scan_cells},
         settle=_check_settings,
         check_network_genotype=_check_genotype,
     )

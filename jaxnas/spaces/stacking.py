@@ -29,18 +29,22 @@ def scan_cells(cell: nn.Module, length: int, x: jax.Array, *args):
     the same for every cell.
     """
 
-    def step(module, h, *a):
+    def scanned_cell_step(module, h, *a):
         out = module(h, *a)
         return out if isinstance(out, tuple) else (out, None)
 
     scan = nn.scan(
-        step,
+        scanned_cell_step,
         variable_axes={True: 0},
         split_rngs={"params": True},
         in_axes=nn.broadcast,
         length=length,
     )
     return scan(cell, x, *args)
+
+
+# The method name a Flax interceptor sees for a scanned cell (`blocks` refuses those).
+SCAN_STEP = "scanned_cell_step"
 
 
 def _take(leaf, i: int):

@@ -1,0 +1,83 @@
+"""One convolution's gradient on XLA:CPU, at top level and inside the switch forms used by
+the data-driven networks.
+
+  python scripts/bench_conv_grad.py [--shape 64 32 32 16] [--calls 20]
+
+Times `grad(sum(sin(conv(x, w))))` with respect to x and w, jitted, for a 3x3 "same"
+convolution f32[B, H, W, C] -> f32[B, H, W, C]:
+
+  * where the convolution sits: at top level; as the taken branch of `lax.switch`; of a
+    switch under one `jax.checkpoint` (residuals recomputed in the backward pass, how
+    `functional.switch` kept DARTS gradients within memory); of a switch whose branches
+    are each checkpointed;
+  * which convolution: `lax.conv_general_dilated` (JAX's own transpose rules) or
+    `functional.conv2d` (jaxnas's custom JVP, whose kernel gradient is a sum of matrix
+    products).
+
+Prints milliseconds per call and XLA's temporary memory for each pair.
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxnas.spaces import functional
+
+
+def native(x, w):
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), [(1, 1), (1, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def jaxnas_conv(x, w):
+    return functional.conv2d(x, w, padding=1)
+
+
+def placements(conv):
+    branches = [lambda x, w: x, conv]
+    index = jnp.int32(1)
+    return {
+        "top level": conv,
+        "lax.switch": lambda x, w: jax.lax.switch(index, branches, x, w),
+        "checkpointed switch": lambda x, w: jax.checkpoint(
+            lambda i, x, w: jax.lax.switch(i, branches, x, w)
+        )(index, x, w),
+        "checkpointed branches": lambda x, w: jax.lax.switch(
+            index, [jax.checkpoint(b) for b in branches], x, w
+        ),
+    }
+
+
+def time_call(fn, args, calls):
+    jax.block_until_ready(fn(*args))
+    start = time.perf_counter()
+    for _ in range(calls):
+        jax.block_until_ready(fn(*args))
+    return (time.perf_counter() - start) / calls
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", type=int, nargs=4, default=(64, 32, 32, 16))
+    parser.add_argument("--calls", type=int, default=20)
+    args = parser.parse_args()
+    b, h, w, c = args.shape
+    x = jax.random.normal(jax.random.key(0), (b, h, w, c))
+    kernel = 0.1 * jax.random.normal(jax.random.key(1), (3, 3, c, c))
+    print(f"f32{list(args.shape)}, 3x3 conv, {args.calls} calls each")
+    for conv_name, conv in (("lax conv", native), ("jaxnas conv2d", jaxnas_conv)):
+        for where, f in placements(conv).items():
+            grad = jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w))), (0, 1)))
+            memory = grad.lower(x, kernel).compile().memory_analysis()
+            ms = time_call(grad, (x, kernel), args.calls) * 1e3
+            print(
+                f"{conv_name:14s} {where:22s} {ms:8.2f} ms  "
+                f"temp {memory.temp_size_in_bytes / 2**20:6.1f} MiB"
+            )
+
+
+if __name__ == "__main__":
+    main()
