@@ -2,11 +2,11 @@
 
   python scripts/bench_compile.py [--space nb201] [--proxies naswot snip] \
       [--batch-size 64] [--num-archs 12] [--archs-per-call 4] [--baseline DIR] \
-      [--compare-kwargs '{"scan_cells": true}']
+      [--compare-kwargs '{"scan_cells": false}']
 
 For each proxy, one worker process per variant (this tree; `--baseline`, a checkout of an
 older commit, e.g. `git worktree add ../jaxnas-before <commit>`; `--compare-kwargs`, this
-tree with more space arguments, e.g. scanned cells) jits `score_population`
+tree with other space arguments, e.g. NB201's cells unrolled) jits `score_population`
 over a seeded sample of the space's cells on one synthetic batch (labels included) and
 measures, with JAX's ahead-of-time API: tracing + lowering (s), XLA compilation (s), the
 number of HLO instructions XLA optimised, steady seconds per cell over the calls after the
