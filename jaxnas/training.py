@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxnas import benchmarks, errors, json_lines, losses, spaces, train_data
+from jaxnas import benchmarks, errors, losses, run_files, spaces, train_data
 from jaxnas.progress import Progress
 
 # ----------------------------------------------------------------------------- config
@@ -366,7 +366,7 @@ def chosen_arch(search_dir: str, run: int = -1) -> tuple[str, dict]:
         raise errors.DataError(f"no search results at {path} (train.from_search)")
     records = [
         record
-        for record in json_lines.read_json_lines(path)
+        for record in run_files.read_json_lines(path)
         if isinstance(record, dict) and isinstance(record.get("arch"), str)
     ]
     if not records:
@@ -701,7 +701,7 @@ def _benchmark(config):
 
 def _read_history(path: str, epochs: int) -> list[dict]:
     """The rows of epochs 1..`epochs` of an earlier `metrics.jsonl`."""
-    rows = [row for row in json_lines.read_json_lines(path) if row.get("epoch", 0) <= epochs]
+    rows = [row for row in run_files.read_json_lines(path) if row.get("epoch", 0) <= epochs]
     return rows[:epochs]
 
 

@@ -71,8 +71,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from jaxnas import (  # noqa: E402
     benchmarks,
     compilation_cache,
+    configs,
     evaluation,
-    experiment,
     proxies,
     xla_settings,
 )
@@ -176,7 +176,7 @@ def load_run(workdir):
     report = json.load(open(os.path.join(workdir, "report.json")))
     rows = [json.loads(line) for line in open(os.path.join(workdir, "scores.jsonl"))]
     # Runs written before a benchmark field existed used its default.
-    bench = {**experiment.default_config().benchmark.to_dict(), **config["benchmark"]}
+    bench = {**configs.default_config().benchmark.to_dict(), **config["benchmark"]}
     names = [k for k in rows[0] if k not in ("arch", "genotype", "index")]
     seconds = {}
     for group, t in report["timing"].items():
@@ -220,7 +220,7 @@ def run_rows(runs, bootstrap):
                 separator=run["separator"],
             )
         table = tables[run["table"]]
-        column = experiment.suite_zero_column(name)
+        column = configs.suite_zero_column(name)
         reference = table.lookup(column, run["archs"]) if column in table.columns else None
         # A table without targets (scores only) still gets a row: ours vs its column.
         for target in run["targets"] or ((None,) if reference is not None else ()):
