@@ -6,7 +6,7 @@ Command:
 
 Scores the cells of `nasbench301_darts/nb301_zc_suitezero_subset363_cifar10.csv.gz`
 (363 DARTS cells with NB301 surrogate `val_acc` and Suite-Zero's scores) as Suite-Zero
-did (settings in `experiment.suite_zero`) on the network it scored: NASLib's NB301
+did (settings in `configs.suite_zero`) on the network it scored: NASLib's NB301
 model (stem 96, C=32, 8 cells, 10 classes, parameter-free BatchNorm in the cell ops, no
 auxiliary head; the `darts` space's defaults, whose parameter counts equal the table's
 `params` column), one batch of 64 augmented real CIFAR-10 images, one initialisation
@@ -40,7 +40,7 @@ Arguments: `:size=N,seed=S,batch=B,per_cell=1,proxies=a+b,fuse=1` (see
 `configs/nb201_suitezero_proxies.py`).
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 PROXIES = (
     "epe_nas",
@@ -59,10 +59,8 @@ PROXIES = (
 
 
 def get_config(arg=None):
-    table = experiment.shared_path(
-        "nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz"
-    )
-    config, _ = experiment.suite_zero(arg, table, PROXIES, size=363)
+    table = configs.shared_path("nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz")
+    config, _ = configs.suite_zero(arg, table, PROXIES, size=363)
     config.space.name = "darts"
     config.benchmark.key = "genotype"
     return config

@@ -20,14 +20,12 @@ Arguments: `:size=N,seed=S,batch=B,per_cell=1,proxies=a+b,fuse=1` (see
 `configs/nb201_suitezero_proxies.py`).
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 
 def get_config(arg=None):
-    table = experiment.shared_path(
-        "nasbench301_darts", "nb301_nwot_zen_suitezero_11221_noacc.csv.gz"
-    )
-    config, _ = experiment.suite_zero(arg, table, ("naswot", "zen"), size=300)
+    table = configs.shared_path("nasbench301_darts", "nb301_nwot_zen_suitezero_11221_noacc.csv.gz")
+    config, _ = configs.suite_zero(arg, table, ("naswot", "zen"), size=300)
     config.space.name = "darts"
     config.benchmark.key = "genotype"
     config.benchmark.targets = ()

@@ -22,7 +22,7 @@ scores the regularised form.
 Arguments: `:size=N,seed=S,batch=B,repeats=K,proxy=SPEC`.
 """
 
-from jaxnas import experiment, proxies
+from jaxnas import configs, proxies
 from jaxnas.spaces import darts
 
 # SWAP's reference protocol: 16 images, 32 repeats.
@@ -30,7 +30,7 @@ PROTOCOL = proxies.PROXIES["swap"].protocol
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(
+    args = configs.parse_arg(
         arg,
         size=1000,
         seed=0,
@@ -38,7 +38,7 @@ def get_config(arg=None):
         repeats=PROTOCOL.num_inits,
         proxy="swap",
     )
-    config = experiment.default_config()
+    config = configs.default_config()
     config.seed = args.seed
     config.proxies = (args.proxy,)
     config.num_inits = args.repeats
@@ -54,12 +54,12 @@ def get_config(arg=None):
     }
     config.population.source = "benchmark"
     config.population.size = args.size
-    config.benchmark.path = experiment.shared_path(
+    config.benchmark.path = configs.shared_path(
         "nasbench301_darts", "swap_darts_1000_cifar10.csv.gz"
     )
     config.benchmark.key = "genotype"
     config.benchmark.targets = ("cifar10_valid_acc_200ep",)
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     config.data.normalization = "cifar10-naslib"
     config.data.batch_size = args.batch
     return config

@@ -17,16 +17,16 @@ smoke run (`:epochs=1` with `--config.train.data.max_train_examples=192`).
 Arguments: `:epochs=N,seed=S,data=tfds|npz`.
 """
 
-from jaxnas import experiment, training
+from jaxnas import configs, training
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, epochs=600, seed=0, data="tfds")
-    config = training.apply_recipe(experiment.default_config(), "darts")
+    args = configs.parse_arg(arg, epochs=600, seed=0, data="tfds")
+    config = training.apply_recipe(configs.default_config(), "darts")
     config.mode = "train"
     config.seed = args.seed
     config.space.name = "darts"
     config.train.epochs = args.epochs
     config.train.data.source = args.data
-    config.train.data.path = experiment.shared_path(*experiment.CIFAR10_IMAGES)
+    config.train.data.path = configs.shared_path(*configs.CIFAR10_IMAGES)
     return config

@@ -27,7 +27,7 @@ with its own proxy set (incl. L-SWAG). Other splits move these by 0.01-0.06
 Arguments: `:bench=B,method=M,fusion=rank_sum|log_rank,calibration=N,size=N,seed=S`.
 """
 
-from jaxnas import errors, experiment
+from jaxnas import configs, errors
 
 SUITE_ZERO = (
     "epe_nas",
@@ -105,7 +105,7 @@ BENCHES = {
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(
+    args = configs.parse_arg(
         arg,
         bench="nb201_c10",
         method="libra",
@@ -117,13 +117,13 @@ def get_config(arg=None):
     if args.bench not in BENCHES:
         raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(BENCHES)}")
     folder, name, where, space, key, key_columns, size, calib, columns = BENCHES[args.bench]
-    config = experiment.default_config()
+    config = configs.default_config()
     config.seed = args.seed
     config.proxies = ()
     config.space.name = space
     config.population.source = "benchmark"
     config.population.size = args.size or size
-    config.benchmark.path = experiment.shared_path(folder, name)
+    config.benchmark.path = configs.shared_path(folder, name)
     config.benchmark.where = where
     config.benchmark.key = key
     config.benchmark.key_columns = key_columns

@@ -24,25 +24,25 @@ Arguments: `:size=N,seed=S,batch=B,stem=C,inits=K` (`stem=128,batch=64` is the
 Suite-Zero setting).
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=250, seed=0, batch=128, stem=16, inits=1)
-    config = experiment.default_config()
+    args = configs.parse_arg(arg, size=250, seed=0, batch=128, stem=16, inits=1)
+    config = configs.default_config()
     config.seed = args.seed
     config.space.name = "nb101"
     config.space.kwargs = {"stem_channels": args.stem}
     config.num_inits = args.inits
     config.population.source = "benchmark"
     config.population.size = args.size
-    config.benchmark.path = experiment.shared_path(
+    config.benchmark.path = configs.shared_path(
         "nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz"
     )
     config.benchmark.key = "arch"
     config.benchmark.key_columns = ("adjacency_rows", "ops")
     config.benchmark.targets = ("val_acc",)
     config.benchmark.references = ("params", "flops", "synflow", "snip", "jacov")
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     return config

@@ -6,7 +6,7 @@ Command:
 
 Scores the cells of `nasbench101/nb101_zc_suitezero_subset250_cifar10.csv.gz` (250
 cells, every second row of an early Suite-Zero file) as Suite-Zero did (settings in
-`experiment.suite_zero`): NASLib's NB101 network, i.e. the benchmark's (128-channel
+`configs.suite_zero`): NASLib's NB101 network, i.e. the benchmark's (128-channel
 stem, 3 stacks x 3 cells, 10 classes), one batch of 64 augmented real CIFAR-10 images,
 one initialisation per cell. Reports Spearman / Kendall with bootstrap CIs of ours vs
 `val_acc` (108-epoch CIFAR-10 validation accuracy), of ours vs the proxy's published
@@ -37,7 +37,7 @@ Arguments: `:size=N,seed=S,batch=B,stem=C,init=I,per_cell=1,proxies=a+b,fuse=1` 
 `configs/nb201_suitezero_proxies.py`).
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 PROXIES = (
     "epe_nas",
@@ -55,8 +55,8 @@ PROXIES = (
 
 
 def get_config(arg=None):
-    table = experiment.shared_path("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
-    config, args = experiment.suite_zero(arg, table, PROXIES, size=250, stem=128, init="nb101")
+    table = configs.shared_path("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
+    config, args = configs.suite_zero(arg, table, PROXIES, size=250, stem=128, init="nb101")
     config.space.name = "nb101"
     config.space.kwargs = {"stem_channels": args.stem, "init": args.init}
     config.benchmark.key = "arch"

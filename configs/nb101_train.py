@@ -25,16 +25,16 @@ Expected: 108 epochs of CIFAR-10 are GPU work; on a CPU use `:epochs=1` and an n
 Arguments: `:epochs=N,seed=S,data=tfds|npz`.
 """
 
-from jaxnas import experiment, training
+from jaxnas import configs, training
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, epochs=108, seed=0, data="tfds")
-    config = training.apply_recipe(experiment.default_config(), "nb101")
+    args = configs.parse_arg(arg, epochs=108, seed=0, data="tfds")
+    config = training.apply_recipe(configs.default_config(), "nb101")
     config.mode = "train"
     config.seed = args.seed
     config.space.name = "nb101"
     config.train.epochs = args.epochs
     config.train.data.source = args.data
-    config.train.data.path = experiment.shared_path(*experiment.CIFAR10_IMAGES)
+    config.train.data.path = configs.shared_path(*configs.CIFAR10_IMAGES)
     return config

@@ -25,19 +25,19 @@ rows are 0.901 (CIFAR-100) and 0.848 (ImageNet16-120) in docs/proxy_correlations
 Arguments: `:size=N,seed=S,batch=B` (defaults 1000, 0, 64).
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 COMPONENTS = ("az_expressivity", "az_progressivity", "az_trainability", "flops")
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=1000, seed=0, batch=64)
-    config = experiment.default_config()
+    args = configs.parse_arg(arg, size=1000, seed=0, batch=64)
+    config = configs.default_config()
     config.seed = args.seed
     config.proxies = COMPONENTS
     config.population.source = "benchmark"
     config.population.size = args.size
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     config.data.batch_size = args.batch
     config.combine.method = "log_rank"

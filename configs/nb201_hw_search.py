@@ -29,11 +29,11 @@ Arguments: `:mode=pareto|constrained,fitness=F,runs=R,evals=E,budget=MS,device=C
 seed=S,table=DIR,proxy=NAME`.
 """
 
-from jaxnas import errors, experiment
+from jaxnas import configs, errors
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(
+    args = configs.parse_arg(
         arg,
         mode="pareto",
         fitness="12ep",
@@ -48,7 +48,7 @@ def get_config(arg=None):
     )
     if args.mode not in ("pareto", "constrained"):
         raise errors.ConfigError(f"mode must be pareto or constrained; got {args.mode!r}")
-    config = experiment.default_config()
+    config = configs.default_config()
     config.mode = "search"
     config.seed = args.seed
     s = config.search
@@ -62,7 +62,7 @@ def get_config(arg=None):
         s.strategy = "evolution"
         s.params = {"children_per_step": 1}
         s.num_generations = args.evals
-    s.cost.path = experiment.shared_path("hwnasbench", "nb201_hw_nas_bench_cifar10.csv.gz")
+    s.cost.path = configs.shared_path("hwnasbench", "nb201_hw_nas_bench_cifar10.csv.gz")
     s.cost.column = args.device
     s.cost.budget = args.budget
     if args.table:
@@ -71,14 +71,14 @@ def get_config(arg=None):
         config.proxies = (args.proxy,)
     elif args.fitness == "12ep":
         s.fitness.source = "benchmark"
-        s.fitness.path = experiment.shared_path("nasbench201", "nb201_acc_12ep_minibench.csv.gz")
+        s.fitness.path = configs.shared_path("nasbench201", "nb201_acc_12ep_minibench.csv.gz")
         s.fitness.column = "cifar10valid_valid_12ep"
     else:
         s.fitness.source = "benchmark"
-        s.fitness.path = experiment.shared_path(
+        s.fitness.path = configs.shared_path(
             "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
         )
         s.fitness.column = args.fitness
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

@@ -23,12 +23,12 @@ test; reference.md §C.6, unverified).
 Arguments: `:pool=M,n=N,k=K,runs=R,seed=S`.
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, pool=150, n=300, k=40, runs=100, seed=0)
-    config = experiment.default_config()
+    args = configs.parse_arg(arg, pool=150, n=300, k=40, runs=100, seed=0)
+    config = configs.default_config()
     config.mode = "supernet"
     config.seed = args.seed
     config.proxies = ("knas(variant='code')",)
@@ -36,16 +36,16 @@ def get_config(arg=None):
     config.archs_per_call = 8
     config.population.source = "sample"
     config.population.size = args.pool
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     config.data.batch_size = 50
     config.search.strategy = "knas"
     config.search.num_runs = args.runs
     config.search.params = dict(
         num_samples=args.n,
         top_k=args.k,
-        signal_path=experiment.shared_path("nasbench201", "nb201_acc_12ep_minibench.csv.gz"),
+        signal_path=configs.shared_path("nasbench201", "nb201_acc_12ep_minibench.csv.gz"),
         signal_column="cifar10valid_valid_12ep",
     )
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

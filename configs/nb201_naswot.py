@@ -18,15 +18,15 @@ Arguments: `:size=N,seed=S` (e.g. `--config=configs/nb201_naswot.py:size=50`).
 
 import os
 
-from jaxnas import experiment
+from jaxnas import configs
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=200, seed=0)
-    config = experiment.default_config()
+    args = configs.parse_arg(arg, size=200, seed=0)
+    config = configs.default_config()
     config.seed = args.seed
     config.population.size = args.size
-    table = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    table = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     if os.path.exists(table):
         config.benchmark.path = table
         config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")

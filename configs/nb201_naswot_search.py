@@ -27,20 +27,20 @@ cell on one seeded batch, where the live search draws a batch per run.
 Arguments: `:runs=R,n=N,seed=S,batch=B,table=DIR`.
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, runs=100, n=100, seed=0, batch=128, table="")
-    config = experiment.default_config()
+    args = configs.parse_arg(arg, runs=100, n=100, seed=0, batch=128, table="")
+    config = configs.default_config()
     config.mode = "search"
     config.seed = args.seed
     config.search.num_runs = args.runs
     config.search.population_size = args.n
     config.archs_per_call = 20
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     if args.table:
         config.search.fitness.source = "table"

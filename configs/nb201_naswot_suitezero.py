@@ -16,20 +16,20 @@ Expected on a 2-core CPU: ~4 min. Bar (issue 2): |rho(ours, val_acc) - rho(nwot,
 Arguments: `:size=N,seed=S,batch=B`.
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, size=1000, seed=0, batch=64)
-    config = experiment.default_config()
+    args = configs.parse_arg(arg, size=1000, seed=0, batch=64)
+    config = configs.default_config()
     config.seed = args.seed
     config.population.source = "benchmark"
     config.population.size = args.size
-    config.benchmark.path = experiment.shared_path(
+    config.benchmark.path = configs.shared_path(
         "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
     )
     config.benchmark.targets = ("val_acc",)
     config.benchmark.references = ("nwot",)
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     return config

@@ -16,19 +16,19 @@ Expected: about 0.4 s per cell and initialisation on a quiet 2-core CPU, so ~7 h
 Arguments: `:inits=K,seed=S,batch=B`.
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, inits=4, seed=0, batch=128)
-    config = experiment.default_config()
+    args = configs.parse_arg(arg, inits=4, seed=0, batch=128)
+    config = configs.default_config()
     config.mode = "score"
     config.seed = args.seed
     config.num_inits = args.inits
     config.population.source = "all"
     config.archs_per_call = 125
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     return config

@@ -30,11 +30,11 @@ and NASLib's validation accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120 (mean
 Arguments: `:runs=R,evals=E,seed=S,tournament=T,area,m=M,table=DIR,warmup=nwot,batch=B`.
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(
+    args = configs.parse_arg(
         arg,
         runs=100,
         evals=150,
@@ -46,7 +46,7 @@ def get_config(arg=None):
         warmup="",
         batch=128,
     )
-    config = experiment.default_config()
+    config = configs.default_config()
     config.mode = "search"
     config.seed = args.seed
     s = config.search
@@ -55,13 +55,13 @@ def get_config(arg=None):
     s.num_generations = args.evals
     s.num_runs = args.runs
     s.params = {"tournament_size": args.tournament, "children_per_step": 1}
-    twelve = experiment.shared_path("nasbench201", "nb201_acc_12ep_minibench.csv.gz")
+    twelve = configs.shared_path("nasbench201", "nb201_acc_12ep_minibench.csv.gz")
     s.fitness.source = "benchmark"
     s.fitness.path = twelve
     s.fitness.column = "cifar10valid_valid_12ep"
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.extra_paths = (
-        experiment.shared_path("nasbench201", "nb201_val_acc_zen_suitezero.csv.gz"),
+        configs.shared_path("nasbench201", "nb201_val_acc_zen_suitezero.csv.gz"),
     )
     config.benchmark.targets = (
         "cifar10_test",
@@ -86,12 +86,12 @@ def get_config(arg=None):
         s.warmup.table = args.table
         if args.warmup:
             s.warmup.source = "benchmark"
-            s.warmup.path = experiment.shared_path(
+            s.warmup.path = configs.shared_path(
                 "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
             )
             s.warmup.column = args.warmup
         config.proxies = ("naswot",)
-        experiment.use_cifar10_train_images(config.data)
+        configs.use_cifar10_train_images(config.data)
         config.data.batch_size = args.batch
         config.archs_per_call = args.m
         row = {  # AREA has no test columns in Table 2a

@@ -38,7 +38,7 @@ gradient shared by snip / grad_norm / plain and the input gradient shared by jac
 epe_nas once. The cells of a size-n run are among those of any larger size (same seed).
 """
 
-from jaxnas import experiment
+from jaxnas import configs
 
 PROXIES = (
     "epe_nas",
@@ -58,6 +58,6 @@ PROXIES = (
 
 
 def get_config(arg=None):
-    table = experiment.shared_path("nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz")
-    config, _ = experiment.suite_zero(arg, table, PROXIES, size=1000)
+    table = configs.shared_path("nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz")
+    config, _ = configs.suite_zero(arg, table, PROXIES, size=1000)
     return config

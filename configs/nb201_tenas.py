@@ -22,29 +22,29 @@ The network, inputs and K are the proxies' registered reference protocols
 `:proxy=ntk|regions,size=N,seed=S`.
 """
 
-from jaxnas import errors, experiment, proxies
+from jaxnas import configs, errors, proxies
 
 PROXIES = {"ntk": "ntk_cond", "regions": "linear_regions"}
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(arg, proxy="ntk", size=200, seed=0)
+    args = configs.parse_arg(arg, proxy="ntk", size=200, seed=0)
     if args.proxy not in PROXIES:
         raise errors.ConfigError(f"unknown TE-NAS proxy {args.proxy!r}; expected ntk or regions")
     name = PROXIES[args.proxy]
     protocol = proxies.PROXIES[name].protocol  # TE-NAS's network, inputs and K
-    config = experiment.default_config()
+    config = configs.default_config()
     config.seed = args.seed
     config.population.size = args.size
     config.proxies = (name,)
     config.num_inits = protocol.num_inits
     config.space.kwargs = dict(protocol.network)
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     if protocol.crop_size is None:
         config.data.batch_size = protocol.batch_size
     else:
         config.data.crops = protocol.batch_size
         config.data.crop_size = protocol.crop_size
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

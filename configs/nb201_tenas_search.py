@@ -26,7 +26,7 @@ record's params).
 Arguments: `:runs=R,seed=S,repeats=3,ntk_batch=72,crops=3000`.
 """
 
-from jaxnas import experiment, proxies
+from jaxnas import configs, proxies
 from jaxnas.strategies import tenas
 
 # TE-NAS's protocols of its two proxies (72 images, 3000 crops, K=3).
@@ -34,7 +34,7 @@ NTK, REGIONS = (proxies.PROXIES[name].protocol for name in ("ntk_cond", "linear_
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(
+    args = configs.parse_arg(
         arg,
         runs=10,
         seed=0,
@@ -42,11 +42,11 @@ def get_config(arg=None):
         ntk_batch=NTK.batch_size,
         crops=REGIONS.batch_size,
     )
-    config = experiment.default_config()
+    config = configs.default_config()
     config.mode = "supernet"
     config.seed = args.seed
     config.proxies = ("ntk_cond", "linear_regions")
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     config.data.normalization = "cifar10"
     config.search.strategy = "tenas"
     config.search.num_runs = args.runs
@@ -56,6 +56,6 @@ def get_config(arg=None):
         ntk_batch=args.ntk_batch,
         crops=args.crops,
     )
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

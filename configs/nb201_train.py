@@ -28,7 +28,7 @@ run with the best proxy score, or `--config.train.from_search_run=R`) instead of
 
 import os
 
-from jaxnas import experiment, training
+from jaxnas import configs, training
 
 BEST = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
@@ -43,10 +43,10 @@ TARGETS = {
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(
+    args = configs.parse_arg(
         arg, arch=BEST, search="", epochs=200, seed=0, data="npz", dataset="cifar10"
     )
-    config = training.apply_recipe(experiment.default_config(), "nb201")
+    config = training.apply_recipe(configs.default_config(), "nb201")
     config.mode = "train"
     config.seed = args.seed
     config.space.name = "nb201"
@@ -58,8 +58,8 @@ def get_config(arg=None):
     t.data.source = args.data
     t.data.dataset = args.dataset
     t.data.normalization = args.dataset
-    t.data.path = experiment.shared_path(*experiment.CIFAR10_IMAGES)
-    table = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    t.data.path = configs.shared_path(*configs.CIFAR10_IMAGES)
+    table = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     if os.path.exists(table):
         config.benchmark.path = table
         config.benchmark.targets = (TARGETS.get(args.dataset, "cifar10_test"),)

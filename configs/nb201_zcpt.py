@@ -22,24 +22,24 @@ in WORKSPACE_NOTES.md state the settings used).
 Arguments: `:proxy=zico,runs=R,seed=S,pool=10,rounds=100,batch=64,channels=16,cells=5`.
 """
 
-from jaxnas import errors, experiment
+from jaxnas import configs, errors
 
 SCORERS = {"zico": "zico", "naswot": "naswot", "meco": "meco"}
 
 
 def get_config(arg=None):
-    args = experiment.parse_arg(
+    args = configs.parse_arg(
         arg, proxy="zico", runs=10, seed=0, pool=10, rounds=100, batch=64, channels=16, cells=5
     )
     if args.proxy not in SCORERS:
         raise errors.ConfigError(
             f"unknown Zero-Cost-PT scorer {args.proxy!r}; expected one of {sorted(SCORERS)}"
         )
-    config = experiment.default_config()
+    config = configs.default_config()
     config.mode = "supernet"
     config.seed = args.seed
     config.proxies = (SCORERS[args.proxy],)
-    experiment.use_cifar10_train_images(config.data)
+    configs.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     config.search.strategy = "zc_pt"
     config.search.num_runs = args.runs
@@ -49,6 +49,6 @@ def get_config(arg=None):
         supernet=dict(channels=args.channels, cells_per_stage=args.cells),
         cell=dict(channels=args.channels, cells_per_stage=args.cells),
     )
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

@@ -5,7 +5,7 @@ field that does not exist, a value of the wrong type or a size or count of zero 
 ends with one `ConfigError` naming the field, instead of a traceback deep in JAX or a
 silent wrong answer (`num_inits=0` used to write `"score": null` for every cell).
 
-Names and types come from `experiment.default_config()`: a field there is a field here,
+Names and types come from `configs.default_config()`: a field there is a field here,
 and its default's type is the type it must keep (an int field accepts no float, a tuple
 field no bare string). Empty sub-configs there (`space.kwargs`,
 `benchmark.reference_of`) are free-form keyword arguments and are not checked by name.
@@ -110,7 +110,7 @@ def validate(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigD
 
     Args:
       config: a resolved experiment config (config file plus command-line overrides).
-      defaults: the config that lists every field (`experiment.default_config()`).
+      defaults: the config that lists every field (`configs.default_config()`).
 
     Raises:
       errors.ConfigError: one line naming the first bad field, its value and what it

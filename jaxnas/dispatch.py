@@ -12,7 +12,7 @@ one of two ways (see `jaxnas.spaces.nb201`):
 A CPU core gains nothing from wider kernels, so "switch" with one architecture at a time
 wins there (crossover measured with `scripts/bench_dispatch.py`, WORKSPACE_NOTES.md
 "Scale out (issue 18)"); a GPU or TPU is mostly idle on one small network, so "mask"
-with chunks of architectures wins there. `experiment` resolves `config.dispatch="auto"`
+with chunks of architectures wins there. `inputs` resolves `config.dispatch="auto"`
 and `config.chunk_size=0` with `resolve`; explicit values are kept.
 """
 

@@ -41,277 +41,36 @@ from jaxnas import (
     benchmarks,
     combination,
     config_checks,
-    data,
-    dispatch,
+    configs,
     distributed,
     errors,
     evaluation,
     fitness,
-    json_lines,
+    inputs,
     pareto,
     proxies,
+    run_files,
+    scoring,
     search,
     search_report,
-    spaces,
     strategies,
+    supernet_search,
     training,
-    types,
 )
 from jaxnas.progress import Progress
 
 
-def default_config() -> ml_collections.ConfigDict:
-    """Every field an experiment config may set, with defaults (the demo's settings)."""
-    c = ml_collections.ConfigDict()
-    c.mode = "score"
-    c.seed = 0
-    c.space = ml_collections.ConfigDict({"name": "nb201", "kwargs": {}})
-    c.proxies = ("naswot",)
-    c.num_inits = 1  # K random initialisations per architecture
-    c.aggregate = "mean"  # over the K initialisations
-    # "switch" | "mask" for spaces with both (NB201, NB101, NDS); "auto": switch on CPU,
-    # mask on GPU/TPU (`jaxnas.dispatch`).
-    c.dispatch = "auto"
-    c.chunk_size = 0  # architectures vmapped together in a call; 0: by dispatch (1 for switch)
-    c.archs_per_call = 16  # architectures per compiled call (progress granularity)
-    # Score proxies with the same network overrides in one compiled program
-    # (`proxies.stack`): shared subexpressions (a loss gradient, an input gradient) are
-    # computed once; timings are then per group of proxies.
-    c.fuse_proxies = False
-
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "synthetic"  # synthetic | npz | tfds
-    c.data.path = ""  # npz file
-    c.data.images_key = "images"
-    c.data.labels_key = "labels"
-    c.data.dataset = "cifar10"  # tfds dataset (cifar10 | cifar100 | imagenet16-120)
-    c.data.split = "train"
-    c.data.data_dir = ""
-    c.data.max_examples = 5000  # images read from tfds into the sampling pool
-    c.data.normalization = "cifar10"
-    c.data.augment = False  # random crop (crop_padding) + flip, as NASLib's train loader
-    c.data.crop_padding = 4
-    c.data.batch_size = 128  # NASWOT reference default (score_networks.py --batch_size)
-    # Score mode: a batch drawn per architecture (NAS-Bench-Suite-Zero's protocol) instead
-    # of one seeded batch shared by all (NASWOT's; common random numbers).
-    c.data.batch_per_arch = False
-    c.data.image_size = 32  # synthetic images
-    c.data.num_classes = 10  # synthetic labels
-    # > 0: the batch is this many random crop_size x crop_size single-channel crops of
-    # the (normalised) images instead (TE-NAS's linear-region inputs, 3000 crops of 3x3).
-    c.data.crops = 0
-    c.data.crop_size = 3
-
-    c.population = ml_collections.ConfigDict()
-    c.population.source = "sample"  # sample | all | benchmark | list
-    c.population.size = 200  # for sample / benchmark: distinct cells drawn with the seed
-    c.population.archs = ()  # for list: architecture strings in the space's notation
-
-    c.benchmark = ml_collections.ConfigDict()
-    c.benchmark.path = ""  # CSV(.gz) table with an arch_str column; "" = none
-    c.benchmark.key = "arch_str"  # column with each row's architecture in the space's notation
-    c.benchmark.key_columns = ()  # or: build `key` by joining these columns (NB101: rows;ops)
-    c.benchmark.key_separator = ";"
-    c.benchmark.targets = ("cifar10_test",)  # accuracy columns to correlate with / report
-    c.benchmark.references = ()  # published proxy-score columns to compare against
-    # proxy spec -> its own published column (ours vs that column only), e.g.
-    # {"jacob_cov": "jacov"}; the columns are also correlated with every target.
-    c.benchmark.reference_of = ml_collections.ConfigDict()
-    # Further tables joined by architecture string, for targets the first lacks (search).
-    c.benchmark.extra_paths = ()
-
-    # Keep only the rows whose column equals the value, e.g. {"dataset": "cifar100"} for
-    # a table holding several datasets.
-    c.benchmark.where = ml_collections.ConfigDict()
-
-    # Score mode: one combined score from the proxies and/or published table columns
-    # (`jaxnas.combination`; combiners in `jaxnas.proxies.combine`). "" = none.
-    c.combine = ml_collections.ConfigDict()
-    c.combine.method = ""  # rank_sum | vote | log_rank | libra
-    c.combine.proxies = ()  # scored proxies that enter the matrix (default: all)
-    c.combine.columns = ()  # published score columns of the benchmark table
-    c.combine.calibration_size = 0  # libra: labelled cells of the population, held apart
-    c.combine.target = ""  # libra: accuracy column (default: benchmark.targets[0])
-    c.combine.params = "params"  # libra: #params, a scored proxy or a table column
-    c.combine.fusion = "rank_sum"  # libra: how the three chosen proxies are fused
-    c.combine.margin = 0.1  # libra: candidate band below the best Spearman
-    c.combine.num_bins = 8  # libra: equal-frequency bins of the entropy estimates
-
-    c.search = ml_collections.ConfigDict()
-    c.search.strategy = "random_search"
-    c.search.population_size = 100  # N
-    c.search.num_generations = 1
-    c.search.num_runs = 1  # R independent seeded runs
-    # Strategy hyper-parameters: names the factory takes (children_per_step, warmup_size,
-    # max_tries) configure it; the rest override its dynamic params (tournament_size).
-    c.search.params = ml_collections.ConfigDict()
-    # What a search maximises (`jaxnas.fitness`): "proxy" (live: config.proxies[0] over
-    # num_inits initialisations), "benchmark" (a column of the table at `path`, looked up
-    # on device) or "table" (a score-mode run over the whole space at `table`, one of its
-    # K scores drawn per evaluation; proxy = config.proxies[0]).
-    c.search.fitness = ml_collections.ConfigDict(
-        {"source": "proxy", "path": "", "column": "", "table": ""}
-    )
-    # AREA / proxy warm-up of REA: the initial population is the top N of `size` random
-    # cells by this second fitness source (same fields as search.fitness; "" = none).
-    c.search.warmup = ml_collections.ConfigDict(
-        {"source": "", "path": "", "column": "", "table": "", "size": 0}
-    )
-    # A cost column (params, FLOPs, a HW-NAS-Bench latency) of the table at `path`:
-    # `budget` > 0 rejects cells above it where the strategy takes a constraint
-    # ("evolution"), and the report names the fittest evaluated cell under it beside the
-    # best cell of the space under it; `objective` makes the cost a second, minimised
-    # objective ("nsga2") and reports the run's front and its hypervolume.
-    c.search.cost = ml_collections.ConfigDict(
-        {"path": "", "column": "", "budget": 0.0, "objective": False}
-    )
-    # Simulated-time budget (NB201's REA): seconds per evaluation from column `column` of
-    # search.fitness.path; generations stop once `budget` seconds are spent. 0 = off.
-    c.search.time = ml_collections.ConfigDict({"column": "", "budget": 0.0})
-    c.search.runs_per_call = 100  # lookup / table fitness: seeds vmapped per compiled call
-
-    c.report = ml_collections.ConfigDict()
-    c.report.num_bootstrap = 1000
-    # The published row printed beside ours (search): target -> (mean, std), and its source.
-    c.report.published = ml_collections.ConfigDict()
-    c.report.published_source = ""
-
-    c.train = training.default_config()  # mode=train
-    return c
-
-
-def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
-    """Parses a config-file argument `"a=1,b=x,flag"` against typed defaults.
-
-    `--config=file.py:size=1000,quick` gives `{"size": 1000, "quick": True, ...}`; a bare
-    name sets a boolean default to True. Unknown names raise ConfigError.
-    """
-    out = ml_collections.ConfigDict(defaults)
-    for item in filter(None, (arg or "").split(",")):
-        name, _, value = item.partition("=")
-        name = name.strip()
-        if name not in defaults:
-            raise errors.ConfigError(
-                f"unknown config argument {name!r}; expected one of {sorted(defaults)}"
-            )
-        default = defaults[name]
-        if not value:
-            out[name] = True
-        elif isinstance(default, bool):
-            out[name] = value.lower() in ("1", "true", "yes")
-        else:
-            try:
-                out[name] = type(default)(value)
-            except ValueError as exc:
-                raise errors.ConfigError(f"config argument {name}={value!r}: {exc}") from exc
-    return out
-
-
-# Our proxy name -> its NAS-Bench-Suite-Zero column, where the two names differ.
-SUITE_ZERO_COLUMN = {"naswot": "nwot", "jacob_cov": "jacov"}
-
-
-def suite_zero_column(name: str) -> str:
-    """The NAS-Bench-Suite-Zero column holding a proxy's published scores."""
-    return SUITE_ZERO_COLUMN.get(name, name)
-
-
-def suite_zero(
-    arg: str | None, table: str, proxies: tuple[str, ...], size: int, **defaults
-) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
-    """A config scoring cells of a NAS-Bench-Suite-Zero table as Suite-Zero did.
-
-    NASLib's benchmark runner (shared/docs/reference.md §A.11-A.12): one batch of real
-    CIFAR-10 training images (`cifar10_jpeg_yoongikim_...npz`, JPEG-decoded), NASLib's
-    CIFAR-10 normalisation and training augmentation (random crop, 4 pixels of padding,
-    horizontal flip), real labels, one initialisation per cell. `size` distinct rows of
-    `table` are drawn with the seed (those of a smaller size are among those of a larger
-    one); each proxy is correlated with `val_acc` and with its own published column
-    (`suite_zero_column`).
-
-    Args:
-      arg: the config file's argument, `size=N,seed=S,batch=B,per_cell=1,proxies=a+b,
-        fuse=1` plus the names of `defaults`; `per_cell` draws a batch per cell as
-        Suite-Zero did (default: one seeded batch shared by every cell).
-      table: the Suite-Zero table.
-      proxies: our names of the proxies with a column in `table` (scored by default).
-      size: the default number of cells.
-      **defaults: further arguments of the config file and their defaults.
-
-    Returns:
-      The config and the parsed arguments.
-
-    Raises:
-      ConfigError: a proxy without a published column in this table.
-    """
-    args = parse_arg(
-        arg, size=size, seed=0, batch=64, per_cell=False, proxies="", fuse=False, **defaults
-    )
-    names = tuple(args.proxies.split("+")) if args.proxies else tuple(sorted(proxies))
-    unknown = sorted(set(names) - set(proxies))
-    if unknown:
-        raise errors.ConfigError(
-            f"no published column for {unknown} in {os.path.basename(table)}; "
-            f"available: {sorted(proxies)}"
-        )
-    config = default_config()
-    config.seed = args.seed
-    config.fuse_proxies = args.fuse
-    config.proxies = names
-    config.population.source = "benchmark"
-    config.population.size = args.size
-    config.benchmark.path = table
-    config.benchmark.targets = ("val_acc",)
-    config.benchmark.reference_of = {name: suite_zero_column(name) for name in names}
-    use_cifar10_train_images(config.data)
-    config.data.normalization = "cifar10-naslib"
-    config.data.augment = True
-    config.data.crop_padding = 4
-    config.data.batch_size = args.batch
-    config.data.batch_per_arch = args.per_cell
-    config.report.num_bootstrap = 500
-    return config, args
-
-
-# The 1,280 real CIFAR-10 training (and 1,000 test) images of the shared data.
-CIFAR10_IMAGES = ("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
-
-
-def use_cifar10_train_images(data_config: ml_collections.ConfigDict) -> None:
-    """Points a config's `data` block at the shared data's 1,280 real CIFAR-10 training
-    images and labels (`CIFAR10_IMAGES`); normalisation and batch size are left as set."""
-    data_config.source = "npz"
-    data_config.path = shared_path(*CIFAR10_IMAGES)
-    data_config.images_key = "train_images"
-    data_config.labels_key = "train_labels"
-
-
-def shared_path(*parts: str) -> str:
-    """A file under the shared data directory (see `benchmarks.shared_data_dir`)."""
-    return os.path.join(benchmarks.shared_data_dir(), *parts)
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the experiment; returns the report (score) or the summary (search)."""
-    config_checks.validate(config, default_config())
+    config_checks.validate(config, configs.default_config())
     workdir, config_file = distributed.host_files(workdir, config.mode)
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, config_file)
-    previous = json.load(open(path)) if os.path.exists(path) else None
-    text = config.to_json_best_effort(indent=2, sort_keys=True)
-    with open(path, "w") as f:
-        f.write(text)
-    same_config = previous is not None and _without_num_runs(previous) == _without_num_runs(
-        json.loads(text)
-    )
+    same_config = run_files.write_config(config, os.path.join(workdir, config_file))
     if config.mode == "score":
         return _score(config, workdir, resume=same_config)
     if config.mode == "search":
         return _search(config, workdir, resume=same_config)
     if config.mode == "supernet":
-        # Imported here: supernet_search builds on this module's helpers.
-        from jaxnas import supernet_search
-
         return supernet_search.run(config, workdir, resume=same_config)
     if config.mode == "train":
         return training.train(config, workdir)
@@ -320,212 +79,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
 
 
-# ------------------------------------------------------------------------------ edges
-
-
-def _space(config):
-    if config.space.name not in spaces.SPACES:
-        raise errors.ConfigError(
-            f"unknown space {config.space.name!r}; available: {sorted(spaces.SPACES)}"
-        )
-    factory = spaces.SPACES[config.space.name]
-    kwargs, _ = dispatch.resolve(factory, config.space.kwargs, config.dispatch)
-    try:
-        return factory(**kwargs)
-    except TypeError as exc:
-        raise errors.ConfigError(f"space {config.space.name!r}: {exc}") from exc
-
-
-def _benchmark(config):
-    if not config.benchmark.path:
-        return None
-    b = config.benchmark
-    bench = benchmarks.Benchmark.from_csv(
-        b.path,
-        key=b.key,
-        key_columns=tuple(b.key_columns),
-        separator=b.key_separator,
-        where=dict(b.where),
-    )
-    paired = tuple(b.reference_of.values())
-    # Targets may live in the extra tables (search); `_Targets` checks those.
-    targets = () if b.extra_paths else b.targets
-    for column in (*targets, *b.references, *paired):
-        bench.column(column)
-    return bench
-
-
-class _Images:
-    """The configured image source: draws a batch per key."""
-
-    def __init__(self, config):
-        self.config = config.data
-        self.pool = None
-        if self.config.source == "npz":
-            if not self.config.path:
-                raise errors.ConfigError("data.source='npz' needs data.path")
-            self.pool = data.load_npz(
-                self.config.path, self.config.images_key, self.config.labels_key or None
-            )
-        elif self.config.source == "tfds":
-            self.pool = data.load_tfds(
-                self.config.dataset,
-                self.config.split,
-                self.config.data_dir or None,
-                self.config.max_examples,
-            )
-        elif self.config.source != "synthetic":
-            raise errors.ConfigError(
-                f"unknown data.source {self.config.source!r}; expected synthetic, npz or tfds"
-            )
-
-    def batch(self, key):
-        c = self.config
-        if c.crops > 0:
-            return {"x": data.random_crops(key, self._all_images(key), c.crops, c.crop_size)}
-        if self.pool is None:
-            shape = (c.image_size, c.image_size, 3)
-            return data.synthetic_batch(key, c.batch_size, shape, c.num_classes)
-        images, labels = self.pool
-        padding = c.crop_padding if c.augment else None
-        return data.sample_batch(key, images, labels, c.batch_size, c.normalization, padding)
-
-    def batches(self, key, start, stop):
-        """The batches of architectures start..stop-1 (`data.batch_per_arch`), stacked:
-        architecture i's is `batch(fold_in(key, i + 1))`."""
-        drawn = [self.batch(jax.random.fold_in(key, i + 1)) for i in range(start, stop)]
-        return jax.tree.map(lambda *v: jnp.stack(v), *drawn)
-
-    def _all_images(self, key):
-        """Every pool image, normalised (synthetic: `batch_size` N(0, 1) images)."""
-        c = self.config
-        if self.pool is None:
-            shape = (c.image_size, c.image_size, 3)
-            return data.synthetic_batch(jax.random.fold_in(key, 1), c.batch_size, shape)["x"]
-        return jnp.asarray(data.normalize(self.pool[0], c.normalization))
-
-
-def _scorer(config, space, proxy, batch_per_arch=False, mesh=None):
-    _, chunk = dispatch.resolve(
-        spaces.SPACES[config.space.name],
-        config.space.kwargs,
-        config.dispatch,
-        config.chunk_size,
-        config.archs_per_call,
-    )
-
-    @jax.jit
-    def scorer(population, batch, keys):
-        return proxies.score_population(
-            proxy,
-            space,
-            population,
-            batch,
-            keys,
-            chunk_size=chunk,
-            batch_per_arch=batch_per_arch,
-            mesh=mesh,
-        )
-
-    return scorer
-
-
-def _proxy_groups(config) -> list[dict[str, types.ProxyFn]]:
-    """The proxies scored together, spec -> function: one group each, or (`fuse_proxies`)
-    one group per set of declared network overrides (`proxies.fuse_groups`), in the
-    order of `config.proxies`."""
-    specs = list(dict.fromkeys(config.proxies))
-    groups = proxies.fuse_groups(specs) if config.fuse_proxies else [[s] for s in specs]
-    return [{spec: proxies.get_proxy(spec) for spec in group} for group in groups]
-
-
-def _score_chunks(
-    scorer, population, batch, keys, per_call, progress, checkpoint=None, previous=None, mesh=None
-) -> np.ndarray:
-    """f32[P, K, ...] scores of a host population, in fixed-size compiled calls (padded).
-
-    `batch` is shared by every architecture, or a function `(start, stop) -> batch` giving
-    the batches of architectures `start..stop-1` stacked (a scorer with `batch_per_arch`).
-    With `checkpoint` (a .npy path) the scores so far are saved after every call;
-    `previous` (scores of the first architectures, saved by an earlier call with the
-    same population) are kept and scoring goes on after them. `mesh` is the scorer's
-    (default: `proxies.population_mesh()`, every process's devices).
-    """
-    per_call = min(per_call, population.shape[0])
-    # Inputs are replicated over the devices the population is sharded over.
-    mesh = proxies.population_mesh() if mesh is None else mesh
-    keys = distributed.replicate(keys, mesh)
-    if not callable(batch):
-        batch = distributed.replicate(batch, mesh)
-    out = [] if previous is None else [previous]
-    first = 0 if previous is None else previous.shape[0]
-    for start in range(first, population.shape[0], per_call):
-        chunk = population[start : start + per_call]
-        real = chunk.shape[0]
-        pad = per_call - real
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
-        chunk_batch = batch
-        if callable(batch):
-            chunk_batch = batch(start, start + real)
-            if pad:
-                chunk_batch = jax.tree.map(
-                    lambda v, n=pad: jnp.concatenate([v, jnp.repeat(v[:1], n, 0)]), chunk_batch
-                )
-            chunk_batch = distributed.replicate(chunk_batch, mesh)
-        chunk = distributed.replicate(chunk, mesh)
-        with jax.transfer_guard("disallow"):
-            scores = scorer(chunk, chunk_batch, keys)
-        out.append(distributed.to_host(scores)[:real])
-        if checkpoint:
-            distributed.save_whole(checkpoint, np.concatenate(out))
-        progress.update(real)
-    return np.concatenate(out)
-
-
-def _check_finite_or_failed(name, scores):
-    failed = int(np.isnan(scores).sum())
-    if failed:
-        print(f"warning: {name}: {failed} evaluations returned NaN (failed); they never win")
-
-
-# ------------------------------------------------------------------------------ score
-
-
-def _population(config, space, bench, key) -> np.ndarray:
-    pop = config.population
-    if pop.source == "all":
-        return space.enumerate()
-    if pop.source == "sample":
-        if space.size <= 10**6:
-            rows = np.asarray(
-                jax.random.choice(key, space.size, (min(pop.size, space.size),), replace=False)
-            )
-            return space.enumerate()[np.sort(rows)]
-        return np.asarray(space.sample(key, pop.size))
-    if pop.source == "benchmark":
-        if bench is None:
-            raise errors.ConfigError("population.source='benchmark' needs benchmark.path")
-        n = min(pop.size, len(bench))
-        rows = np.sort(np.asarray(jax.random.choice(key, len(bench), (n,), replace=False)))
-        return np.stack([space.from_string(a) for a in bench.column(bench.key)[rows]])
-    if pop.source == "list":
-        if not pop.archs:
-            raise errors.ConfigError("population.source='list' needs population.archs")
-        return np.stack([space.from_string(a) for a in pop.archs])
-    raise errors.ConfigError(
-        f"unknown population.source {pop.source!r}; expected sample, all, benchmark or list"
-    )
-
-
 def _score(config, workdir, resume=False) -> dict:
     combination.validate(config)
-    space = _space(config)
-    bench = _benchmark(config)
-    images = _Images(config)
+    space = inputs.space(config)
+    bench = inputs.benchmark(config)
+    images = inputs.Images(config)
     key = jax.random.key(config.seed)
     key_pop, key_data, key_init = jax.random.split(key, 3)
-    population = space.validate(_population(config, space, bench, key_pop))
+    population = space.validate(inputs.population(config, space, bench, key_pop))
     per_arch = config.data.batch_per_arch
     if per_arch:
         batch = functools.partial(images.batches, key_data)
@@ -542,11 +103,13 @@ def _score(config, workdir, resume=False) -> dict:
     text = config.to_json_best_effort(sort_keys=True).encode()
     tag = "" if hosts.count == 1 else "." + hashlib.sha1(text).hexdigest()[:10]
     timing, shards = {}, []
-    for group in _proxy_groups(config):
+    for group in scoring.proxy_groups(config):
         name = "+".join(group)
         fns = list(group.values())
         proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)
-        scorer = _scorer(config, space, proxy, per_arch, mesh)
+        scorer = scoring.make_scorer(
+            proxy, space, chunk_size=inputs.chunk_size(config), batch_per_arch=per_arch, mesh=mesh
+        )
         progress = None
 
         def score_range(start, stop, checkpoint, previous, name=name, scorer=scorer):
@@ -558,7 +121,7 @@ def _score(config, workdir, resume=False) -> dict:
             progress = Progress(stop - start, f"score {name}", done=done)
             shard_batch = (lambda a, b: batch(start + a, start + b)) if per_arch else batch
             chunk = population[start:stop]
-            return _score_chunks(
+            return scoring.score_chunks(
                 scorer,
                 chunk,
                 shard_batch,
@@ -589,7 +152,7 @@ def _score(config, workdir, resume=False) -> dict:
         scores = distributed.merge_shards(workdir, file_name, hosts.count)
         scores = scores.reshape(*scores.shape[:2], len(group))
         for m, spec in enumerate(group):
-            _check_finite_or_failed(spec, scores[..., m])
+            scoring.warn_failed(spec, scores[..., m])
             results[spec] = (
                 scores[..., m],
                 np.asarray(proxies.aggregate(jnp.asarray(scores[..., m]), config.aggregate)),
@@ -601,8 +164,8 @@ def _score(config, workdir, resume=False) -> dict:
                 row["index"] = int(bench.lookup("index", [archs[i]])[0])
             for spec, (scores, agg) in results.items():
                 row[spec] = {
-                    "scores": [_json_float(v) for v in scores[i]],
-                    "score": _json_float(agg[i]),
+                    "scores": [run_files.json_float(v) for v in scores[i]],
+                    "score": run_files.json_float(agg[i]),
                 }
             f.write(json.dumps(row) + "\n")
 
@@ -616,7 +179,7 @@ def _score(config, workdir, resume=False) -> dict:
     if config.combine.method:
         report["combine"] = combination.run(config, bench, archs, results, workdir)
     with open(os.path.join(workdir, "report.json"), "w") as f:
-        json.dump(_jsonable(report), f, indent=2)
+        json.dump(run_files.jsonable(report), f, indent=2)
     print(f"scored {len(population)} architectures -> {workdir}/scores.jsonl")
     for spec, t in timing.items():
         print(
@@ -658,23 +221,6 @@ def _correlations(config, bench, archs, results) -> dict:
 
 
 # ----------------------------------------------------------------------------- search
-
-
-def _without_num_runs(config: dict) -> dict:
-    return {**config, "search": {**config.get("search", {}), "num_runs": None}}
-
-
-def _completed_runs(path: str, num_runs: int) -> list[dict]:
-    """The records 0, 1, ..., k-1 at the head of an earlier `runs.jsonl` (a partial last
-    line from an interrupted write is dropped)."""
-    runs = []
-    for record in json_lines.read_json_lines(path):
-        if record.get("run") != len(runs) or len(runs) == num_runs:
-            break
-        runs.append(record)
-    return runs
-
-
 class _Targets:
     """Benchmark columns of the report tables (benchmark.path + extra_paths), laid out by
     genotype code so that whole histories are looked up by NumPy indexing."""
@@ -792,8 +338,8 @@ def _strategy_factory(config, space, warmup_size, constraint, num_objectives):
 
 
 def _search(config, workdir, resume=False) -> dict:
-    space = _space(config)
-    bench = _benchmark(config)
+    space = inputs.space(config)
+    bench = inputs.benchmark(config)
     s = config.search
     if config.data.batch_per_arch:
         raise errors.ConfigError(
@@ -843,8 +389,8 @@ def _search(config, workdir, resume=False) -> dict:
     path = os.path.join(workdir, "runs.jsonl")
     targets = _Targets(config, space, bench)
     if live or warm_live:
-        images = _Images(config)
-        records = _completed_runs(path, s.num_runs) if resume else []
+        images = inputs.Images(config)
+        records = run_files.completed_runs(path, s.num_runs) if resume else []
         if records:
             print(f"resuming: {len(records)} of {s.num_runs} runs already in {path}")
         one_run = jax.jit(program)
@@ -868,7 +414,7 @@ def _search(config, workdir, resume=False) -> dict:
                 curves.append(
                     {k: out[1][k] for k in ("num_evaluations", "best_genotype", "best_score")}
                 )
-                f.write(json.dumps(_jsonable(record)) + "\n")
+                f.write(json.dumps(run_files.jsonable(record)) + "\n")
                 f.flush()
                 progress.update(1)
         outputs = (None, jax.tree.map(lambda *v: np.stack(v), *curves)) if curves else None
@@ -876,10 +422,10 @@ def _search(config, workdir, resume=False) -> dict:
         outputs, records = _search_by_lookup(config, space, targets, program, run_keys, cost_table)
         with open(path, "w") as f:
             for record in records:
-                f.write(json.dumps(_jsonable(record)) + "\n")
+                f.write(json.dumps(run_files.jsonable(record)) + "\n")
     summary = _search_summary(config, space, targets, records, outputs, workdir, cost_table)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(_jsonable(summary), f, indent=2)
+        json.dump(run_files.jsonable(summary), f, indent=2)
     return summary
 
 
@@ -1005,23 +551,3 @@ def _search_summary(config, space, targets, records, outputs, workdir, cost_tabl
         png = search_report.write_curve(workdir, evaluations, curves, label)
         summary["curve"] = png or os.path.join(workdir, "curve.json")
     return summary
-
-
-def _jsonable(value):
-    """Strict JSON: non-finite floats become null / "inf" / "-inf", tuples lists."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return _json_float(value)
-    return value
-
-
-def _json_float(value):
-    value = float(value)
-    if np.isnan(value):
-        return None
-    if np.isinf(value):
-        return "-inf" if value < 0 else "inf"
-    return value

@@ -18,7 +18,15 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxnas import compilation_cache, config_checks, distributed, errors, experiment, xla_settings
+from jaxnas import (
+    compilation_cache,
+    config_checks,
+    configs,
+    distributed,
+    errors,
+    experiment,
+    xla_settings,
+)
 
 
 def define_flags(flag_values: flags.FlagValues, argv: list[str] | None = None) -> flags.FlagValues:
@@ -108,7 +116,7 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> list[
         if name.startswith("config."):
             fail(
                 f"config field '{name}' does not exist; the fields are "
-                "those of jaxnas.experiment.default_config"
+                "those of jaxnas.configs.default_config"
             )
         fail(f"unknown flag --{name}")
     except (AttributeError, KeyError) as exc:  # an override of a field that does not exist
@@ -117,12 +125,12 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> list[
         name = next((n for n in overrides if key in n.split(".")), f"config.{key}")
         fail(
             f"config field '{name}' does not exist; the fields are "
-            "those of jaxnas.experiment.default_config"
+            "those of jaxnas.configs.default_config"
         )
     except (flags.Error, OSError, ValueError, TypeError) as exc:
         fail(_flag_error_message(exc))
     try:
-        config_checks.validate(flag_values.config, experiment.default_config())
+        config_checks.validate(flag_values.config, configs.default_config())
     except errors.ConfigError as exc:
         fail(str(exc))
     return rest

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import benchmarks, data, errors, evaluation, experiment, proxies
+from jaxnas import benchmarks, data, errors, evaluation, inputs, proxies, run_files, scoring
 from jaxnas.progress import Progress
 from jaxnas.strategies import knas, tenas, zc_pt
 
@@ -44,15 +44,15 @@ def run(config, workdir: str, resume: bool = False) -> dict:
         )
     if s.num_runs < 1:
         raise errors.ConfigError(f"search.num_runs must be >= 1, got {s.num_runs}")
-    space = experiment._space(config)
+    space = inputs.space(config)
     if s.strategy in ("tenas", "zc_pt") and space.name != "nb201":
         raise errors.ConfigError(
             f"{s.strategy} runs on the NB201 supernet here; got space {space.name!r}"
         )
-    bench = experiment._benchmark(config)
+    bench = inputs.benchmark(config)
     params = config.search.params.to_dict() if "params" in config.search else {}
     path = os.path.join(workdir, "runs.jsonl")
-    runs = experiment._completed_runs(path, s.num_runs) if resume else []
+    runs = run_files.completed_runs(path, s.num_runs) if resume else []
     if runs:
         print(f"resuming: {len(runs)} of {s.num_runs} runs already in {path}")
     runner = {"tenas": _tenas, "zc_pt": _zc_pt, "knas": _knas}[s.strategy]
@@ -68,7 +68,7 @@ def run(config, workdir: str, resume: bool = False) -> dict:
                 for target in config.benchmark.targets:
                     record[target] = float(bench.lookup(target, [record["arch"]])[0])
             runs.append(record)
-            f.write(json.dumps(experiment._jsonable(record)) + "\n")
+            f.write(json.dumps(run_files.jsonable(record)) + "\n")
             f.flush()
             progress.update(1)
     summary = {
@@ -86,7 +86,7 @@ def run(config, workdir: str, resume: bool = False) -> dict:
             half = 1.96 * float(np.std(values, ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
             summary[target] = {"mean": mean, "std": std, "ci95_half_width": half}
     with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(experiment._jsonable(summary), f, indent=2)
+        json.dump(run_files.jsonable(summary), f, indent=2)
     print(f"{len(runs)} {s.strategy} runs -> {path}")
     for target in config.benchmark.targets if bench is not None else ():
         t = summary[target]
@@ -239,7 +239,7 @@ def _zc_pt(config, space, params, key, first, workdir):
             "proxy": spec,
             "pool": [space.to_string(g) for g in pool],
             "pool_index": int(index),
-            "validation": [experiment._json_float(v) for v in validation],
+            "validation": [run_files.json_float(v) for v in validation],
             "removal_scores": scores.tolist(),
             "edges_all_failed": bool(np.any(failed)),
         }
@@ -259,7 +259,7 @@ def _knas(config, space, params, key, first, workdir):
     signal_bench.column(signal_column)
     spec = config.proxies[0]
     key_pop, key_data, key_init, key_runs = jax.random.split(key, 4)
-    population = space.validate(experiment._population(config, space, None, key_pop))
+    population = space.validate(inputs.population(config, space, None, key_pop))
     archs = [space.to_string(g) for g in population]
     scores_path = os.path.join(workdir, "pool_scores.npy")
     start = time.perf_counter()
@@ -294,13 +294,15 @@ def _pool_scores(config, space, spec, population, key_data, key_init, path) -> n
             print(f"pool scores read from {path}")
             return scores
     previous = np.load(partial) if os.path.exists(partial) else None
-    images = experiment._Images(config)
+    images = inputs.Images(config)
     batch = images.batch(key_data)
     keys = jax.random.split(key_init, config.num_inits)
-    scorer = experiment._scorer(config, space, proxies.get_proxy(spec))
+    scorer = scoring.make_scorer(
+        proxies.get_proxy(spec), space, chunk_size=inputs.chunk_size(config)
+    )
     done = 0 if previous is None else previous.shape[0]
     progress = Progress(population.shape[0], f"score pool {spec}", done=done)
-    scores = experiment._score_chunks(
+    scores = scoring.score_chunks(
         scorer, population, batch, keys, config.archs_per_call, progress, partial, previous
     )
     np.save(path, scores)

@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxnas import benchmarks, errors, json_lines, spaces, train_data
+from jaxnas import benchmarks, errors, losses, run_files, spaces, train_data
 from jaxnas.progress import Progress
 
 # ----------------------------------------------------------------------------- config
@@ -287,7 +287,7 @@ def loss_fn(model, t, params, batch_stats, batch, dropout_key, drop_path_rate):
         mutable=mutable,
         **kwargs,
     )
-    loss = cross_entropy(logits, batch["y"], t.label_smoothing)
+    loss = losses.cross_entropy(logits, batch["y"], t.label_smoothing)
     if t.aux_weight > 0:
         aux = updates.get("intermediates", {}).get("aux_logits")
         if aux is None:
@@ -295,16 +295,8 @@ def loss_fn(model, t, params, batch_stats, batch, dropout_key, drop_path_rate):
                 "train.aux_weight > 0 needs a network with an auxiliary head "
                 "(space.kwargs.auxiliary=True)"
             )
-        loss = loss + t.aux_weight * cross_entropy(aux[0], batch["y"], t.label_smoothing)
+        loss = loss + t.aux_weight * losses.cross_entropy(aux[0], batch["y"], t.label_smoothing)
     return loss, (updates.get("batch_stats", batch_stats), logits)
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
-    """Mean softmax cross-entropy of logits f32[B, K] against int labels [B]."""
-    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-    if smoothing > 0:
-        onehot = optax.smooth_labels(onehot, smoothing)
-    return jnp.mean(optax.softmax_cross_entropy(logits, onehot))
 
 
 def make_train_step(model, tx, t, schedule, steps_per_epoch: int, seed: int):
@@ -327,7 +319,7 @@ def make_train_step(model, tx, t, schedule, steps_per_epoch: int, seed: int):
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
-            "loss": cross_entropy(logits, batch["y"]),
+            "loss": losses.cross_entropy(logits, batch["y"]),
             "correct": jnp.sum(jnp.argmax(logits, -1) == batch["y"]).astype(jnp.int32),
             "lr": schedule(state.step),
         }
@@ -344,10 +336,9 @@ def make_eval_step(model):
         logits = model.apply(
             {"params": state.params, "batch_stats": state.batch_stats}, batch["x"], train=False
         )
-        onehot = jax.nn.one_hot(batch["y"], logits.shape[-1], dtype=logits.dtype)
-        losses = optax.softmax_cross_entropy(logits, onehot)
+        per_example = losses.cross_entropies(logits, batch["y"])
         hits = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
-        return jnp.sum(losses * weight), jnp.sum(hits * weight)
+        return jnp.sum(per_example * weight), jnp.sum(hits * weight)
 
     return step
 
@@ -375,7 +366,7 @@ def chosen_arch(search_dir: str, run: int = -1) -> tuple[str, dict]:
         raise errors.DataError(f"no search results at {path} (train.from_search)")
     records = [
         record
-        for record in json_lines.read_json_lines(path)
+        for record in run_files.read_json_lines(path)
         if isinstance(record, dict) and isinstance(record.get("arch"), str)
     ]
     if not records:
@@ -710,7 +701,7 @@ def _benchmark(config):
 
 def _read_history(path: str, epochs: int) -> list[dict]:
     """The rows of epochs 1..`epochs` of an earlier `metrics.jsonl`."""
-    rows = [row for row in json_lines.read_json_lines(path) if row.get("epoch", 0) <= epochs]
+    rows = [row for row in run_files.read_json_lines(path) if row.get("epoch", 0) <= epochs]
     return rows[:epochs]
 
 

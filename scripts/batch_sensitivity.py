@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
-from jaxnas import compilation_cache, evaluation, experiment, proxies, xla_settings  # noqa: E402
+from jaxnas import compilation_cache, evaluation, inputs, proxies, xla_settings  # noqa: E402
 
 
 def load_config(num_cells, seed):
@@ -78,11 +78,11 @@ def main():
     names = args.proxies.split(",")
     config = load_config(args.num_cells, args.seed)
     published = dict(config.benchmark.reference_of)
-    space = experiment._space(config)
-    bench = experiment._benchmark(config)
-    images = experiment._Images(config)
+    space = inputs.space(config)
+    bench = inputs.benchmark(config)
+    images = inputs.Images(config)
     key_pop, key_data, key_init = jax.random.split(jax.random.key(config.seed), 3)
-    cells = space.validate(experiment._population(config, space, bench, key_pop))
+    cells = space.validate(inputs.population(config, space, bench, key_pop))
     archs = [space.to_string(g) for g in cells]
     keys = jax.random.split(key_init, 1)
     proxy = proxies.stack(*[proxies.get_proxy(n) for n in names])

@@ -17,7 +17,7 @@ synthetic images at `--image-size` (no ImageNet images at 224 px are available h
 
 Two calls of `--num-archs` architectures each: the first compiles, the second gives the
 steady per-architecture wall and process-CPU seconds (one supernet initialisation per
-call serves all its architectures, as in `experiment.py`); then the peak resident memory.
+call serves all its architectures, as in `scoring.py`); then the peak resident memory.
 With `--materialised K` it also scores K architectures the other way: one compiled
 program (init + NASWOT) per architecture, the materialised network, to compare a
 per-architecture compile with the space's single compile.
@@ -87,7 +87,7 @@ def main():
         return proxies.score_population(proxy, space, genotypes, batch, keys)
 
     # Two calls of P architectures each: the first compiles, the second is steady state.
-    # One supernet initialisation per call serves its P architectures (as in experiment.py).
+    # One supernet initialisation per call serves its P architectures (as in scoring.py).
     n = args.num_archs
     _, first_wall, first_cpu = timed(scorer, population[:n], batch, keys)
     scores, wall, cpu = timed(scorer, population[n : 2 * n], batch, keys)

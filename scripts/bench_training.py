@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from jaxnas import experiment, train_data, training  # noqa: E402
+from jaxnas import configs, train_data, training  # noqa: E402
 
 BEST = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
@@ -116,15 +116,15 @@ def main():
     # Run the two sides as two concurrent processes on a crowded machine (same load).
     parser.add_argument("--only", choices=("jaxnas", "torch"), default=None)
     args = parser.parse_args()
-    path = experiment.shared_path("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
+    path = configs.shared_path("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
     if not os.path.exists(path):
         sys.exit(f"missing {path} (shared data)")
-    config = training.apply_recipe(experiment.default_config(), "nb201")
+    config = training.apply_recipe(configs.default_config(), "nb201")
     config.mode, config.seed = "train", args.seed
     t = config.train
     t.arch, t.epochs, t.plot = BEST, args.epochs, False
     t.data.path = path
-    config.benchmark.path = experiment.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     train, test = train_data.load(config)
     load = os.getloadavg()
     results = {

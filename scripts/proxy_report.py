@@ -71,11 +71,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from jaxnas import (  # noqa: E402
     benchmarks,
     compilation_cache,
+    configs,
     evaluation,
-    experiment,
     proxies,
+    scoring,
     xla_settings,
 )
+from jaxnas.progress import Progress  # noqa: E402
 from jaxnas.proxies import aznas, protocols  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
@@ -176,7 +178,7 @@ def load_run(workdir):
     report = json.load(open(os.path.join(workdir, "report.json")))
     rows = [json.loads(line) for line in open(os.path.join(workdir, "scores.jsonl"))]
     # Runs written before a benchmark field existed used its default.
-    bench = {**experiment.default_config().benchmark.to_dict(), **config["benchmark"]}
+    bench = {**configs.default_config().benchmark.to_dict(), **config["benchmark"]}
     names = [k for k in rows[0] if k not in ("arch", "genotype", "index")]
     seconds = {}
     for group, t in report["timing"].items():
@@ -220,7 +222,7 @@ def run_rows(runs, bootstrap):
                 separator=run["separator"],
             )
         table = tables[run["table"]]
-        column = experiment.suite_zero_column(name)
+        column = configs.suite_zero_column(name)
         reference = table.lookup(column, run["archs"]) if column in table.columns else None
         # A table without targets (scores only) still gets a row: ours vs its column.
         for target in run["targets"] or ((None,) if reference is not None else ()):
@@ -292,7 +294,9 @@ def score(names, dataset, cells, archs_per_call, seed):
 
     The names share one protocol (`proxies.fuse_groups`); several are stacked
     (`proxies.stack`) into one compiled program on one batch, so shared intermediates
-    are computed once.
+    are computed once. The cells are scored by the CLI's engine (`jaxnas.scoring`),
+    compiled ahead of the calls so that compilation is timed apart; s/arch is the mean
+    over the calls, padding of the last one included.
     """
     protocol = proxies.record(names[0]).protocol.on(DATASETS[dataset])
     space = nb201.space(**protocol.network, num_classes=DATASETS[dataset].num_classes)
@@ -304,25 +308,17 @@ def score(names, dataset, cells, archs_per_call, seed):
     labels = any(proxies.record(n).labels for n in names)
     batch = protocols.protocol_batch(DATASETS[dataset], protocol, key_batch, labels)
     keys = jax.random.split(key_init, protocol.num_inits)
-
-    @jax.jit
-    def scorer(population):
-        return proxies.score_population(proxy, space, population, batch, keys)
-
-    chunks = [cells[i : i + archs_per_call] for i in range(0, len(cells), archs_per_call)]
-    pad = archs_per_call - len(chunks[-1])
-    chunks[-1] = np.concatenate([chunks[-1], np.repeat(chunks[-1][:1], pad, axis=0)])
+    mesh = proxies.population_mesh()
+    scorer = scoring.make_scorer(proxy, space, mesh=mesh)
     start = time.perf_counter()
-    compiled = scorer.lower(chunks[0]).compile()
+    compiled = scoring.compile_scorer(scorer, cells, batch, keys, archs_per_call, mesh)
     compile_s = time.perf_counter() - start
-    out, times = [], []
-    for chunk in chunks:
-        start = time.perf_counter()
-        scores = np.asarray(jax.block_until_ready(compiled(chunk)))  # f32[C, K, M]
-        out.append(np.stack([proxies.aggregate(scores[..., m]) for m in range(len(names))], -1))
-        times.append(time.perf_counter() - start)
-    steady = np.median(times) / archs_per_call
-    return np.concatenate(out)[: len(cells)], float(steady), float(compile_s), batch["x"].shape[0]
+    progress = Progress(len(cells), f"{dataset} {label}")
+    # f32[C, K, M] scores.
+    scores = scoring.score_chunks(compiled, cells, batch, keys, archs_per_call, progress, mesh=mesh)
+    steady = (time.perf_counter() - progress.start) / len(cells)
+    mean = np.stack([proxies.aggregate(scores[..., m]) for m in range(len(names))], -1)
+    return mean, float(steady), float(compile_s), batch["x"].shape[0]
 
 
 def run(args):

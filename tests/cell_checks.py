@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import network, types
-from jaxnas.proxies import kernels, layerwise
+from jaxnas import losses, network, types
+from jaxnas.proxies import kernels
 
 from conftest import probe_scores
 
@@ -121,7 +121,7 @@ def assert_same_gradients(space, genotype, seed=0):
     params, _, _ = init(genotype, jax.random.key(seed))
 
     def loss(net, variables):
-        return layerwise.cross_entropy(net.apply(variables, x), y)
+        return losses.cross_entropy(net.apply(variables, x), y)
 
     grads = jax.jit(jax.grad(lambda p: loss(space.network(genotype), p)))(params)
     model, net, variables, _ = _materialised_network(space, np.asarray(genotype), params, x)

@@ -14,7 +14,7 @@ import tempfile
 import jax
 import numpy as np
 
-from jaxnas import experiment, training
+from jaxnas import configs, training
 
 
 def main():
@@ -29,7 +29,7 @@ def main():
         test_images=rng.integers(0, 256, (8, 8, 8, 3)).astype(np.uint8),
         test_labels=rng.integers(0, 10, 8),
     )
-    config = training.apply_recipe(experiment.default_config(), "nb201")
+    config = training.apply_recipe(configs.default_config(), "nb201")
     config.space.kwargs = dict(channels=4, cells_per_stage=1)
     t = config.train
     t.arch = (

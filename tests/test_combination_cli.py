@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxnas import benchmarks, errors, experiment
+from jaxnas import benchmarks, configs, errors, experiment
 from jaxnas.proxies import combine
 
 from conftest import load_config
@@ -57,7 +57,7 @@ def test_rows_of_one_dataset_are_selected_with_where(tmp_path, shared_data):
 
 
 def test_live_proxies_are_combined(tmp_path):
-    config = experiment.default_config()
+    config = configs.default_config()
     config.space.kwargs = {"channels": 4, "cells_per_stage": 1}
     config.data.image_size = 8
     config.data.batch_size = 8
@@ -82,7 +82,7 @@ def test_live_proxies_are_combined(tmp_path):
     ],
 )
 def test_bad_combine_settings_fail_before_scoring(tmp_path, field, value, match):
-    config = experiment.default_config()
+    config = configs.default_config()
     config.benchmark.path = "unused.csv"
     config.combine.method = "libra"
     config.combine.calibration_size = 10

@@ -6,7 +6,7 @@ import os
 import ml_collections
 import pytest
 
-from jaxnas import config_checks, errors, experiment
+from jaxnas import config_checks, configs, errors, experiment
 
 from conftest import ROOT, load_config
 
@@ -30,11 +30,11 @@ def _set(config, field, value):
 
 
 def _validate(config):
-    config_checks.validate(config, experiment.default_config())
+    config_checks.validate(config, configs.default_config())
 
 
 def test_the_defaults_and_every_config_file_pass():
-    _validate(experiment.default_config())
+    _validate(configs.default_config())
     paths = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
     assert paths
     for path in paths:
@@ -43,7 +43,7 @@ def test_the_defaults_and_every_config_file_pass():
 
 @pytest.mark.parametrize("field", sorted(config_checks.RANGES))
 def test_a_value_below_the_range_is_an_error_naming_the_field(field):
-    config = experiment.default_config()
+    config = configs.default_config()
     low, wording = config_checks.RANGES[field]
     _set(config, field, low - 1)
     message = f"config.{field} must be {wording}, got {low - 1}"
@@ -53,13 +53,13 @@ def test_a_value_below_the_range_is_an_error_naming_the_field(field):
     _validate(config)
 
 
-@pytest.mark.parametrize("field", [f for f, _ in _walk_leaves(experiment.default_config())])
+@pytest.mark.parametrize("field", [f for f, _ in _walk_leaves(configs.default_config())])
 def test_every_field_with_a_value_of_the_wrong_type_is_an_error(field):
-    default = dict(_walk_leaves(experiment.default_config()))[field]
+    default = dict(_walk_leaves(configs.default_config()))[field]
     # A value of another kind than the default's: a string for numbers, booleans and
     # tuples; a number for strings.
     wrong = 1.5 if isinstance(default, str) else "1"
-    config = experiment.default_config()
+    config = configs.default_config()
     _set(config, field, wrong)
     with pytest.raises(errors.ConfigError, match=f"config.{field} must be") as info:
         _validate(config)
@@ -78,14 +78,14 @@ def test_every_field_with_a_value_of_the_wrong_type_is_an_error(field):
     ],
 )
 def test_other_bad_values(field, value, message):
-    config = experiment.default_config()
+    config = configs.default_config()
     _set(config, field, value)
     with pytest.raises(errors.ConfigError, match=message):
         _validate(config)
 
 
 def test_a_field_that_does_not_exist_is_an_error_but_free_form_kwargs_are_not():
-    config = experiment.default_config()
+    config = configs.default_config()
     config.space.kwargs = {"channels": 4, "anything": "goes"}  # the space checks these
     _validate(config)
     config.data.batchsize = 8
@@ -94,7 +94,7 @@ def test_a_field_that_does_not_exist_is_an_error_but_free_form_kwargs_are_not():
 
 
 def test_experiment_run_validates_before_writing(tmp_path):
-    config = experiment.default_config()
+    config = configs.default_config()
     config.num_inits = 0
     with pytest.raises(errors.ConfigError, match="config.num_inits must be an integer >= 1"):
         experiment.run(config, str(tmp_path / "run"))

@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from jaxnas import dispatch, errors, experiment, spaces
+from jaxnas import configs, dispatch, errors, inputs, spaces
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_bad_settings_are_refused():
 
 
 def test_the_experiment_builds_the_resolved_space(monkeypatch):
-    config = experiment.default_config()
+    config = configs.default_config()
     config.space.kwargs = {"channels": 4, "cells_per_stage": 1}
     seen = {}
 
@@ -49,7 +49,7 @@ def test_the_experiment_builds_the_resolved_space(monkeypatch):
 
     monkeypatch.setitem(spaces.SPACES, "nb201", factory)
     config.dispatch = "mask"
-    assert experiment._space(config) == "space"
+    assert inputs.space(config) == "space"
     assert seen == {"channels": 4, "cells_per_stage": 1, "dispatch": "mask"}
 
 

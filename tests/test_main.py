@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from absl import flags as absl_flags
 
-from jaxnas import errors, experiment, main, proxies
+from jaxnas import configs, errors, experiment, inputs, main, proxies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,7 @@ def _tiny(config):
 
 
 def test_score_mode_writes_scores_and_correlations(tmp_path, shared_data):
-    config = _tiny(experiment.default_config())
+    config = _tiny(configs.default_config())
     config.population.size = 12
     config.archs_per_call = 5  # two full calls and a padded one
     config.num_inits = 2
@@ -55,7 +55,7 @@ def test_score_mode_writes_scores_and_correlations(tmp_path, shared_data):
 
 
 def test_search_mode_reports_the_chosen_cells(tmp_path, shared_data):
-    config = _tiny(experiment.default_config())
+    config = _tiny(configs.default_config())
     config.mode = "search"
     config.search.num_runs = 2
     config.search.population_size = 6
@@ -69,7 +69,7 @@ def test_search_mode_reports_the_chosen_cells(tmp_path, shared_data):
 
 
 def test_search_resumes_and_extends_with_the_same_records(tmp_path):
-    config = _tiny(experiment.default_config())
+    config = _tiny(configs.default_config())
     config.mode = "search"
     config.search.population_size = 4
     config.search.num_runs = 3
@@ -151,7 +151,7 @@ def test_cli_bad_input_gives_one_line_error(tmp_path, overrides, message):
 
 
 def test_score_mode_resumes_from_the_scores_saved_per_call(tmp_path):
-    config = _tiny(experiment.default_config())
+    config = _tiny(configs.default_config())
     config.population.size = 9
     config.archs_per_call = 3
     experiment.run(config, str(tmp_path))
@@ -177,7 +177,7 @@ def _naswot_scores(workdir):
 
 
 def test_score_mode_with_a_batch_per_arch_scores_each_cell_on_its_own_batch(tmp_path):
-    config = _tiny(experiment.default_config())
+    config = _tiny(configs.default_config())
     config.population.size = 5
     config.archs_per_call = 2  # two full calls and a padded one
     config.data.batch_per_arch = True
@@ -187,9 +187,9 @@ def test_score_mode_with_a_batch_per_arch_scores_each_cell_on_its_own_batch(tmp_
     experiment.run(config, str(tmp_path / "shared"))
     assert not np.allclose(per_arch, _naswot_scores(tmp_path / "shared"))
 
-    space = experiment._space(config)
+    space = inputs.space(config)
     _, key_data, key_init = jax.random.split(jax.random.key(config.seed), 3)
-    images = experiment._Images(config)
+    images = inputs.Images(config)
     rows = [json.loads(line) for line in open(tmp_path / "per_arch" / "scores.jsonl")]
     for i, row in enumerate(rows):
         genotype = jnp.asarray([row["genotype"]])
@@ -249,7 +249,7 @@ def test_cli_bad_config_end_to_end(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == (
         "error: config field 'config.foo' does not exist; the fields are those of "
-        "jaxnas.experiment.default_config"
+        "jaxnas.configs.default_config"
     )
 
 
@@ -259,7 +259,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(experiment, "run", interrupted)
     with pytest.raises(SystemExit) as info:
-        main.run_cli(experiment.default_config(), str(tmp_path))
+        main.run_cli(configs.default_config(), str(tmp_path))
     assert info.value.code == 130
     err = capsys.readouterr().err
     assert err.splitlines() == [

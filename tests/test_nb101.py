@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxnas import benchmarks, errors, experiment, network, proxies
+from jaxnas import benchmarks, errors, experiment, losses, network, proxies
 from jaxnas.proxies import kernels, layerwise, zen
 from jaxnas.spaces import base, nb101
 
@@ -376,7 +376,7 @@ def test_loss_gradients_through_switch_equal_mask_dispatch(images, key):
     def grads(space):
         def loss(params, genotype):
             logits = space.network(genotype).apply(params, images)
-            return layerwise.cross_entropy(logits, labels)
+            return losses.cross_entropy(logits, labels)
 
         return jax.jit(jax.grad(loss))
 

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxnas import network
-from jaxnas.proxies import layerwise
+from jaxnas import losses, network
 from jaxnas.spaces import nb201
 
 CELLS = ([3, 2, 4, 1, 3, 0], [1, 4, 0, 2, 0, 1])  # every op kind; pooling, skips, dead ends
@@ -20,7 +19,7 @@ def _gate_loss(apply, variables, gates, x, y):
     """Cross-entropy with zero `gates` (flat names) passed, and the probes."""
     with_gates = {**variables, "gates": traverse_util.unflatten_dict(gates, sep="/")}
     logits, probes = apply(with_gates, x)
-    return layerwise.cross_entropy(logits, y), probes
+    return losses.cross_entropy(logits, y), probes
 
 
 def _zeros(layers):

@@ -8,7 +8,7 @@ import sys
 import jax
 import pytest
 
-from jaxnas import errors, experiment
+from jaxnas import errors, experiment, inputs
 from jaxnas.spaces import nb201
 
 from conftest import ROOT, load_config
@@ -136,8 +136,8 @@ def test_suite_zero_configs_name_proxies_without_a_published_column(name, arg, m
 @pytest.mark.parametrize("name", ["nb101_suitezero_proxies.py", "darts_suitezero_proxies.py"])
 def test_suite_zero_configs_draw_cells_of_their_table(name, shared_data):
     config = _config("size=4", name)
-    space = experiment._space(config)
-    bench = experiment._benchmark(config)
-    population = experiment._population(config, space, bench, jax.random.key(0))
+    space = inputs.space(config)
+    bench = inputs.benchmark(config)
+    population = inputs.population(config, space, bench, jax.random.key(0))
     assert population.shape[0] == 4
     assert all(space.to_string(g) in bench for g in population)

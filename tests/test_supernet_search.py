@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import errors, experiment, supernet_search
+from jaxnas import configs, errors, experiment, supernet_search
 from jaxnas.proxies import regions
 from jaxnas.spaces import nb201
 from jaxnas.strategies import knas, tenas, zc_pt
@@ -219,7 +219,7 @@ def test_knas_config_errors(tmp_path, bad):
 
 
 def _knas_config(params):
-    config = experiment.default_config()
+    config = configs.default_config()
     config.search.params = params
     return config
 
@@ -252,7 +252,7 @@ def test_tenas_on_real_proxy_networks_returns_a_valid_cell(tiny_batch):
 
 
 def test_unknown_supernet_strategy_is_a_config_error(tmp_path):
-    config = experiment.default_config()
+    config = configs.default_config()
     config.mode = "supernet"
     config.search.strategy = "darts_pt"
     with pytest.raises(errors.ConfigError, match="unknown supernet strategy"):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import errors, experiment, train_data, training
+from jaxnas import configs, errors, experiment, train_data, training
 from jaxnas.spaces import darts, nb201
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -63,7 +63,7 @@ def test_two_nb201_steps_equal_xautodl():
     setup = json.loads(str(fx["provenance"]))["setup"]
     space = nb201.space(channels=setup["channels"], cells_per_stage=setup["cells"])
     model = space.materialize(space.from_string(setup["arch"]))
-    config = training.apply_recipe(experiment.default_config(), "nb201")
+    config = training.apply_recipe(configs.default_config(), "nb201")
     t = config.train
     t.epochs = setup["epochs"]
     spe = setup["steps_per_epoch"]
@@ -143,7 +143,7 @@ def test_two_darts_steps_equal_the_pytorch_oracle():
     pairs = [setup["normal"], setup["reduce"]]
     genotype = [v for cell in pairs for op, i in cell for v in (i, darts.NB301_OPS.index(op))]
     model = space.materialize(np.asarray(genotype, np.int32))
-    config = training.apply_recipe(experiment.default_config(), "darts")
+    config = training.apply_recipe(configs.default_config(), "darts")
     t = config.train
     t.epochs, t.grad_clip, t.drop_path = setup["epochs"], setup["grad_clip"], 0.0
     spe = setup["steps_per_epoch"]
@@ -204,7 +204,7 @@ def _tiny_npz(path, n_train=128, n_test=40, size=8, seed=0):
 
 
 def _config(npz, epochs=5, **train):
-    config = training.apply_recipe(experiment.default_config(), "nb201")
+    config = training.apply_recipe(configs.default_config(), "nb201")
     config.mode = "train"
     config.space.kwargs = dict(channels=4, cells_per_stage=1)
     t = config.train
@@ -359,16 +359,16 @@ def test_drop_path_drops_whole_examples_and_rescales():
 
 
 def test_recipes_and_schedules():
-    darts = training.apply_recipe(experiment.default_config(), "darts")
+    darts = training.apply_recipe(configs.default_config(), "darts")
     assert darts.train.batch_size == 96 and darts.train.grad_clip == 5.0
     assert darts.space.kwargs.channels == 36 and darts.space.kwargs.num_cells == 20
-    nb101 = training.apply_recipe(experiment.default_config(), "nb101").train
+    nb101 = training.apply_recipe(configs.default_config(), "nb101").train
     schedule = training.learning_rate(nb101, 10)
     lrs = [float(schedule(jnp.asarray(s))) for s in (0, 1, 540, 1079)]
     assert lrs[0] == 0.0 and lrs[1] == pytest.approx(0.2 * 0.5 * (1 + np.cos(np.pi / 1080)))
     assert lrs[2] == pytest.approx(0.1, rel=1e-5) and lrs[3] < 1e-5
     with pytest.raises(errors.ConfigError, match="unknown recipe"):
-        training.apply_recipe(experiment.default_config(), "nb999")
+        training.apply_recipe(configs.default_config(), "nb999")
 
 
 def test_epoch_batches_are_seeded_and_augmented():

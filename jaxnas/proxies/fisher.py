@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from jaxnas import errors, types
+from jaxnas import errors, losses, types
 from jaxnas.network import GATES
 from jaxnas.proxies import layerwise
 
@@ -58,7 +58,7 @@ def fisher() -> types.ProxyFn:
         def loss(flat_gates):
             variables = {**params, GATES: traverse_util.unflatten_dict(flat_gates, sep="/")}
             logits, probes = network.apply(variables, x, probes=True)
-            return layerwise.cross_entropy(logits, y), probes.layers
+            return losses.cross_entropy(logits, y), probes.layers
 
         grads, layers = jax.grad(loss, has_aux=True)(zeros)
         score = sum(layer_fisher(layers[name], grads[name]) for name in sorted(layers))

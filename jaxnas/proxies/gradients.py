@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core
 
-from jaxnas import errors, types
+from jaxnas import errors, losses, types
 from jaxnas.network import Network
 
 Predicate = Callable[[tuple[str, ...]], bool]
@@ -128,12 +128,6 @@ def reinitialize(params: types.Params, key: types.PRNGKey, scheme: str) -> types
     return jax.tree.unflatten(treedef, out)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy (PyTorch `nn.CrossEntropyLoss`): f32[]."""
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
-
-
 def labels(batch: types.Batch) -> jax.Array:
     """`batch["y"]`, or a ShapeError naming the problem."""
     if "y" not in batch:
@@ -168,7 +162,7 @@ def split_gradients(
     ys = y.reshape(num_splits, b // num_splits)
 
     def loss(leaves, x, y):
-        return cross_entropy(network.apply(sel.merge(sel.masked(leaves)), x), y)
+        return losses.cross_entropy(network.apply(sel.merge(sel.masked(leaves)), x), y)
 
     grads = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(sel.leaves, xs, ys)
     return sel, list(grads)

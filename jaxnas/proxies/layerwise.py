@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from jaxnas import errors, types
+from jaxnas import errors, losses, types
 from jaxnas.network import Network
 from jaxnas.proxies import base, gradients
 
@@ -76,20 +76,13 @@ def frobenius(x: jax.Array) -> jax.Array:
     return jnp.where(squared > 0, jnp.sqrt(safe), 0.0)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy (PyTorch's `F.cross_entropy`): f32[]."""
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)
-    return -jnp.mean(picked)
-
-
 def loss_fn(network: Network, batch: types.Batch) -> Callable[[types.Params], jax.Array]:
     """`params -> cross-entropy of the network on the batch` (BatchNorm in train mode)."""
     if "y" not in batch:
         raise errors.ShapeError("this proxy needs labels: batch['y'] int32[B]")
 
     def loss(params):
-        return cross_entropy(network.apply(params, batch["x"]), batch["y"])
+        return losses.cross_entropy(network.apply(params, batch["x"]), batch["y"])
 
     return loss
 

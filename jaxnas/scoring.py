@@ -1,0 +1,123 @@
+"""The chunked scoring engine: a population scored in fixed-size compiled calls, resumable
+from a checkpoint (the CLI's score mode, KNAS's pool and `scripts/proxy_report.py`)."""
+
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import distributed, proxies, types
+from jaxnas.progress import Progress
+from jaxnas.spaces import SearchSpace
+
+
+def make_scorer(
+    proxy: types.ProxyFn,
+    space: SearchSpace,
+    *,
+    chunk_size: int | None = None,
+    batch_per_arch: bool = False,
+    mesh=None,
+):
+    """The jitted `(int32[P, D] population, batch, key[K]) -> f32[P, K(, M)]` scores of
+    `proxies.score_population` with these settings (`inputs.chunk_size` resolves a
+    config's)."""
+
+    @jax.jit
+    def score(population, batch, keys):
+        return proxies.score_population(
+            proxy,
+            space,
+            population,
+            batch,
+            keys,
+            chunk_size=chunk_size,
+            batch_per_arch=batch_per_arch,
+            mesh=mesh,
+        )
+
+    return score
+
+
+def proxy_groups(config) -> list[dict[str, types.ProxyFn]]:
+    """The proxies scored together, spec -> function: one group each, or (`fuse_proxies`)
+    one group per set of declared network overrides (`proxies.fuse_groups`), in the
+    order of `config.proxies`."""
+    specs = list(dict.fromkeys(config.proxies))
+    groups = proxies.fuse_groups(specs) if config.fuse_proxies else [[s] for s in specs]
+    return [{spec: proxies.get_proxy(spec) for spec in group} for group in groups]
+
+
+def score_chunks(
+    scorer,
+    population: np.ndarray,
+    batch,
+    keys: jax.Array,
+    per_call: int,
+    progress: Progress,
+    checkpoint: str | None = None,
+    previous: np.ndarray | None = None,
+    mesh=None,
+) -> np.ndarray:
+    """f32[P, K, ...] scores of a host population, in fixed-size compiled calls (padded).
+
+    `batch` is shared by every architecture, or a function `(start, stop) -> batch` giving
+    the batches of architectures `start..stop-1` stacked (a scorer with `batch_per_arch`).
+    With `checkpoint` (a .npy path) the scores so far are saved after every call;
+    `previous` (scores of the first architectures, saved by an earlier call with the
+    same population) are kept and scoring goes on after them. `mesh` is the scorer's
+    (default: `proxies.population_mesh()`, every process's devices).
+    """
+    out = [] if previous is None else [previous]
+    first = 0 if previous is None else previous.shape[0]
+    for real, args in _calls(population, batch, keys, per_call, first, mesh):
+        with jax.transfer_guard("disallow"):
+            scores = scorer(*args)
+        out.append(distributed.to_host(scores)[:real])
+        if checkpoint:
+            distributed.save_whole(checkpoint, np.concatenate(out))
+        progress.update(real)
+    return np.concatenate(out)
+
+
+def compile_scorer(
+    scorer, population: np.ndarray, batch, keys: jax.Array, per_call: int, mesh=None
+):
+    """`scorer` compiled ahead of time for the calls of `score_chunks` with the same
+    arguments, so that compilation is timed apart from scoring."""
+    _, args = next(_calls(population, batch, keys, per_call, 0, mesh))
+    return scorer.lower(*args).compile()
+
+
+def _calls(population, batch, keys, per_call, first, mesh) -> Iterator[tuple[int, tuple]]:
+    """`(real, (chunk, batch, keys))` per call from architecture `first` on: `real`
+    architectures padded to `per_call` with copies of the chunk's first, the inputs
+    replicated over the devices the population is sharded over."""
+    per_call = min(per_call, population.shape[0])
+    mesh = proxies.population_mesh() if mesh is None else mesh
+    keys = distributed.replicate(keys, mesh)
+    if not callable(batch):
+        batch = distributed.replicate(batch, mesh)
+    for start in range(first, population.shape[0], per_call):
+        chunk = population[start : start + per_call]
+        real = chunk.shape[0]
+        pad = per_call - real
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+        chunk_batch = batch
+        if callable(batch):
+            chunk_batch = batch(start, start + real)
+            if pad:
+                chunk_batch = jax.tree.map(
+                    lambda v, n=pad: jnp.concatenate([v, jnp.repeat(v[:1], n, 0)]), chunk_batch
+                )
+            chunk_batch = distributed.replicate(chunk_batch, mesh)
+        yield real, (distributed.replicate(chunk, mesh), chunk_batch, keys)
+
+
+def warn_failed(name: str, scores: np.ndarray) -> None:
+    """Prints how many of a proxy's scores are NaN (failed evaluations), if any."""
+    failed = int(np.isnan(scores).sum())
+    if failed:
+        print(f"warning: {name}: {failed} evaluations returned NaN (failed); they never win")
