@@ -20,10 +20,13 @@ materialised network gives it. It does not import jaxnas. `tests/test_nni_nds_or
 loads the weights into `nds_cells.space(name, channels=4, num_cells=3).materialize(g)`
 and compares.
 
-Requires torch, nni 3.0 and xautodl (for the imported helper script), best in a venv of
-its own (NNI pins old packages): `python -m venv ../venv-nni && ../venv-nni/bin/pip
-install torch==2.13.0 nni==3.0 pytorch-lightning==2.0.9 "setuptools<70" && ../venv-nni/bin/pip
-install --no-deps xautodl==1.0.0`.
+Requires torch, nni 3.0 and xautodl (for the imported helper script), in a venv of its
+own: nni 3.0 imports pytorch-lightning without declaring it (2.0.9 works; its
+`pkg_resources` needs setuptools<70), and runs on torch 2.13 and numpy 2.4 (it warns
+that it does not know some torch classes). `python -m venv ../venv-nni &&
+../venv-nni/bin/pip install torch==2.13.0 nni==3.0 pytorch-lightning==2.0.9
+"setuptools<70" && ../venv-nni/bin/pip install --no-deps xautodl==1.0.0`, then
+`../venv-nni/bin/python scripts/nni_nds_oracle.py ...`.
 
 Usage:
   python scripts/nni_nds_oracle.py --out tests/fixtures/nni_nds_golden.npz
