@@ -12,8 +12,8 @@ log synflow by its definition (|theta|, one all-ones image, S = sum theta * dR/d
 over the conv / linear kernels) on our network equals NNI's (rtol 1e-5), but the
 registered `synflow` proxy does not: its input-and-bias rescaling assumes a positively
 homogeneous network, and LayerNorm, GELU and the unscaled class token and position
-embedding are not, so it returns 36.5 where the definition gives 1.11 (a known bug,
-strict xfail until the proxy handles such networks).
+embedding are not, so it returns 37.45 and 36.50 where the definition gives 2.00 and
+1.11 (a known bug, strict xfail until the proxy handles such networks).
 """
 
 import jax
