@@ -244,9 +244,10 @@ CRAFTED = [
 
 @pytest.mark.parametrize(
     "relative_position, global_pool",
-    [(True, True), pytest.param(False, False, marks=pytest.mark.slow)],
+    [(True, True), (False, False)],
     ids=["autoformer", "plain-vit"],
 )
+@pytest.mark.slow
 def test_data_driven_supernet_equals_materialised_network(
     relative_position, global_pool, vit_batch
 ):

@@ -231,6 +231,7 @@ def test_darts_v2_has_the_published_3_3m_parameters():
 # ----------------------------------------------------- data-driven vs materialised
 
 
+@pytest.mark.slow
 def test_data_driven_network_equals_materialised_network_on_random_cells(tiny):
     cells = np.array(tiny.sample(jax.random.key(7), 2))
     cells[0] = tiny.from_string(EVERY_OP)

@@ -192,6 +192,7 @@ class GoldenTest(chex.TestCase):
         np.testing.assert_allclose(-score, f["tenas_ntk_logcond"], rtol=1e-5)
 
 
+@pytest.mark.slow
 class NtkImplementationsTest(parameterized.TestCase):
     """Both NTK implementations against `jax.jacrev`, batched and per example."""
 

@@ -176,6 +176,7 @@ def _naswot_scores(workdir):
     return np.asarray(rows, np.float32)
 
 
+@pytest.mark.slow
 def test_score_mode_with_a_batch_per_arch_scores_each_cell_on_its_own_batch(tmp_path):
     config = _tiny(configs.default_config())
     config.population.size = 5

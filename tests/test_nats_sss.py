@@ -135,6 +135,7 @@ def _naswot_numpy(taps):
     return np.linalg.slogdet(kernel)[1]
 
 
+@pytest.mark.slow
 def test_data_driven_network_equals_materialised_network(space, data_driven, images):
     """Same parameters in, same logits, taps and NASWOT score out: masked channels never
     enter a kernel."""

@@ -248,6 +248,7 @@ def test_flops_equal_the_benchmark_flops_column(shared_data):
     np.testing.assert_allclose(np.asarray(ours)[:, 0], expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_probe_proxies_equal_on_data_driven_and_materialised_networks(tiny):
     """fisher, flops and the Zen-score of given weights: masked channels and unselected
     ops never count, and each layer counts with its own fan-in."""
@@ -366,6 +367,7 @@ def test_data_driven_network_equals_materialised_network(tiny, data_driven, imag
         np.testing.assert_allclose(score, _naswot_numpy(fixed_taps), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_loss_gradients_through_switch_equal_mask_dispatch(images, key):
     """Switch dispatch recomputes the taken branch in the backward pass (`functional.switch`);
     its gradients equal those of the mask dispatch, which runs every op."""
@@ -474,7 +476,7 @@ def test_parameters_do_not_depend_on_the_genotype(tiny, images, key):
     chex.assert_trees_all_equal(a, b)
 
 
-@pytest.mark.parametrize("init", ["nb101", "pytorch"])
+@pytest.mark.parametrize("init", ["nb101", pytest.param("pytorch", marks=pytest.mark.slow)])
 def test_initial_params_have_the_materialised_distribution(images, init):
     """Drawn at the supernet's widths, rescaled to the cell's vertex widths: every selected
     kernel has the std (nb101: N(0, 2 / (k^2 C_out)), linear N(0, 0.01^2)) or the bound

@@ -119,6 +119,7 @@ def _assert_same_network(space, genotype, x, key):
         assert float(fixed_taps[name].weight) == float(tap.weight)
 
 
+@pytest.mark.slow
 def test_data_driven_network_equals_materialised_network_on_random_cells(tiny_space, key):
     x = jax.random.normal(key, (4, 8, 8, 3))
     cells = np.array(tiny_space.sample(jax.random.key(7), 20))
@@ -127,6 +128,7 @@ def test_data_driven_network_equals_materialised_network_on_random_cells(tiny_sp
         _assert_same_network(tiny_space, genotype, x, jax.random.key(i))
 
 
+@pytest.mark.slow
 def test_full_size_network_equals_materialised_network():
     space = nb201.space()
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))

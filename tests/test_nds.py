@@ -271,6 +271,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("design, crafted", CASES, ids=["basic", "bottleneck"])
 def test_data_driven_network_equals_materialised_network(design, crafted, tiny_batch):
     """Same params -> same logits, same taps on the architecture's units, same NASWOT; the

@@ -193,14 +193,9 @@ def _two_cells(name):
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "nds_enas",
-        pytest.param("nds_nasnet", marks=pytest.mark.slow),
-        pytest.param("nds_amoeba", marks=pytest.mark.slow),
-        pytest.param("nds_pnas", marks=pytest.mark.slow),
-        pytest.param("nds_darts", marks=pytest.mark.slow),
-    ],
+    ["nds_enas", "nds_nasnet", "nds_amoeba", "nds_pnas", "nds_darts"],
 )
+@pytest.mark.slow  # tests/test_space_contract.py checks each space on its tiny settings
 def test_data_driven_network_equals_materialised_network(name):
     space = _two_cells(name)
     genotypes = list(np.asarray(space.sample(jax.random.key(5), 1)))
@@ -210,6 +205,7 @@ def test_data_driven_network_equals_materialised_network(name):
         cell_checks.assert_same_network(space, g, seed=i)
 
 
+@pytest.mark.slow
 def test_probe_proxies_equal_the_materialised_network_with_loose_ends():
     # ENAS concatenates the loose ends: after a reduction cell, both preprocessings of
     # the next cell (FactorizedReduce and ReLU-conv-BN) and the head read masked inputs,
@@ -221,6 +217,7 @@ def test_probe_proxies_equal_the_materialised_network_with_loose_ends():
     cell_checks.assert_same_probe_proxies(space, genotype)
 
 
+@pytest.mark.slow
 def test_scoring_compiles_once_for_every_population():
     space = SPACES["nds_enas"](**cell_checks.TINY_CELLS)
     assert_scoring_compiles_once(space, jax.random.normal(jax.random.key(1), (4, 8, 8, 3)))

@@ -9,11 +9,12 @@ same logits (atol 1e-5), NASWOT over the GELU inputs (rtol 1e-5) and snip (rtol 
 a float32 sum of |w * g| against float64 torch sums).
 
 log synflow by its definition (|theta|, one all-ones image, S = sum theta * dR/dtheta
-over the conv / linear kernels) on our network equals NNI's (rtol 1e-5), but the
-registered `synflow` proxy does not: its input-and-bias rescaling assumes a positively
-homogeneous network, and LayerNorm, GELU and the unscaled class token and position
-embedding are not, so it returns 37.45 and 36.50 where the definition gives 2.00 and
-1.11 (a known bug, strict xfail until the proxy handles such networks).
+over the conv / linear kernels) on our network equals NNI's (rtol 1e-5), and so does
+the registered `synflow` proxy. Its overflow-safe input-and-bias rescaling assumes a
+positively homogeneous network, which LayerNorm, GELU and the unscaled class token and
+position embedding are not (it returned 37.45 and 36.50 where the definition gives 2.00
+and 1.11); the proxy now detects that from its outputs and scores such networks by the
+definition.
 """
 
 import jax
@@ -63,10 +64,6 @@ def test_synflow_by_definition_equals_nni(i):
     np.testing.assert_allclose(np.log(total), fixture[f"synflow_{i}"], rtol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="synflow's rescaling assumes a positively homogeneous network; AutoFormer is not",
-)
 @pytest.mark.parametrize("i", range(2))
 def test_registered_synflow_equals_nni(i):
     oracle_checks.assert_synflow(_model(i), oracle_checks.load(FIXTURE), i)

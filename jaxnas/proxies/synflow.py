@@ -22,8 +22,14 @@ theta * dR/dtheta), one forward-mode product. So:
 This covers R up to about 2**250 (log R ~ 170; NB201 needs < 115). Beyond that, or if
 anything overflows, the score is NaN (failed), never inf. S = 0 (no weight influences
 the output, e.g. an all-`none` cell) gives -inf, the worst valid score; NASLib returns 0
-there instead. The rescaling is exact for conv / linear / ReLU / pooling networks; an
-op that is not positively homogeneous (a GeLU, a LayerNorm) makes it approximate.
+there instead.
+
+The rescaling is exact for conv / linear / ReLU / pooling networks only. A network
+with an op that is not positively homogeneous (LayerNorm, GELU, an unscaled class token:
+AutoFormer) is detected by its outputs, R(s_1) / s_1 != R(s) / s, and scored by the
+definition itself, at scale 1 (S from one `jax.jvp`; NaN if it overflows float32): the
+rescaled value there was wrong by orders of magnitude (NNI's AutoFormer oracle,
+`tests/test_nni_autoformer_oracle.py`).
 
 The network must be built without BatchNorm: the registry declares the override
 `batch_norm=False` (`proxies.PROXIES["synflow"].network`), which `get_proxy` attaches
@@ -39,6 +45,9 @@ from jaxnas.proxies import layerwise
 
 PROBE_LOG2_SCALE = 100.0  # step 1 input scale 2**-100: no overflow below R ~ 2**227
 MAX_LOG2_R = 250.0
+# |log2 R(s_1) / s_1 - log2 R(s) / s| above which the network is taken as not positively
+# homogeneous: float32 rounding through a deep ReLU network moves it by ~1e-5.
+HOMOGENEITY_LOG2_TOL = 1e-3
 
 
 def _bias_scaler(params):
@@ -79,6 +88,11 @@ def synflow() -> types.ProxyFn:
         ok = ~jnp.isnan(log2_r) & (log2_r <= MAX_LOG2_R) & jnp.isfinite(r_s)
         ok = ok & jnp.isfinite(s_s)
         log_s = jnp.log(s_s) + k * jnp.log(2.0)
-        return jnp.where(ok, log_s, jnp.nan).astype(jnp.float32)
+        both_zero = (r_s == 0) & jnp.isneginf(log2_r)
+        homogeneous = both_zero | (jnp.abs(jnp.log2(r_s) + k - log2_r) <= HOMOGENEITY_LOG2_TOL)
+        r_1, s_1 = jax.jvp(lambda p: total_output(p, 0.0), (positive,), (direction,))
+        direct = jnp.where(jnp.isfinite(r_1) & jnp.isfinite(s_1), jnp.log(s_1), jnp.nan)
+        log_s = jnp.where(homogeneous, jnp.where(ok, log_s, jnp.nan), direct)
+        return log_s.astype(jnp.float32)
 
     return synflow_fn
