@@ -11,7 +11,7 @@ import pytest
 
 from jaxnas import benchmarks, proxies
 from jaxnas.proxies import zen
-from jaxnas.spaces import base, nb201
+from jaxnas.spaces import autoformer, base, nb201
 
 # Surface silent broadcasting and dtype promotion bugs (equinox / neural-tangents policy).
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -19,6 +19,18 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 TINY = dict(channels=4, cells_per_stage=1)  # an NB201 net that compiles in seconds
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A tiny AutoFormer space: every dimension masked below a larger supernet.
+TINY_VIT = autoformer.ViTSpace(
+    "tiny_vit",
+    embed_dims=(8, 12),
+    depths=(1, 2),
+    num_heads=(1, 2),
+    mlp_ratios=(1.0, 2.5),
+    head_dim=4,
+    supernet_embed_dim=16,
+    supernet_num_heads=3,
+    supernet_mlp_ratio=2.5,
+)
 
 
 def load_config(path: str, arg: str | None = None):

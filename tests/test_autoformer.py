@@ -15,21 +15,10 @@ from jaxnas.proxies import kernels
 from jaxnas.spaces import autoformer as af
 from jaxnas.spaces import base
 
-from conftest import assert_scoring_compiles_once
+from conftest import TINY_VIT, assert_scoring_compiles_once
 
 # A tiny space: 16x16 images in 4x4 patches (17 tokens), relative distances up to 3
 # clipped at 2, every dimension masked below a larger supernet.
-TINY = af.ViTSpace(
-    "tiny_vit",
-    embed_dims=(8, 12),
-    depths=(1, 2),
-    num_heads=(1, 2),
-    mlp_ratios=(1.0, 2.5),
-    head_dim=4,
-    supernet_embed_dim=16,
-    supernet_num_heads=3,
-    supernet_mlp_ratio=2.5,
-)
 SETTINGS = dict(patch_size=4, num_classes=10, max_relative_position=2)
 
 # The published subnets (experiments/subnet/AutoFormer-{T,S,B}.yaml) and their sizes
@@ -150,7 +139,7 @@ def test_malformed_strings_raise_a_message_naming_the_problem(arch, message):
 def test_bad_names_settings_and_images_raise_one_line_errors(key):
     with pytest.raises(errors.ConfigError, match="unknown AutoFormer variant 'huge'"):
         af.space("huge")
-    space = af.space(vit=TINY, **SETTINGS)
+    space = af.space(vit=TINY_VIT, **SETTINGS)
     genotype = jnp.zeros(len(space.num_choices), jnp.int32)
     net = space.network(genotype)
     with pytest.raises(errors.ShapeError, match=r"divisible by 4 \(the patch size\)"):
@@ -160,7 +149,7 @@ def test_bad_names_settings_and_images_raise_one_line_errors(key):
 
 
 def test_enumerate_lists_every_architecture_once():
-    space = af.space(vit=TINY, **SETTINGS)
+    space = af.space(vit=TINY_VIT, **SETTINGS)
     archs = space.enumerate()
     assert len(archs) == space.size == 2 * (4 + 16)
     strings = [space.to_string(g) for g in archs]
@@ -199,7 +188,7 @@ def test_relative_indices_follow_autoformer():
 @functools.cache
 def _compiled(relative_position, global_pool):
     space = af.space(
-        vit=TINY, **SETTINGS, relative_position=relative_position, global_pool=global_pool
+        vit=TINY_VIT, **SETTINGS, relative_position=relative_position, global_pool=global_pool
     )
 
     def run(genotype, batch, key):
@@ -283,7 +272,7 @@ def test_data_driven_supernet_equals_materialised_network(
         np.testing.assert_allclose(out["score"], _naswot_numpy(fixed.values()), rtol=1e-5)
         np.testing.assert_allclose(out["noisy_logits"], out["logits"], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(out["noisy_score"], out["score"], rtol=1e-5)
-        arch = af.decode(TINY, genotype)
+        arch = af.decode(TINY_VIT, genotype)
         expected = expected_params(
             arch.embed_dim,
             arch.num_heads,
@@ -298,7 +287,7 @@ def test_data_driven_supernet_equals_materialised_network(
             float(out["count"])
             == expected
             == af.num_params(
-                TINY,
+                TINY_VIT,
                 genotype,
                 16,
                 4,
@@ -338,4 +327,4 @@ def test_init_follows_autoformer(vit_batch, key):
 
 
 def test_scoring_compiles_once_for_every_population(vit_batch):
-    assert_scoring_compiles_once(af.space(vit=TINY, **SETTINGS), vit_batch["x"])
+    assert_scoring_compiles_once(af.space(vit=TINY_VIT, **SETTINGS), vit_batch["x"])

@@ -22,6 +22,8 @@ from jaxnas.proxies import aznas, blocks, gradients, ntk, regions
 from jaxnas.spaces import autoformer as af
 from jaxnas.spaces import base, nb201
 
+from conftest import TINY_VIT
+
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "kernel_proxies_golden.npz")
 GOLDEN = dict(channels=4, cells_per_stage=1, num_stages=2)
 MICRO = dict(channels=1, cells_per_stage=1, num_stages=2, stem=False, in_channels=1)
@@ -331,18 +333,7 @@ class GeluTest(parameterized.TestCase):
 
     @staticmethod
     def _case():
-        vit = af.ViTSpace(
-            "tiny_vit",
-            embed_dims=(8, 12),
-            depths=(1, 2),
-            num_heads=(1, 2),
-            mlp_ratios=(1.0, 2.5),
-            head_dim=4,
-            supernet_embed_dim=16,
-            supernet_num_heads=3,
-            supernet_mlp_ratio=2.5,
-        )
-        space = af.space(vit=vit, patch_size=4, num_classes=10, max_relative_position=2)
+        space = af.space(vit=TINY_VIT, patch_size=4, num_classes=10, max_relative_position=2)
         key_x, key_y = jax.random.split(jax.random.key(3))
         batch = {
             "x": jax.random.normal(key_x, (8, 16, 16, 3)),

@@ -14,19 +14,9 @@ import pytest
 from cell_checks import TINY_CELLS
 
 from jaxnas import errors, network
-from jaxnas.spaces import SPACES, autoformer, base, nds
+from jaxnas.spaces import SPACES, base, nds
 
-TINY_VIT = autoformer.ViTSpace(
-    "tiny_vit",
-    embed_dims=(8, 12),
-    depths=(1, 2),
-    num_heads=(1, 2),
-    mlp_ratios=(1.0, 2.5),
-    head_dim=4,
-    supernet_embed_dim=16,
-    supernet_num_heads=3,
-    supernet_mlp_ratio=2.5,
-)
+from conftest import TINY_VIT
 
 # Per registered space: factory settings small enough to compile in seconds, and the
 # side of the square images its networks take.
