@@ -37,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnas import benchmarks, errors, losses, run_files, spaces, train_data
 from jaxnas.progress import Progress
+from jaxnas.spaces import functional
 
 # ----------------------------------------------------------------------------- config
 
@@ -315,7 +316,9 @@ def make_train_step(model, tx, t, schedule, steps_per_epoch: int, seed: int):
         grad_fn = jax.value_and_grad(
             lambda p: loss_fn(model, t, p, state.batch_stats, batch, key, rate), has_aux=True
         )
-        (_, (batch_stats, logits)), grads = grad_fn(state.params)
+        # A materialised network has no control flow around its convolutions.
+        with functional.xla_conv_gradients():
+            (_, (batch_stats, logits)), grads = grad_fn(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {

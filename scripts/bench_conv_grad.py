@@ -9,7 +9,7 @@ convolution f32[B, H, W, C] -> f32[B, H, W, C]:
   * where the convolution sits: at top level; as the taken branch of `lax.switch`; of a
     switch under one `jax.checkpoint` (residuals recomputed in the backward pass, how
     `functional.switch` kept DARTS gradients within memory); of a switch whose branches
-    are each checkpointed;
+    are each checkpointed; of `lax.cond`; in a `lax.scan` body (scanned cells);
   * which convolution: `lax.conv_general_dilated` (JAX's own transpose rules) or
     `functional.conv2d` (jaxnas's custom JVP, whose kernel gradient is a sum of matrix
     products).
@@ -48,6 +48,10 @@ def placements(conv):
         "checkpointed branches": lambda x, w: jax.lax.switch(
             index, [jax.checkpoint(b) for b in branches], x, w
         ),
+        "lax.cond": lambda x, w: jax.lax.cond(index > 0, conv, branches[0], x, w),
+        "lax.scan body": lambda x, w: jax.lax.scan(
+            lambda h, k: (conv(h, k), None), x, w[None]
+        )[0],
     }
 
 

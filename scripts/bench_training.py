@@ -22,6 +22,7 @@ epoch 2 on (epoch 1 includes jaxnas' compilation). Prints a table and writes JSO
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -39,6 +40,7 @@ BEST = (
 
 
 def jaxnas_run(config, workdir):
+    shutil.rmtree(workdir, ignore_errors=True)  # measure a fresh run, never resume one
     start = time.perf_counter()
     report = training.train(config, workdir)
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]

@@ -1,5 +1,7 @@
 """functional.conv2d's custom JVP: the same derivatives as XLA's convolution, in both modes."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -55,6 +57,21 @@ class Conv2dTest(parameterized.TestCase):
             functional.conv2d(x, kernel, stride, padding, dilation),
             _reference(x, kernel, stride, padding, dilation),
         )
+
+
+def test_xla_conv_gradients_context_selects_xla_rule_while_tracing():
+    """Inside `xla_conv_gradients()` an ungrouped conv traces to XLA's convolution without
+    the custom JVP; the context is scoped (outside and after it, the custom rule again)."""
+    x, kernel = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2))
+
+    def primitives():  # a new function each time: make_jaxpr caches traces by function
+        conv = functools.partial(functional.conv2d, padding=1)
+        return {str(e.primitive) for e in jax.make_jaxpr(conv)(x, kernel).jaxpr.eqns}
+
+    assert "custom_jvp_call" in primitives()
+    with functional.xla_conv_gradients():
+        assert primitives() == {"conv_general_dilated"}
+    assert "custom_jvp_call" in primitives()
 
 
 class DepthwiseConvTest(parameterized.TestCase):
