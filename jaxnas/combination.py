@@ -16,7 +16,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import errors, evaluation
+from jaxnas import errors, evaluation, run_files
 from jaxnas.proxies import combine
 
 
@@ -111,7 +111,7 @@ def run(config, bench, archs, results, workdir) -> dict:
         )
     else:
         combined = np.asarray(combine.make_combiner(c.method)(jnp.asarray(scores)))
-    out["scores"] = {archs[i]: _finite_or_none(combined[i]) for i in range(len(archs))}
+    out["scores"] = {archs[i]: run_files.json_float(combined[i]) for i in range(len(archs))}
     out["correlations"] = {}
     if bench is not None:
         rows = [i for i in evaluate if archs[i] in bench]
@@ -125,7 +125,7 @@ def run(config, bench, archs, results, workdir) -> dict:
             out["correlations"][label] = r
             print(evaluation.format_correlation(label, r))
     with open(os.path.join(workdir, "combine.json"), "w") as f:
-        json.dump(_jsonable(out), f, indent=2)
+        json.dump(run_files.jsonable(out), f, indent=2)
     return {k: v for k, v in out.items() if k not in ("scores", "split")}
 
 
@@ -138,18 +138,3 @@ def _require_rows(bench, archs):
             f"{len(missing)} cells are not in benchmark {bench.name!r}, e.g. {missing[0]!r}"
         )
 
-
-def _finite_or_none(value):
-    return float(value) if np.isfinite(value) else None
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        return float(value) if np.isfinite(value) else None
-    return value

@@ -49,11 +49,14 @@ def completed_runs(path: str, num_runs: int) -> list[dict]:
 
 
 def jsonable(value):
-    """Strict JSON: non-finite floats become null / "inf" / "-inf", tuples lists."""
+    """Strict JSON: non-finite floats become null / "inf" / "-inf", tuples lists, NumPy
+    scalars Python numbers, dict keys strings."""
     if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
     if isinstance(value, (float, np.floating)):
         return json_float(value)
     return value
