@@ -137,4 +137,3 @@ def _require_rows(bench, archs):
         raise errors.BenchmarkError(
             f"{len(missing)} cells are not in benchmark {bench.name!r}, e.g. {missing[0]!r}"
         )
-

@@ -37,21 +37,20 @@ def jaxnas_conv(x, w):
 
 
 def placements(conv):
+    """`(i, x, w) -> y` per placement; `i` (int32 1, the conv branch) is a traced argument
+    so that XLA cannot fold a conditional into its taken branch."""
     branches = [lambda x, w: x, conv]
-    index = jnp.int32(1)
     return {
-        "top level": conv,
-        "lax.switch": lambda x, w: jax.lax.switch(index, branches, x, w),
-        "checkpointed switch": lambda x, w: jax.checkpoint(
-            lambda i, x, w: jax.lax.switch(i, branches, x, w)
-        )(index, x, w),
-        "checkpointed branches": lambda x, w: jax.lax.switch(
-            index, [jax.checkpoint(b) for b in branches], x, w
+        "top level": lambda i, x, w: conv(x, w),
+        "lax.switch": lambda i, x, w: jax.lax.switch(i, branches, x, w),
+        "checkpointed switch": jax.checkpoint(lambda i, x, w: jax.lax.switch(i, branches, x, w)),
+        "checkpointed branches": lambda i, x, w: jax.lax.switch(
+            i, [jax.checkpoint(b) for b in branches], x, w
         ),
-        "lax.cond": lambda x, w: jax.lax.cond(index > 0, conv, branches[0], x, w),
-        "lax.scan body": lambda x, w: jax.lax.scan(
-            lambda h, k: (conv(h, k), None), x, w[None]
-        )[0],
+        "lax.cond": lambda i, x, w: jax.lax.cond(i > 0, conv, branches[0], x, w),
+        "lax.scan body": lambda i, x, w: jax.lax.scan(lambda h, k: (conv(h, k), None), x, w[None])[
+            0
+        ],
     }
 
 
@@ -74,9 +73,10 @@ def main():
     print(f"f32{list(args.shape)}, 3x3 conv, {args.calls} calls each")
     for conv_name, conv in (("lax conv", native), ("jaxnas conv2d", jaxnas_conv)):
         for where, f in placements(conv).items():
-            grad = jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w))), (0, 1)))
-            memory = grad.lower(x, kernel).compile().memory_analysis()
-            ms = time_call(grad, (x, kernel), args.calls) * 1e3
+            grad = jax.jit(jax.grad(lambda x, w, i, f=f: jnp.sum(jnp.sin(f(i, x, w))), (0, 1)))
+            args_ = (x, kernel, jnp.int32(1))
+            memory = grad.lower(*args_).compile().memory_analysis()
+            ms = time_call(grad, args_, args.calls) * 1e3
             print(
                 f"{conv_name:14s} {where:22s} {ms:8.2f} ms  "
                 f"temp {memory.temp_size_in_bytes / 2**20:6.1f} MiB"

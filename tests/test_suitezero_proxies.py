@@ -270,11 +270,12 @@ def test_score_population_applies_the_proxy_network_overrides(tiny_space, tiny_b
 
 def _uninstrumented_spaces():
     """The spaces whose ops record no probes, tiny, with an input (traced, not compiled)."""
-    from conftest import TINY_VIT
     from test_autoformer import SETTINGS
     from test_nds import TINY_RESNET
 
     from jaxnas.spaces import autoformer, nds
+
+    from conftest import TINY_VIT
 
     return {
         "nds": (nds.space(design=TINY_RESNET, stem_width=4), 8),

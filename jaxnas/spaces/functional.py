@@ -31,14 +31,15 @@ _XLA_CONV_GRADIENTS = contextvars.ContextVar("jaxnas_xla_conv_gradients", defaul
 def xla_conv_gradients():
     """Within this context, `conv2d` traces with XLA's own convolution gradients.
 
-    For programs whose convolutions all sit at top level, outside a checkpointed
-    `lax.switch` or a `lax.scan` body (a materialised network's training step): there
-    XLA's kernel gradient of a 3x3 convolution is about twice as fast on CPU as
-    `conv2d`'s custom one, which exists for convolutions inside control flow (where
-    XLA's is 5-25x slower: `scripts/bench_conv_grad.py`). 1x1 kernels keep the custom
-    rule, a single matrix product (5 ms against XLA's 26 ms for f32[256, 32, 32, 16]).
-    Both rules give the same gradients up to float32 rounding. The choice is made when a function is traced and `jax.jit`
-    caches traces by function, so enter the context inside the function it traces.
+    For programs whose convolutions all sit at top level, outside `lax.switch`, `cond`
+    and `scan` (a materialised network's training step): there XLA's kernel gradient of
+    a 3x3 convolution is about twice as fast on CPU as `conv2d`'s custom one, which
+    exists for convolutions inside control flow, where XLA's is many times slower
+    (`scripts/bench_conv_grad.py`; figures in WORKSPACE_NOTES.md). 1x1 kernels keep the
+    custom rule, a single matrix product (5 ms against XLA's 26 ms for f32[256, 32, 32,
+    16]). Both rules give the same gradients up to float32 rounding. The choice is made
+    when a function is traced and `jax.jit` caches traces by function, so enter the
+    context inside the function it traces.
     """
     token = _XLA_CONV_GRADIENTS.set(True)
     try:
