@@ -12,9 +12,11 @@ Recipe, as google-research/nasbench sets it (`nasbench/lib/config.py` defaults,
   * data: pad 4 + random crop + random flip, per-channel mean/std (125.31, 122.95,
     113.87) / (62.99, 62.09, 66.70); NB101 trained on 40,000 of the 50,000 CIFAR-10
     training images (`--config.train.data.max_train_examples=40000` for that split).
-Differences that remain: the materialised NB101 network's BatchNorm uses PyTorch's
-momentum 0.1 and its initialiser is jaxnas' NB101 rule, not TF's (momentum 0.997,
-variance scaling); the last partial batch of an epoch is dropped.
+  * BatchNorm running statistics with nasbench's decay 0.997 (`base_ops.BN_MOMENTUM`;
+    the space's `bn_momentum` = 0.003 in PyTorch's convention).
+Differences that remain: the initialiser is jaxnas' NB101 rule (that of the PyTorch NB101
+models the proxies' references score), not TF's variance scaling; the last partial
+batch of an epoch is dropped.
 
 Command:
   python -m jaxnas.main --config=configs/nb101_train.py \

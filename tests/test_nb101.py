@@ -15,7 +15,7 @@ from flax import traverse_util
 
 from jaxnas import benchmarks, errors, experiment, losses, network, proxies
 from jaxnas.proxies import kernels, layerwise, zen
-from jaxnas.spaces import base, nb101
+from jaxnas.spaces import base, functional, nb101
 
 from conftest import load_config, materialised_variables, probe_scores
 
@@ -274,6 +274,24 @@ def test_probe_proxies_equal_on_data_driven_and_materialised_networks(tiny):
         fixed_net = network.from_linen(model, train=True, mutable=("batch_stats",))
         expected = scores(fixed_net, fixed)
         np.testing.assert_allclose(ours, expected, rtol=1e-4, err_msg=nb101.to_string(genotype))
+
+
+def test_materialised_running_statistics_use_nasbench_momentum(tiny, images):
+    """One training-mode call moves every running mean from 0 by momentum 0.003 times the
+    batch mean (nasbench's TF decay 0.997); `bn_momentum` overrides it and is checked."""
+    genotype = tiny.sample(jax.random.key(3), 1)[0]
+    x = images[:4]
+    for momentum in (None, 0.5):
+        kwargs = {} if momentum is None else {"bn_momentum": momentum}
+        model = tiny.materialize(genotype, **kwargs)
+        variables = model.init(jax.random.key(0), x, train=True)
+        _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        stem_conv = functional.conv2d(x, variables["params"]["stem"]["conv"]["kernel"], 1, 1)
+        stem_mean = updates["batch_stats"]["stem"]["bn"]["mean"]
+        expected = (0.003 if momentum is None else momentum) * jnp.mean(stem_conv, (0, 1, 2))
+        np.testing.assert_allclose(stem_mean, expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(errors.ConfigError, match="bn_momentum must be in"):
+        tiny.materialize(genotype, bn_momentum=0.0)
 
 
 @pytest.mark.slow

@@ -76,6 +76,12 @@ NASLIB_OPS = (INPUT, OUTPUT, "maxpool3x3", "conv1x1-bn-relu", "conv3x3-bn-relu")
 DISPATCH_MODES = ("switch", "mask")
 
 
+# The materialised network's BatchNorm momentum (PyTorch convention): nasbench's
+# `BN_MOMENTUM = 0.997` is a TF decay, i.e. momentum 1 - 0.997. Only running statistics
+# (evaluation mode after training) depend on it.
+BN_MOMENTUM = 1 - 0.997
+
+
 class Init(NamedTuple):
     """An initialisation rule, for the data-driven and the materialised networks."""
 
@@ -374,6 +380,7 @@ class _FixedProjection(nn.Module):
     track_running_stats: bool
     batch_norm: bool
     init_rule: str
+    bn_momentum: float
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -381,7 +388,11 @@ class _FixedProjection(nn.Module):
             self.in_features, self.features, 1, INITS[self.init_rule].conv, name="conv"
         )
         bn = op_layers.BatchNorm(
-            self.features, self.track_running_stats, self.batch_norm, name="bn"
+            self.features,
+            self.track_running_stats,
+            self.batch_norm,
+            momentum=self.bn_momentum,
+            name="bn",
         )
         pre = bn(conv(x), train)
         net_lib.sow_cost(self, "relu_flops", flop_rules.relu_flops(pre.shape))
@@ -395,6 +406,7 @@ class _FixedVertex(nn.Module):
     track_running_stats: bool
     batch_norm: bool
     init_rule: str
+    bn_momentum: float
 
     @nn.compact
     def __call__(self, h: jax.Array, train: bool) -> jax.Array:
@@ -413,6 +425,7 @@ class _FixedVertex(nn.Module):
             self.track_running_stats,
             self.batch_norm,
             kernel_init=INITS[self.init_rule].conv,
+            bn_momentum=self.bn_momentum,
             name=name,
         )
         pre = conv(h, train)
@@ -431,13 +444,14 @@ class _FixedCell(nn.Module):
     track_running_stats: bool
     batch_norm: bool
     init_rule: str
+    bn_momentum: float
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         n, c = NUM_VERTICES, self.features
         a = np.asarray(self.pruned)
         channels = [int(v) for v in vertex_channels(a, c, np)]
-        settings = (self.track_running_stats, self.batch_norm, self.init_rule)
+        settings = (self.track_running_stats, self.batch_norm, self.init_rule, self.bn_momentum)
         tensors, concat = {0: x}, []
         for t in range(1, n - 1):
             if self.choice[t - 1] == DEAD:
@@ -474,6 +488,7 @@ class _Macro(nn.Module):
     track_running_stats: bool
     batch_norm: bool
     init_rule: str = "nb101"  # a key of INITS
+    bn_momentum: float = BN_MOMENTUM
 
     def body(self, x, stack_fn, train):
         """The skeleton around `stack_fn(stack, c_in, c, x)`, which applies one stack's
@@ -491,6 +506,7 @@ class _Macro(nn.Module):
             self.track_running_stats,
             self.batch_norm,
             kernel_init=rule.conv,
+            bn_momentum=self.bn_momentum,
             name="stem",
         )
         x = stem(x, train)
@@ -600,6 +616,7 @@ class NB101Model(_Macro):
                     self.track_running_stats,
                     self.batch_norm,
                     self.init_rule,
+                    self.bn_momentum,
                     name=f"stack{s}_cell{i}",
                 )
                 h = module(h, train)
@@ -787,6 +804,10 @@ def _check_settings(settings: dict) -> dict:
         raise errors.ConfigError(
             f"unknown NB101 init {settings['init']!r}; expected one of {sorted(INITS)}"
         )
+    if not 0 < settings["bn_momentum"] <= 1:
+        raise errors.ConfigError(
+            f"NB101 bn_momentum must be in (0, 1], got {settings['bn_momentum']!r}"
+        )
     return settings
 
 
@@ -800,6 +821,7 @@ def space(
     batch_norm: bool = True,
     init: str = "nb101",
     scan_cells: bool = False,
+    bn_momentum: float = BN_MOMENTUM,
 ) -> base.SearchSpace:
     """The NB101 space; the arguments are the defaults of `network`/`materialize`.
 
@@ -824,6 +846,9 @@ def space(
     `mutate` changes one position and redraws until the cell is valid. `enumerate`
     raises: the space has `size` = 373,754,169 valid genotypes.
 
+    `bn_momentum` is the materialised network's BatchNorm momentum for its running
+    statistics (default nasbench's TF decay 0.997, i.e. 0.003 in PyTorch's convention).
+
     `scan_cells` runs the data-driven network's same-width cells of each stack under
     `nn.scan` (one traced cell per stack shape; parameters, taps, probes and scores are
     the same either way; WORKSPACE_NOTES.md "Performance (issue 14)").
@@ -836,6 +861,7 @@ def space(
         in_channels=in_channels,
         batch_norm=batch_norm,
         init=init,
+        bn_momentum=bn_momentum,
     )
     num_choices = (2,) * NUM_EDGES + (len(OPS),) * NUM_INTERIOR
     draw = base.uniform_sampler(num_choices)

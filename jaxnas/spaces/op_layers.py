@@ -62,12 +62,15 @@ class BatchNorm(nn.Module):
     False the layer is the identity (its parameters still exist, unused): the
     `batch_norm=False` network override that synflow needs. With `affine` False it
     has no parameters (PyTorch `affine=False`) and `weights()` is `(None, None)`.
+    `momentum` weighs the batch in the running statistics (PyTorch's convention; TF's
+    decay d is momentum 1 - d).
     """
 
     features: int
     track_running_stats: bool = False
     enabled: bool = True
     affine: bool = True
+    momentum: float = BN_MOMENTUM
 
     def setup(self):
         if self.affine:
@@ -117,12 +120,9 @@ class BatchNorm(nn.Module):
             if self.track_running_stats and not self.is_initializing():
                 n = x.size / x.shape[-1]
                 unbiased = var * n / max(n - 1, 1)
-                self.running_mean.value = (
-                    1 - BN_MOMENTUM
-                ) * self.running_mean.value + BN_MOMENTUM * mean
-                self.running_var.value = (
-                    1 - BN_MOMENTUM
-                ) * self.running_var.value + BN_MOMENTUM * unbiased
+                m = self.momentum
+                self.running_mean.value = (1 - m) * self.running_mean.value + m * mean
+                self.running_var.value = (1 - m) * self.running_var.value + m * unbiased
         else:
             mean, var = self.running_mean.value, self.running_var.value
         return normalize(x, mean, var, self.scale, self.bias)
@@ -199,7 +199,8 @@ class Conv(nn.Module):
 class ConvBN(nn.Module):
     """Conv (no bias) -> BatchNorm; with `relu=True` it is NB201's ReLUConvBN.
 
-    `kernel_init`: the conv kernel's Linen initialiser (default PyTorch's).
+    `kernel_init`: the conv kernel's Linen initialiser (default PyTorch's);
+    `bn_momentum`: the BatchNorm's `momentum`.
     """
 
     in_features: int
@@ -212,10 +213,17 @@ class ConvBN(nn.Module):
     batch_norm: bool = True
     affine: bool = True
     kernel_init: Callable = torch_kernel_init
+    bn_momentum: float = BN_MOMENTUM
 
     def setup(self):
         self.conv = Conv(self.in_features, self.features, self.kernel_size, self.kernel_init)
-        self.bn = BatchNorm(self.features, self.track_running_stats, self.batch_norm, self.affine)
+        self.bn = BatchNorm(
+            self.features,
+            self.track_running_stats,
+            self.batch_norm,
+            self.affine,
+            self.bn_momentum,
+        )
 
     def weights(self) -> ConvBNWeights:
         return ConvBNWeights(self.conv.kernel, *self.bn.weights())
