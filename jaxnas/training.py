@@ -316,7 +316,8 @@ def make_train_step(model, tx, t, schedule, steps_per_epoch: int, seed: int):
         grad_fn = jax.value_and_grad(
             lambda p: loss_fn(model, t, p, state.batch_stats, batch, key, rate), has_aux=True
         )
-        # A materialised network has no control flow around its convolutions.
+        # A materialised network has no control flow around its convolutions (keep the
+        # step itself out of `lax.scan` too: XLA's rule is slow in loop bodies).
         with functional.xla_conv_gradients():
             (_, (batch_stats, logits)), grads = grad_fn(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

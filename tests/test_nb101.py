@@ -277,21 +277,32 @@ def test_probe_proxies_equal_on_data_driven_and_materialised_networks(tiny):
 
 
 def test_materialised_running_statistics_use_nasbench_momentum(tiny, images):
-    """One training-mode call moves every running mean from 0 by momentum 0.003 times the
-    batch mean (nasbench's TF decay 0.997); `bn_momentum` overrides it and is checked."""
+    """One training-mode call moves the running statistics from (0, 1) by momentum 0.003
+    times the batch's (nasbench's TF decay 0.997) in every BatchNorm; `bn_momentum`
+    overrides it and is checked."""
     genotype = tiny.sample(jax.random.key(3), 1)[0]
     x = images[:4]
-    for momentum in (None, 0.5):
-        kwargs = {} if momentum is None else {"bn_momentum": momentum}
+    steps = {}
+    for momentum in (nb101.NASBENCH_BN_MOMENTUM, 0.5):
+        kwargs = {} if momentum == nb101.NASBENCH_BN_MOMENTUM else {"bn_momentum": momentum}
         model = tiny.materialize(genotype, **kwargs)
         variables = model.init(jax.random.key(0), x, train=True)
         _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-        stem_conv = functional.conv2d(x, variables["params"]["stem"]["conv"]["kernel"], 1, 1)
-        stem_mean = updates["batch_stats"]["stem"]["bn"]["mean"]
-        expected = (0.003 if momentum is None else momentum) * jnp.mean(stem_conv, (0, 1, 2))
-        np.testing.assert_allclose(stem_mean, expected, rtol=1e-5, atol=1e-7)
-    with pytest.raises(errors.ConfigError, match="bn_momentum must be in"):
-        tiny.materialize(genotype, bn_momentum=0.0)
+        flat = traverse_util.flatten_dict(updates["batch_stats"])
+        steps[momentum] = {
+            k: (v - 1.0 if k[-1] == "var" else v) / momentum for k, v in flat.items()
+        }
+        if momentum == 0.5:  # the stem's batch mean, computed directly
+            stem = functional.conv2d(x, variables["params"]["stem"]["conv"]["kernel"], 1, 1)
+            expected = momentum * jnp.mean(stem, (0, 1, 2))
+            np.testing.assert_allclose(flat[("stem", "bn", "mean")], expected, rtol=1e-5, atol=1e-7)
+    default, half = steps.values()
+    assert len(default) > 4 and default.keys() == half.keys()  # stem, vertices, projections
+    # float32: (var - 1) / 0.003 carries ~2e-5 of rounding
+    chex.assert_trees_all_close(default, half, rtol=1e-4, atol=1e-4)
+    for bad in (0.0, 1.5, "0.1"):
+        with pytest.raises(errors.ConfigError, match="bn_momentum must be a number"):
+            tiny.materialize(genotype, bn_momentum=bad)
 
 
 @pytest.mark.slow

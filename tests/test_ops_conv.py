@@ -60,18 +60,21 @@ class Conv2dTest(parameterized.TestCase):
 
 
 def test_xla_conv_gradients_context_selects_xla_rule_while_tracing():
-    """Inside `xla_conv_gradients()` an ungrouped conv traces to XLA's convolution without
-    the custom JVP; the context is scoped (outside and after it, the custom rule again)."""
-    x, kernel = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2))
+    """Inside `xla_conv_gradients()` an ungrouped 3x3 conv traces to XLA's convolution
+    without the custom JVP, a 1x1 conv keeps it; the context is part of jit's cache key
+    (one jitted function traced inside and outside gets both rules)."""
+    x = jnp.ones((1, 5, 5, 2))
 
-    def primitives():  # a new function each time: make_jaxpr caches traces by function
-        conv = functools.partial(functional.conv2d, padding=1)
-        return {str(e.primitive) for e in jax.make_jaxpr(conv)(x, kernel).jaxpr.eqns}
+    def primitives(fn, kernel):
+        return {str(e.primitive) for e in fn.trace(x, kernel).jaxpr.eqns}
 
-    assert "custom_jvp_call" in primitives()
+    conv = jax.jit(functools.partial(functional.conv2d, padding=1))
+    k3, k1 = jnp.ones((3, 3, 2, 2)), jnp.ones((1, 1, 2, 2))
+    assert "custom_jvp_call" in primitives(conv, k3)
     with functional.xla_conv_gradients():
-        assert primitives() == {"conv_general_dilated"}
-    assert "custom_jvp_call" in primitives()
+        assert primitives(conv, k3) == {"conv_general_dilated"}
+        assert "custom_jvp_call" in primitives(conv, k1)
+    assert "custom_jvp_call" in primitives(conv, k3)
 
 
 class DepthwiseConvTest(parameterized.TestCase):

@@ -378,6 +378,37 @@ def test_drop_path_drops_whole_examples_and_rescales():
     assert 0.15 < (per_example[:, 0] == 0).mean() < 0.35
 
 
+def _primitive_names(jaxpr) -> set[str]:
+    """Primitive names of a jaxpr and of every sub-jaxpr (control flow, checkpoints)."""
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(str(eqn.primitive))
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            names |= _primitive_names(sub)
+    return names
+
+
+def test_train_step_differentiates_3x3_convolutions_with_xla_rule():
+    """The train step's kernel gradients are XLA's own (no checkpointed shifted-window
+    products of `functional.conv2d`'s custom rule, which `jax.checkpoint` marks)."""
+    from jaxnas.spaces import op_layers
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=True):
+            x = op_layers.ConvBN(3, 4, 3, 1, 1, track_running_stats=True, name="conv")(x, train)
+            return nn.Dense(10)(jnp.mean(x, (1, 2)))
+
+    t = training.default_config()
+    tx, schedule = training.optimizer(t, 1)
+    state = training.init_state(Net(), tx, jax.random.key(0), (8, 8, 3))
+    step = training.make_train_step(Net(), tx, t, schedule, 1, 0)
+    batch = {"x": jnp.ones((2, 8, 8, 3)), "y": jnp.zeros(2, jnp.int32)}
+    names = _primitive_names(jax.make_jaxpr(step)(state, batch).jaxpr)
+    assert "conv_general_dilated" in names
+    assert not {"checkpoint", "remat2", "custom_jvp_call"} & names, names
+
+
 def test_recipes_and_schedules():
     darts = training.apply_recipe(configs.default_config(), "darts")
     assert darts.train.batch_size == 96 and darts.train.grad_clip == 5.0

@@ -11,7 +11,6 @@ explicit symmetric padding, and BatchNorm eps 1e-5 with the biased batch varianc
 """
 
 import contextlib
-import contextvars
 import functools
 from typing import NamedTuple
 
@@ -24,7 +23,9 @@ from jaxnas import network as net_lib
 
 BN_EPS = 1e-5
 
-_XLA_CONV_GRADIENTS = contextvars.ContextVar("jaxnas_xla_conv_gradients", default=False)
+# Part of JAX's trace and compile cache keys: a function traced inside and outside
+# `xla_conv_gradients()` gets two traces.
+_XLA_CONV_GRADIENTS = jax.make_user_context(default_value=False)
 
 
 @contextlib.contextmanager
@@ -37,15 +38,10 @@ def xla_conv_gradients():
     exists for convolutions inside control flow, where XLA's is many times slower
     (`scripts/bench_conv_grad.py`; figures in WORKSPACE_NOTES.md). 1x1 kernels keep the
     custom rule, a single matrix product (5 ms against XLA's 26 ms for f32[256, 32, 32,
-    16]). Both rules give the same gradients up to float32 rounding. The choice is made
-    when a function is traced and `jax.jit` caches traces by function, so enter the
-    context inside the function it traces.
+    16]). Both rules give the same gradients up to float32 rounding.
     """
-    token = _XLA_CONV_GRADIENTS.set(True)
-    try:
+    with _XLA_CONV_GRADIENTS(True):
         yield
-    finally:
-        _XLA_CONV_GRADIENTS.reset(token)
 
 
 def as_pair(value) -> tuple[int, int]:
@@ -67,12 +63,12 @@ def conv2d(
     `groups == Ci` with a kernel f32[k, k, 1, Ci] is a depthwise convolution. Ungrouped
     convolutions differentiate through `_conv2d` (a custom JVP, so forward and reverse
     mode both work), whose kernel gradient avoids a slow XLA:CPU path inside control
-    flow, or through XLA's own rule within `xla_conv_gradients()`.
+    flow; within `xla_conv_gradients()` those larger than 1x1 use XLA's own rule.
     """
     stride, padding = as_pair(stride), as_pair(padding)
     if groups > 1 and groups == x.shape[-1] == kernel.shape[-1] and kernel.shape[2] == 1:
         return _depthwise_conv2d(x, kernel, stride, padding, dilation)
-    if groups == 1 and (kernel.shape[:2] == (1, 1) or not _XLA_CONV_GRADIENTS.get()):
+    if groups == 1 and (kernel.shape[:2] == (1, 1) or not _XLA_CONV_GRADIENTS.value):
         return _conv2d(x, kernel, stride, padding, dilation)
     return _conv(x, kernel, stride, padding, dilation, groups)
 

@@ -79,7 +79,7 @@ DISPATCH_MODES = ("switch", "mask")
 # The materialised network's BatchNorm momentum (PyTorch convention): nasbench's
 # `BN_MOMENTUM = 0.997` is a TF decay, i.e. momentum 1 - 0.997. Only running statistics
 # (evaluation mode after training) depend on it.
-BN_MOMENTUM = 1 - 0.997
+NASBENCH_BN_MOMENTUM = 1 - 0.997
 
 
 class Init(NamedTuple):
@@ -488,7 +488,7 @@ class _Macro(nn.Module):
     track_running_stats: bool
     batch_norm: bool
     init_rule: str = "nb101"  # a key of INITS
-    bn_momentum: float = BN_MOMENTUM
+    bn_momentum: float = NASBENCH_BN_MOMENTUM
 
     def body(self, x, stack_fn, train):
         """The skeleton around `stack_fn(stack, c_in, c, x)`, which applies one stack's
@@ -804,10 +804,9 @@ def _check_settings(settings: dict) -> dict:
         raise errors.ConfigError(
             f"unknown NB101 init {settings['init']!r}; expected one of {sorted(INITS)}"
         )
-    if not 0 < settings["bn_momentum"] <= 1:
-        raise errors.ConfigError(
-            f"NB101 bn_momentum must be in (0, 1], got {settings['bn_momentum']!r}"
-        )
+    momentum = settings["bn_momentum"]
+    if isinstance(momentum, bool) or not isinstance(momentum, int | float) or not 0 < momentum <= 1:
+        raise errors.ConfigError(f"NB101 bn_momentum must be a number in (0, 1], got {momentum!r}")
     return settings
 
 
@@ -821,7 +820,7 @@ def space(
     batch_norm: bool = True,
     init: str = "nb101",
     scan_cells: bool = False,
-    bn_momentum: float = BN_MOMENTUM,
+    bn_momentum: float = NASBENCH_BN_MOMENTUM,
 ) -> base.SearchSpace:
     """The NB101 space; the arguments are the defaults of `network`/`materialize`.
 
