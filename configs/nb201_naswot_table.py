@@ -10,8 +10,9 @@ K scores of each cell. Searches then read it with `search.fitness.source="table"
 (`configs/nb201_naswot_search.py:table=runs/naswot_table`, `configs/nb201_rea.py:area,
 table=runs/naswot_table`), drawing one of the K scores per evaluation.
 
-Expected: about 0.4 s per cell and initialisation on a quiet 2-core CPU, so ~7 h for K=4
-(~1.7 h for `inits=1`); seconds-to-minutes on a GPU.
+Measured on a quiet 2-core CPU: 0.285 s per cell and initialisation after a 30 s
+compile, so 74 min for `inits=1` and ~5 h for K=4 (WORKSPACE_NOTES.md, "Search (issue
+15)", has the table's correlations and the NASWOT N = 10 / 100 / 1000 searches on it).
 
 Arguments: `:inits=K,seed=S,batch=B`.
 """
