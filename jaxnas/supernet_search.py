@@ -8,7 +8,9 @@ and `summary.json` (mean, std and 95 % CI half-width per target; seconds per run
 Run r's keys depend only on the seed and r; a restarted search with the same config
 keeps the runs already written.
 
-  * "tenas": TE-NAS pruning-by-importance (`strategies.tenas`) on the NB201 supernet.
+  * "tenas": TE-NAS pruning-by-importance (`strategies.tenas`) on the NB201 supernet,
+    or with space "darts" on TE-NAS's DARTS supernet (`spaces.darts_supernet`): op
+    pruning, then edge pruning to two inputs per node (`tenas.prune_edge_groups`).
     params: prune_number, repeats, ntk_batch, crops.
   * "zc_pt": Zero-Cost-PT (`strategies.zc_pt`) with `config.proxies[0]` as the scorer.
     params: pool_size (P), validate_rounds (V), supernet and cell (network overrides
@@ -30,6 +32,7 @@ import numpy as np
 
 from jaxnas import benchmarks, data, errors, evaluation, inputs, proxies, run_files, scoring
 from jaxnas.progress import Progress
+from jaxnas.spaces import darts_supernet
 from jaxnas.strategies import knas, tenas, zc_pt
 
 STRATEGIES = ("tenas", "zc_pt", "knas")
@@ -45,9 +48,11 @@ def run(config, workdir: str, resume: bool = False) -> dict:
     if s.num_runs < 1:
         raise errors.ConfigError(f"search.num_runs must be >= 1, got {s.num_runs}")
     space = inputs.space(config)
-    if s.strategy in ("tenas", "zc_pt") and space.name != "nb201":
+    supernets = {"tenas": ("nb201", "darts"), "zc_pt": ("nb201",)}.get(s.strategy)
+    if supernets is not None and space.name not in supernets:
         raise errors.ConfigError(
-            f"{s.strategy} runs on the NB201 supernet here; got space {space.name!r}"
+            f"{s.strategy} runs on the {' and '.join(n.upper() for n in supernets)} "
+            f"supernet here; got space {space.name!r}"
         )
     bench = inputs.benchmark(config)
     params = config.search.params.to_dict() if "params" in config.search else {}
@@ -56,6 +61,8 @@ def run(config, workdir: str, resume: bool = False) -> dict:
     if runs:
         print(f"resuming: {len(runs)} of {s.num_runs} runs already in {path}")
     runner = {"tenas": _tenas, "zc_pt": _zc_pt, "knas": _knas}[s.strategy]
+    if s.strategy == "tenas" and space.name == "darts":
+        runner = _tenas_darts
     key = jax.random.key(config.seed)
     progress = Progress(s.num_runs - len(runs), f"{s.strategy} runs")
     with open(path, "w") as f:
@@ -115,37 +122,42 @@ def _pool(config):
 # --------------------------------------------------------------------------- TE-NAS
 
 
-def _tenas(config, space, params, key, first, workdir):
-    del workdir
-    prune_number = _need(params, "prune_number", tenas.NB201_PRUNE_NUMBER)
+def _tenas_scorer(config, params, scorer, ntk_batch_default):
+    """`score(masks, valid, key) -> (f[C, R], f[C, R])` on fresh batches and crops."""
     repeats = _need(params, "repeats", 3)
-    ntk_batch = _need(params, "ntk_batch", 72)
+    ntk_batch = _need(params, "ntk_batch", ntk_batch_default)
     num_crops = _need(params, "crops", 3000)
     images, labels = _pool(config)
     normalised = jnp.asarray(data.normalize(images, config.data.normalization))
-    scorer = jax.jit(tenas.supernet_scorer(space, num_classes=config.data.num_classes))
+
+    def score(masks, valid, k):
+        key_init, key_data = jax.random.split(k)
+        batches, crops = [], []
+        for i in range(repeats):
+            kb, kc = jax.random.split(jax.random.fold_in(key_data, i))
+            batches.append(data.sample_batch(kb, images, labels, ntk_batch)["x"])
+            crops.append(data.random_crops(kc, normalised, num_crops))
+        s, regions = scorer(
+            masks, valid, jax.random.split(key_init, repeats), jnp.stack(batches), jnp.stack(crops)
+        )
+        return np.asarray(s), np.asarray(regions)
+
+    return score
+
+
+def _tenas(config, space, params, key, first, workdir):
+    del workdir
+    prune_number = _need(params, "prune_number", tenas.NB201_PRUNE_NUMBER)
+    network_fn = tenas.nb201_network_fn(space, config.data.num_classes)
+    score = _tenas_scorer(config, params, jax.jit(tenas.supernet_scorer(network_fn)), 72)
     num_edges, num_ops = len(space.num_choices), space.num_choices[0]
     for r in range(first, config.search.num_runs):
         start = time.perf_counter()
         key_run = jax.random.fold_in(key, r)
 
         def score_round(active, round_index, key_run=key_run):
-            k = jax.random.fold_in(key_run, round_index)
-            key_init, key_data = jax.random.split(k)
             masks, valid = tenas.removal_candidates(active)
-            batches, crops = [], []
-            for i in range(repeats):
-                kb, kc = jax.random.split(jax.random.fold_in(key_data, i))
-                batches.append(data.sample_batch(kb, images, labels, ntk_batch)["x"])
-                crops.append(data.random_crops(kc, normalised, num_crops))
-            s, regions = scorer(
-                masks,
-                valid,
-                jax.random.split(key_init, repeats),
-                jnp.stack(batches),
-                jnp.stack(crops),
-            )
-            return np.asarray(s), np.asarray(regions)
+            return score(masks, valid, jax.random.fold_in(key_run, round_index))
 
         genotype, history = tenas.prune(score_round, num_edges, num_ops, prune_number)
         yield {
@@ -153,6 +165,56 @@ def _tenas(config, space, params, key, first, workdir):
             "arch": space.to_string(genotype),
             "seconds": time.perf_counter() - start,
             "rounds": history,
+        }
+
+
+def _tenas_darts(config, space, params, key, first, workdir):
+    """TE-NAS on DARTS: op pruning on the stacked (normal, reduction) edges, then edge
+    pruning to two inputs per node; the cell in the configured space's notation."""
+    del workdir
+    prune_number = _need(params, "prune_number", darts_supernet.TENAS_PRUNE_NUMBER)
+    ops = darts_supernet.TENAS_OPS
+    space_ops = space.materialize(np.zeros(len(space.num_choices), np.int32)).ops
+    missing = [op for op in ops[1:] if op not in space_ops]
+    if missing:
+        raise errors.ConfigError(
+            f"TE-NAS prunes the DARTS ops {ops[1:]}; the configured space lacks {missing}"
+        )
+    scorer = tenas.supernet_scorer(
+        darts_supernet.network_fn(config.data.num_classes),
+        darts_supernet.TENAS_NTK_NETWORK,
+        darts_supernet.TENAS_REGIONS_NETWORK,
+    )
+    score = _tenas_scorer(config, params, jax.jit(scorer), darts_supernet.TENAS_NTK_BATCH)
+    num_edges = len(darts_supernet.edges())
+    groups = [
+        [cell * num_edges + e for e in group]
+        for cell in range(2)
+        for group in darts_supernet.edge_groups()
+    ]
+    for r in range(first, config.search.num_runs):
+        start = time.perf_counter()
+        key_run = jax.random.fold_in(key, r)
+
+        def score_round(active, round_index, key_run=key_run):
+            masks, valid = tenas.removal_candidates(active)
+            return score(masks, valid, jax.random.fold_in(key_run, round_index))
+
+        kept, rounds = tenas.prune(score_round, 2 * num_edges, len(ops), prune_number)
+        active = np.zeros((2 * num_edges, len(ops)), bool)
+        active[np.arange(2 * num_edges), kept] = True
+
+        def score_group(masks, valid, group, key_run=key_run, offset=len(rounds)):
+            return score(masks, jnp.asarray(valid), jax.random.fold_in(key_run, offset + group))
+
+        active, group_history = tenas.prune_edge_groups(score_group, active, groups)
+        genotype = darts_supernet.to_genotype(active, space_ops)
+        yield {
+            "run": r,
+            "arch": space.to_string(genotype),
+            "seconds": time.perf_counter() - start,
+            "rounds": rounds,
+            "edge_groups": group_history,
         }
 
 

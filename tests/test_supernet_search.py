@@ -10,7 +10,7 @@ import pytest
 
 from jaxnas import configs, errors, experiment, supernet_search
 from jaxnas.proxies import regions
-from jaxnas.spaces import nb201
+from jaxnas.spaces import darts, darts_supernet, nb201
 from jaxnas.strategies import knas, tenas, zc_pt
 
 from conftest import load_config
@@ -64,6 +64,104 @@ def test_nan_delta_is_pruned_first():
     dr = np.array([[0.0, -0.9, 0.1, 0.5]])
     out = tenas.prune_by_rank_sum(active, dk, dr, prune_number=1)
     np.testing.assert_array_equal(out, [[False, True, False, True]])
+
+
+def test_equal_rank_sums_prune_the_larger_dkappa_first():
+    # Three candidates on one edge: dkappa 0.3, 0.1, 0.2 -> ranks 0, 2, 1; dR 0.5, 0.1,
+    # 0.3 -> ranks 2, 0, 1: every sum is 2. The code's ranking dictionary is filled in
+    # dkappa order, so its stable sort prunes in dkappa order: 0, then 2, then 1.
+    np.testing.assert_array_equal(tenas.pruning_order([0.3, 0.1, 0.2], [0.5, 0.1, 0.3]), [0, 2, 1])
+    active = np.array([[False, True, True, True]])
+    out = tenas.prune_by_rank_sum(
+        active, np.array([[0, 0.3, 0.1, 0.2]]), np.array([[0, 0.5, 0.1, 0.3]]), prune_number=2
+    )
+    np.testing.assert_array_equal(out, [[False, False, True, False]])
+
+
+def test_edge_groups_keep_the_two_most_important_inputs_per_node():
+    # One cell of 3 nodes (edges 0-1 -> node 0, 2-4 -> node 1, 5-8 -> node 2), one op
+    # (index 1) left on every edge. Removing edge e scores -log kappa = table[e] and
+    # regions 100 - e, so dkappa = 1 - exp(s_N - s_e) grows with table[e] and dR
+    # = e / 100 with e: the rank sums order the edges, and each node keeps its two
+    # largest sums. Node 0 has only two inputs and is never scored.
+    table = np.array([0.0, 0.0, 0.5, -0.5, 0.1, 0.3, 0.2, -0.1, 0.0])
+    active = np.zeros((9, 2), bool)
+    active[:, 1] = True
+    calls = []
+
+    def score_masks(masks, valid, step):
+        calls.append((step, np.asarray(valid)))
+        keep = np.asarray(masks)[:, :, 1]  # bool[C, E]
+        removed = np.where(~keep.all(axis=1), np.argmin(keep, axis=1), -1)
+        s = np.where(removed >= 0, table[removed], 0.2)[:, None]
+        r = np.where(removed >= 0, 100.0 - removed, 100.0)[:, None]
+        return np.where(np.asarray(valid)[:, None], s, np.nan), r
+
+    out, history = tenas.prune_edge_groups(score_masks, active, [[0, 1], [2, 3, 4], [5, 6, 7, 8]])
+    # Node 1: dkappa ranks (descending table 0.5, -0.5, 0.1): 0, 2, 1; dR ranks
+    # (ascending 0.02, 0.03, 0.04): 0, 1, 2; sums 0, 3, 3 -> edge 2 pruned.
+    # Node 2: table 0.3, 0.2, -0.1, 0.0 -> ranks 0, 1, 3, 2; dR ranks 0, 1, 2, 3;
+    # sums 0, 2, 5, 5 -> edges 5 and 6 pruned.
+    np.testing.assert_array_equal(out[:, 1], [1, 1, 0, 1, 1, 0, 0, 1, 1])
+    assert [c[0] for c in calls] == [1, 2] and [h["group"] for h in history] == [
+        [2, 3, 4],
+        [5, 6, 7, 8],
+    ]
+    # Node 2 is scored on the supernet that node 1's pruning left.
+    assert calls[1][1].sum() == 1 + 4
+
+
+def test_edge_groups_need_single_op_edges():
+    active = np.ones((5, 3), bool)
+    with pytest.raises(errors.ConfigError, match="one active op per edge"):
+        tenas.prune_edge_groups(lambda *a: None, active, [[2, 3, 4]])
+
+
+def test_tenas_darts_genotype_is_a_valid_darts_cell():
+    rng = np.random.default_rng(0)
+    num_edges = len(darts_supernet.edges())
+    active = np.zeros((2 * num_edges, len(darts_supernet.TENAS_OPS)), bool)
+    for cell in range(2):
+        for group in darts_supernet.edge_groups():
+            for e in rng.choice(group, 2, replace=False):
+                active[cell * num_edges + e, rng.integers(1, 8)] = True
+    genotype = darts_supernet.to_genotype(active, darts.NB301_OPS)
+    space = darts.space()
+    space.validate(genotype[None])
+    np.testing.assert_array_equal(space.from_string(space.to_string(genotype)), genotype)
+    # Node 0 of the normal cell: its two inputs in order, with their ops by name.
+    kept = [e for e in (0, 1) if active[e].any()]
+    assert [genotype[0], genotype[2]] == kept
+    names = [darts_supernet.TENAS_OPS[int(np.argmax(active[e]))] for e in kept]
+    assert [darts.NB301_OPS[genotype[1]], darts.NB301_OPS[genotype[3]]] == names
+    active[0] = active[1] = True
+    with pytest.raises(errors.ArchitectureError, match="cell 0 node 0"):
+        darts_supernet.to_genotype(active, darts.NB301_OPS)
+
+
+def test_darts_supernet_taps_and_weights_follow_the_active_ops():
+    weights = np.zeros((2, 14, 8), np.float32)
+    weights[:, :, 2] = 1.0  # sep_conv_3x3 everywhere
+    net = darts_supernet.network(weights, **darts_supernet.TENAS_REGIONS_NETWORK)
+    x = jax.random.normal(jax.random.key(0), (16, 3, 3, 1))
+    params = net.init(jax.random.key(1), x)
+    logits, taps = net.apply(params, x, taps=True)
+    chex.assert_shape(logits, (16, 10))
+    flat = {"/".join(k): v for k, v in _flatten(taps)}
+    assert float(flat["cell0/edge_0/sep_conv_3x3_mid"].weight) == 1.0
+    assert float(flat["cell0/edge_0/sep_conv_5x5_mid"].weight) == 0.0
+    # Every edge's input is read by one ReLU (the active separable conv).
+    assert float(flat["cell1/edge_13/relu_input"].weight) == 1.0
+    with pytest.raises(errors.ArchitectureError, match=r"f32\[2, 14, 8\]"):
+        darts_supernet.network(np.zeros((14, 8)))
+
+
+def _flatten(tree, prefix=()):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, prefix + (k,))
+        else:
+            yield prefix + (k,), v
 
 
 def test_removal_candidates_mark_single_op_edges_as_not_candidates():
@@ -229,7 +327,7 @@ def test_tenas_on_real_proxy_networks_returns_a_valid_cell(tiny_batch):
     space = nb201.space()
     scorer = jax.jit(
         tenas.supernet_scorer(
-            space,
+            tenas.nb201_network_fn(space),
             ntk_network=dict(channels=2, cells_per_stage=1, num_stages=1),
             regions_network=dict(regions.TENAS_REGIONS_NETWORK),
         )
@@ -249,6 +347,54 @@ def test_tenas_on_real_proxy_networks_returns_a_valid_cell(tiny_batch):
     assert len(history) == 3
     nb201.space().validate(genotype[None])
     assert np.all(genotype >= 1)
+
+
+def _stand_in_supernet_scorer(network_fn, ntk_network=None, regions_network=None):
+    """`tenas.supernet_scorer`'s contract with a cheap score: -log kappa and regions
+    linear in the op weights, by seeded tables (the wiring is under test)."""
+    del network_fn, ntk_network, regions_network
+
+    def score(masks, valid, keys, images, crops):
+        del images, crops
+        w = tenas.op_weights(masks)  # f32[C, E, O]
+        tables = jax.vmap(lambda k: jax.random.normal(k, (2,) + w.shape[1:]))(keys)
+        s = jnp.einsum("ceo,reo->cr", w, tables[:, 0])
+        r = 100.0 + jnp.einsum("ceo,reo->cr", w, tables[:, 1])
+        return jnp.where(valid[:, None], s, jnp.nan), jnp.where(valid[:, None], r, jnp.nan)
+
+    return score
+
+
+def test_tenas_on_darts_end_to_end_gives_a_darts_cell(tmp_path, monkeypatch):
+    monkeypatch.setattr(tenas, "supernet_scorer", _stand_in_supernet_scorer)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "images.npz"
+    np.savez(
+        path,
+        train_images=rng.integers(0, 256, (32, 8, 8, 3), np.uint8),
+        train_labels=rng.integers(0, 10, 32),
+    )
+    config = load_config("configs/darts_tenas_search.py", "runs=2,repeats=2,crops=4,ntk_batch=3")
+    config.data.path = str(path)
+    summary = experiment.run(config, str(tmp_path / "run"))
+    runs = [json.loads(line) for line in open(tmp_path / "run" / "runs.jsonl")]
+    assert summary["num_runs"] == 2 and len(runs) == 2
+    space = darts.space()
+    for r in runs:
+        genotype = space.from_string(r["arch"])  # parses: a valid NB301 cell
+        space.validate(genotype[None])
+        # 7 ops on 28 edges, then 4: two rounds of prune_number=3.
+        assert [int(np.sum(h["active"])) for h in r["rounds"]] == [196, 112]
+        # Three nodes per cell have more than two inputs.
+        assert [len(h["group"]) for h in r["edge_groups"]] == [3, 4, 5] * 2
+    assert runs[0]["arch"] != runs[1]["arch"]
+
+
+def test_zc_pt_on_darts_is_a_config_error(tmp_path):
+    config = load_config("configs/darts_tenas_search.py")
+    config.search.strategy = "zc_pt"
+    with pytest.raises(errors.ConfigError, match="NB201 supernet here; got space 'darts'"):
+        experiment.run(config, str(tmp_path))
 
 
 def test_unknown_supernet_strategy_is_a_config_error(tmp_path):

@@ -19,10 +19,12 @@ start. One round:
   2. Both are rounded to 3 significant figures (`round_sig`) and ranked over all
      candidates: dkappa descending, dR ascending, ties sharing a rank (`dense_rank`).
   3. On each edge the `prune_number` ops with the smallest rank sum are pruned
-     (`prune_by_rank_sum`).
+     (`prune_by_rank_sum`; equal sums in the code's order, `pruning_order`).
 
 Rounds repeat until every edge keeps one op. The NB201 schedule (`prune_number=1`,
-4 ops) takes 3 rounds. A candidate whose score is NaN (a failed evaluation) gets the
+4 ops) takes 3 rounds; DARTS (`prune_number=3`, 7 ops, the normal and reduction cells'
+28 edges pruned together) takes 2, then `prune_edge_groups` keeps two inputs per node
+by the same rank sum. A candidate whose score is NaN (a failed evaluation) gets the
 rank that prunes it first: a failure never keeps an op alive ("NaN never wins").
 
 Deviations from the released code, both deliberate: within a repeat every candidate
@@ -72,6 +74,25 @@ def dense_rank(values, descending: bool) -> np.ndarray:
     return inverse.reshape(-1).astype(np.int64)
 
 
+def pruning_order(dkappa, dregions) -> np.ndarray:
+    """The order in which TE-NAS prunes candidates (first: least important).
+
+    Both deltas are rounded to 3 significant figures and dense-ranked (dkappa
+    descending, dR ascending); the candidates are sorted by the rank sum. Among equal
+    sums the code's order holds: its ranking dictionary is filled in dkappa order, so
+    the larger dkappa goes first, then the candidate order (edge-major). A NaN delta
+    puts the candidate before every scored one ("NaN never wins").
+
+    f[C], f[C] -> int64[C] candidate indices.
+    """
+    dk = round_sig(dkappa)
+    dr = round_sig(dregions)
+    kappa_rank = dense_rank(dk, descending=True)
+    importance = kappa_rank + dense_rank(dr, descending=False)
+    importance = np.where(np.isnan(dk) | np.isnan(dr), -1, importance)
+    return np.lexsort((np.arange(dk.size), kappa_rank, importance))
+
+
 def prune_by_rank_sum(
     active: np.ndarray,
     dkappa: np.ndarray,
@@ -99,13 +120,9 @@ def prune_by_rank_sum(
     rows, cols = np.nonzero(candidate)
     if rows.size == 0:
         return active.copy()
-    dk = round_sig(np.asarray(dkappa, np.float64)[rows, cols])
-    dr = round_sig(np.asarray(dregions, np.float64)[rows, cols])
-    importance = dense_rank(dk, descending=True) + dense_rank(dr, descending=False)
-    # NaN never wins: a failed candidate is pruned before every scored one.
-    importance = np.where(np.isnan(dk) | np.isnan(dr), -1, importance)
-    # Stable order by rank sum; among equal sums the edge-major op order, as the code.
-    order = np.argsort(importance, kind="stable")
+    order = pruning_order(
+        np.asarray(dkappa, np.float64)[rows, cols], np.asarray(dregions, np.float64)[rows, cols]
+    )
     out = active.copy()
     pruned = np.zeros(active.shape[0], np.int64)
     for i in order:
@@ -143,9 +160,17 @@ def removal_candidates(active: jax.Array) -> tuple[jax.Array, jax.Array]:
     return masks, jnp.concatenate([jnp.ones((1,), bool), real])
 
 
+def nb201_network_fn(space, num_classes: int = 10) -> Callable:
+    """`(op_weights f32[6, 5], overrides) -> Network`: the NB201 "mask" supernet."""
+
+    def network_fn(weights, overrides):
+        return space.network(weights, dispatch="mask", num_classes=num_classes, **overrides)
+
+    return network_fn
+
+
 def supernet_scorer(
-    space,
-    num_classes: int = 10,
+    network_fn: Callable,
     ntk_network: dict | None = None,
     regions_network: dict | None = None,
 ) -> Callable:
@@ -154,9 +179,12 @@ def supernet_scorer(
     The jittable core of a round: for C supernet masks (bool[C, E, O]) of which the
     `valid` ones are scored (others give NaN without being evaluated; `lax.cond`
     inside `lax.map`), and R repeats, it returns -log(kappa) (`ntk.ntk_cond`) and the
-    region count (`regions.linear_regions`). Repeat r initialises both networks with
-    `keys[r]` (the same parameters for every mask) and uses `images[r]` f32[R, B, H, W,
-    3] (the NTK batch) and `crops[r]` f32[R, N, 3, 3, 1] (the regions inputs).
+    region count (`regions.linear_regions`). `network_fn(op_weights f32[E, O],
+    overrides)` builds the supernet (`nb201_network_fn`, `darts_supernet.network_fn`);
+    `ntk_network` and `regions_network` are the overrides of the two networks (default:
+    TE-NAS's NB201 ones). Repeat r initialises both networks with `keys[r]` (the same
+    parameters for every mask) and uses `images[r]` f32[R, B, H, W, 3] (the NTK batch)
+    and `crops[r]` f32[R, N, 3, 3, 1] (the regions inputs).
     """
     ntk_kwargs = dict(ntk.TENAS_NTK_NETWORK if ntk_network is None else ntk_network)
     thin_kwargs = dict(
@@ -166,9 +194,7 @@ def supernet_scorer(
     regions_fn = regions.linear_regions()
 
     def net(kind_kwargs, mask):
-        return space.network(
-            op_weights(mask), dispatch="mask", num_classes=num_classes, **kind_kwargs
-        )
+        return network_fn(op_weights(mask), kind_kwargs)
 
     def score(masks, valid, keys, images, crops):
         def repeat(key, x, c):
@@ -266,3 +292,61 @@ def prune(
         active = new
     # Every round prunes at least one op of every edge with several: one op is left.
     return np.argmax(active, axis=1).astype(np.int32), history
+
+
+def prune_edge_groups(
+    score_masks: Callable[[jax.Array, np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    active: np.ndarray,
+    groups,
+    keep: int = 2,
+) -> tuple[np.ndarray, list[dict]]:
+    """TE-NAS's edge pruning on DARTS (`prune_func_rank_group`): `keep` inputs per node.
+
+    After op pruning every edge holds one op. Group by group (the edges into one node,
+    in order), each edge of the group is removed from the current supernet in turn and
+    scored against it; the group's candidates are ordered by `pruning_order` and all but
+    the last `keep` are pruned before the next group is scored.
+
+    Args:
+      score_masks: `(masks bool[C, E, O], valid bool[C], step) -> (f[C, R] -log kappa,
+        f[C, R] regions)`, called with `removal_candidates(active)`'s masks and `valid`
+        marking the supernet (index 0) and the group's candidates.
+      active: bool[E, O] with exactly one active op on every edge of a group larger
+        than `keep`.
+      groups: sequences of edge indices, one per node.
+      keep: edges kept per group.
+
+    Returns:
+      bool[E, O] the pruned `active` and one record per scored group.
+    """
+    active = np.asarray(active, bool).copy()
+    num_ops = active.shape[1]
+    history = []
+    for g, edges in enumerate(groups):
+        edges = list(edges)
+        if len(edges) <= keep:
+            continue
+        if np.any(active[edges].sum(axis=1) != 1):
+            raise errors.ConfigError(
+                f"edge pruning needs one active op per edge; group {g} has "
+                f"{active[edges].sum(axis=1).tolist()} ops on edges {edges}"
+            )
+        in_group = np.zeros_like(active)
+        in_group[edges] = True
+        candidate = (active & in_group).reshape(-1)
+        masks, _ = removal_candidates(active)
+        s, regions_count = score_masks(masks, np.concatenate([[True], candidate]), g)
+        dk, dr = deltas(s, regions_count)
+        idx = np.nonzero(candidate)[0]
+        order = pruning_order(dk[idx], dr[idx])
+        history.append(
+            {
+                "group": edges,
+                "dkappa": np.where(np.isnan(dk[idx]), None, dk[idx]).tolist(),
+                "dregions": np.where(np.isnan(dr[idx]), None, dr[idx]).tolist(),
+            }
+        )
+        for i in order[: len(idx) - keep]:
+            e, o = divmod(int(idx[i]), num_ops)
+            active[e, o] = False
+    return active, history
