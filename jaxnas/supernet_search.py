@@ -145,6 +145,16 @@ def _tenas_scorer(config, params, scorer, ntk_batch_default):
     return score
 
 
+def _round_scorer(score, key_run):
+    """`tenas.prune`'s `score_round`: a round's removal candidates under its own key."""
+
+    def score_round(active, round_index):
+        masks, valid = tenas.removal_candidates(active)
+        return score(masks, valid, jax.random.fold_in(key_run, round_index))
+
+    return score_round
+
+
 def _tenas(config, space, params, key, first, workdir):
     del workdir
     prune_number = _need(params, "prune_number", tenas.NB201_PRUNE_NUMBER)
@@ -153,12 +163,7 @@ def _tenas(config, space, params, key, first, workdir):
     num_edges, num_ops = len(space.num_choices), space.num_choices[0]
     for r in range(first, config.search.num_runs):
         start = time.perf_counter()
-        key_run = jax.random.fold_in(key, r)
-
-        def score_round(active, round_index, key_run=key_run):
-            masks, valid = tenas.removal_candidates(active)
-            return score(masks, valid, jax.random.fold_in(key_run, round_index))
-
+        score_round = _round_scorer(score, jax.random.fold_in(key, r))
         genotype, history = tenas.prune(score_round, num_edges, num_ops, prune_number)
         yield {
             "run": r,
@@ -195,11 +200,7 @@ def _tenas_darts(config, space, params, key, first, workdir):
     for r in range(first, config.search.num_runs):
         start = time.perf_counter()
         key_run = jax.random.fold_in(key, r)
-
-        def score_round(active, round_index, key_run=key_run):
-            masks, valid = tenas.removal_candidates(active)
-            return score(masks, valid, jax.random.fold_in(key_run, round_index))
-
+        score_round = _round_scorer(score, key_run)
         kept, rounds = tenas.prune(score_round, 2 * num_edges, len(ops), prune_number)
         active = np.zeros((2 * num_edges, len(ops)), bool)
         active[np.arange(2 * num_edges), kept] = True
