@@ -1,14 +1,16 @@
 """Seconds for one TE-NAS supernet evaluation (NTK + linear regions) on this machine.
 
-  python scripts/bench_tenas_supernet.py [--ntk-batch 72] [--crops 3000]
+  python scripts/bench_tenas_supernet.py [--ntk-batch 8 24 72] [--crops 3000]
 
 Scores the NB201 supernet with every op but `none` on all edges (op weights 1/4,
 "mask" dispatch) as one round of `configs/nb201_tenas_search.py` scores each
 candidate: -log kappa on TE-NAS's C=3/N=1 network with `--ntk-batch` real CIFAR-10
 training images and the linear-region count on the thin C=1 network with `--crops`
-random 3x3 crops. Prints the first call (with compilation), a second call, and the
-peak resident memory. A TE-NAS NB201 run costs about 180 such evaluations (57
-candidates and 3 supernets over 3 rounds, 3 repeats each).
+random 3x3 crops, each proxy timed on its own (one NTK line per `--ntk-batch`: the
+Jacobian of batch-statistics BatchNorm needs one backward pass per image through the
+whole batch, so its cost grows as the square of the batch). Prints the first call (with
+compilation), a second call, and the peak resident memory. A TE-NAS NB201 run costs
+about 180 such evaluations (57 candidates and 3 supernets over 3 rounds, 3 repeats each).
 """
 
 import argparse
@@ -27,32 +29,39 @@ from jaxnas.strategies import tenas
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ntk-batch", type=int, default=72)
+    parser.add_argument("--ntk-batch", type=int, nargs="+", default=[72])
     parser.add_argument("--crops", type=int, default=3000)
     args = parser.parse_args()
     path = f"{benchmarks.shared_data_dir()}/images/cifar10_jpeg_yoongikim_train1280_test1000.npz"
     images, labels = data.load_npz(path, "train_images", "train_labels")
     key = jax.random.key(0)
-    x = data.sample_batch(key, images, labels, args.ntk_batch)["x"]
     crops = data.random_crops(key, jnp.asarray(data.normalize(images, "cifar10")), args.crops)
     space = nb201.space()
     active = np.ones((6, 5), bool)
     active[:, 0] = False
+    weights = tenas.op_weights(active)
 
     @jax.jit
-    def evaluate(weights, x, crops):
+    def kappa(weights, x):
         a = space.network(weights, dispatch="mask", **ntk.TENAS_NTK_NETWORK)
-        b = space.network(weights, dispatch="mask", **regions.TENAS_REGIONS_NETWORK)
-        s = ntk.ntk_cond()(a, a.init(key, x), {"x": x}, key)
-        r = regions.linear_regions()(b, b.init(key, crops), {"x": crops}, key)
-        return s, r
+        return ntk.ntk_cond()(a, a.init(key, x), {"x": x}, key)
 
-    weights = tenas.op_weights(active)
-    for label in ("first call (compile)", "second call"):
-        start = time.perf_counter()
-        s, r = jax.block_until_ready(evaluate(weights, x, crops))
-        seconds = time.perf_counter() - start
-        print(f"{label}: {seconds:.1f} s  (-log kappa {s:.3f}, regions {r:.0f})")
+    @jax.jit
+    def region_count(weights, crops):
+        b = space.network(weights, dispatch="mask", **regions.TENAS_REGIONS_NETWORK)
+        return regions.linear_regions()(b, b.init(key, crops), {"x": crops}, key)
+
+    def timed(name, fn, *args):
+        for label in ("first call (compile)", "second call"):
+            start = time.perf_counter()
+            value = jax.block_until_ready(fn(*args))
+            seconds = time.perf_counter() - start
+            print(f"{name}: {label} {seconds:.3f} s  ({value:.3f})")
+
+    for batch in args.ntk_batch:
+        x = data.sample_batch(key, images, labels, batch)["x"]
+        timed(f"-log kappa, {batch} images", kappa, weights, x)
+    timed(f"regions, {args.crops} crops", region_count, weights, crops)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 
