@@ -387,6 +387,9 @@ def test_tenas_on_darts_end_to_end_gives_a_darts_cell(tmp_path, monkeypatch):
         assert [int(np.sum(h["active"])) for h in r["rounds"]] == [196, 112]
         # Three nodes per cell have more than two inputs.
         assert [len(h["group"]) for h in r["edge_groups"]] == [3, 4, 5] * 2
+        # Counted on DARTS' CIFAR-10 network (C=36, 20 cells; DARTS-V2: 3.3 M), not on
+        # the C=1 supernet (thousands).
+        assert 5e5 < r["params_eval_network"] < 1e7
     assert runs[0]["arch"] != runs[1]["arch"]
 
 
