@@ -17,7 +17,13 @@ sum, node by node (nodes with 2 inputs are kept whole). Each run writes the cell
 `darts` space's notation (NAS-Bench-301's ops; `none` is never kept), its rounds and
 edge groups, and its seconds. No benchmark scores arbitrary DARTS cells, so there is
 no accuracy: TE-NAS reports 2.63 % CIFAR-10 test error after training its cell for
-600 epochs (3.8 M parameters), at 0.05 GPU-days of search.
+600 epochs (3.8 M parameters), at 0.05 GPU-days of search; each run here records its
+cell's size in that network (`params_eval_network`, C=36, 20 cells, no auxiliary head).
+
+Runtime on a quiet 2-core CPU (WORKSPACE_NOTES.md, "Supernet search"): with
+`:repeats=1,ntk_batch=4` 112 s per run after a 5 min compile, 7.5 GB peak memory;
+the full protocol (3 repeats, 14 images) had not finished its first run after 24 min,
+as the NTK's cost grows as the square of the batch. Use an accelerator for it.
 
 Arguments: `:runs=R,seed=S,repeats=3,ntk_batch=14,crops=3000`.
 """
