@@ -17,12 +17,13 @@ cell. Each run writes the cell, its rounds (active ops, deltas) and its 200-epoc
 accuracies on the three NB201 datasets.
 
 Expected: TE-NAS reports 93.9 / 71.24 / 42.38 (C10 / C100 / IN16, 4 seeds) at 1,558
-GPU-seconds per run (reference.md §C.5). Runtime on a quiet 2-core CPU (WORKSPACE_NOTES.md,
-"Supernet search"): the NTK of 72 images costs 3.4 s per call (batch-statistics BN makes
-it grow as the square of the batch: 0.05 s at 8 images), and a run makes ~180 calls, so
-the full protocol is over 10 min per run; `:ntk_batch=24` takes 4.7 min per run and
-`:repeats=1,ntk_batch=8,crops=300` 7 s. `ntk_batch`, `crops` and `repeats` trade
-faithfulness for time (stated in the record's params); use an accelerator for the
+GPU-seconds per run (reference.md §C.5). Runtime on a 2-core CPU (WORKSPACE_NOTES.md,
+"Supernet search"): a run makes ~170 NTK calls, whose cost grows as the square of the
+batch (batch-statistics BN couples the images); `:ntk_batch=24` took 4.7 min per run on a
+quiet machine (run time over calls: ~1.6 s each), so the full protocol at 72 images is
+expected near 40 min per run (one was stopped after 21 min without a finished run), and
+`:repeats=1,ntk_batch=8,crops=300` takes 7 s per run. `ntk_batch`, `crops` and
+`repeats` trade faithfulness for time (stated in the record's params); use an accelerator for the
 protocol.
 
 Arguments: `:runs=R,seed=S,repeats=3,ntk_batch=72,crops=3000`.
