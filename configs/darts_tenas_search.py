@@ -36,19 +36,6 @@ def get_config(arg=None):
     args = configs.parse_arg(
         arg, runs=1, seed=0, repeats=3, ntk_batch=darts_supernet.TENAS_NTK_BATCH, crops=3000
     )
-    config = configs.default_config()
-    config.mode = "supernet"
-    config.seed = args.seed
+    config = configs.tenas_search(args, darts_supernet.TENAS_PRUNE_NUMBER)
     config.space.name = "darts"
-    config.proxies = ("ntk_cond", "linear_regions")
-    configs.use_cifar10_train_images(config.data)
-    config.data.normalization = "cifar10"
-    config.search.strategy = "tenas"
-    config.search.num_runs = args.runs
-    config.search.params = dict(
-        prune_number=darts_supernet.TENAS_PRUNE_NUMBER,
-        repeats=args.repeats,
-        ntk_batch=args.ntk_batch,
-        crops=args.crops,
-    )
     return config

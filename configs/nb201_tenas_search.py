@@ -45,20 +45,7 @@ def get_config(arg=None):
         ntk_batch=NTK.batch_size,
         crops=REGIONS.batch_size,
     )
-    config = configs.default_config()
-    config.mode = "supernet"
-    config.seed = args.seed
-    config.proxies = ("ntk_cond", "linear_regions")
-    configs.use_cifar10_train_images(config.data)
-    config.data.normalization = "cifar10"
-    config.search.strategy = "tenas"
-    config.search.num_runs = args.runs
-    config.search.params = dict(
-        prune_number=tenas.NB201_PRUNE_NUMBER,
-        repeats=args.repeats,
-        ntk_batch=args.ntk_batch,
-        crops=args.crops,
-    )
+    config = configs.tenas_search(args, tenas.NB201_PRUNE_NUMBER)
     config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

@@ -235,6 +235,28 @@ def use_cifar10_train_images(data_config: ml_collections.ConfigDict) -> None:
     data_config.labels_key = "train_labels"
 
 
+def tenas_search(args: ml_collections.ConfigDict, prune_number: int) -> ml_collections.ConfigDict:
+    """The supernet-mode config of TE-NAS's pruning-by-importance (`strategies.tenas`):
+    NTK condition number and linear regions on the shared CIFAR-10 training images,
+    `args.runs` runs from `args.seed`, `prune_number` ops pruned per edge and round, and
+    `args`' `repeats`, `ntk_batch` and `crops`; the space and benchmark are the caller's."""
+    config = default_config()
+    config.mode = "supernet"
+    config.seed = args.seed
+    config.proxies = ("ntk_cond", "linear_regions")
+    use_cifar10_train_images(config.data)
+    config.data.normalization = "cifar10"
+    config.search.strategy = "tenas"
+    config.search.num_runs = args.runs
+    config.search.params = dict(
+        prune_number=prune_number,
+        repeats=args.repeats,
+        ntk_batch=args.ntk_batch,
+        crops=args.crops,
+    )
+    return config
+
+
 def shared_path(*parts: str) -> str:
     """A file under the shared data directory (see `benchmarks.shared_data_dir`)."""
     return os.path.join(benchmarks.shared_data_dir(), *parts)
