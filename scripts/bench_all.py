@@ -10,9 +10,15 @@ cell over the calls after the first, peak resident memory. `--small` uses reduce
 check on a busy machine; the default is each space's benchmark network. The header records
 the machine, its load before and after, and the command.
 
-Not yet in the table: the ratio to the PyTorch oracles side by side (scripts/
-bench_naswot.py and bench_synflow.py measure those for their proxies); a failing cell is
-written as its one-line error.
+PyTorch side by side (NB201, when torch is installed: `pip install -e '.[torch]'`): right
+after each NB201 worker, this process scores the worker's own cells (the ones it timed
+after its first call) with the independent PyTorch oracles at the same size and batch
+(`torch_nb201_oracle.py`: the full network and NASWOT's reference protocol, forward +
+backward then a hooked forward; `torch_suitezero_oracle.py`: zero-cost-nas's measures,
+each on a copy of the network as zero-cost-nas scores), per cell building the network
+from scratch as a PyTorch user does, on `--torch-threads` (all cores), and records
+seconds per cell and the ratio PyTorch / jaxnas (above 1: jaxnas is faster). NB101 and
+DARTS have no PyTorch column. A failing cell is written as its one-line error.
 """
 
 import argparse
@@ -22,6 +28,8 @@ import platform
 import sys
 import time
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_compile  # noqa: E402  (scripts/bench_compile.py, beside this script)
 
@@ -30,6 +38,46 @@ SMALL = {
     "nb101": {"stem_channels": 16, "cells_per_stack": 1},
     "darts": {"channels": 4, "num_cells": 2, "reductions": [1]},
 }
+SMALL_TORCH_NB201 = {"channels": 4, "cells_per_stage": 1}
+TORCH_PROXIES = ("naswot", "snip", "grad_norm", "plain", "synflow", "grasp", "fisher", "jacob_cov")
+
+
+def torch_seconds_per_cell(proxy, cells, batch_size, small, threads):
+    """Seconds per NB201 cell of the PyTorch oracle of `proxy` over `cells` (the first
+    is a warm-up), or None when no oracle exists or torch is not installed."""
+    if proxy not in TORCH_PROXIES:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    import torch_nb201_oracle as nb201
+    import torch_suitezero_oracle as suitezero
+
+    torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, 3, 32, 32, generator=generator)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+    size = SMALL_TORCH_NB201 if small else {}
+
+    def score(genotype):
+        model = nb201.build(genotype, **size).train()
+        if proxy == "naswot":
+            return nb201.naswot(model, x, protocol="reference", match="relu")
+        if proxy == "synflow":
+            return suitezero.synflow(model, x.shape)
+        if proxy == "jacob_cov":
+            try:
+                return suitezero.jacob_cov(model, x)
+            except np.linalg.LinAlgError:  # a zero input Jacobian (no path): timed all the same
+                return float("nan")
+        return getattr(suitezero, proxy)(model, x, y)
+
+    score(cells[0])
+    start = time.perf_counter()
+    for genotype in cells[1:]:
+        score(genotype)
+    return (time.perf_counter() - start) / max(len(cells) - 1, 1)
 
 
 def main():
@@ -41,6 +89,12 @@ def main():
     parser.add_argument("--num-archs", type=int, default=8)
     parser.add_argument("--archs-per-call", type=int, default=4)
     parser.add_argument("--out", default="docs/performance.md")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=os.cpu_count(),
+        help="PyTorch's intra-op threads (all cores; 1 suits tiny networks on a busy machine)",
+    )
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     rows = []
@@ -60,8 +114,21 @@ def main():
                     f"{r['trace_s']:.1f} | {r['compile_s']:.1f} | "
                     f"{r['steady_s_per_cell']:.3f} | {r['peak_rss_gb']:.2f}"
                 )
+                timed = np.asarray(r["cells"][args.archs_per_call - 1 :])
+                torch_s = (
+                    torch_seconds_per_cell(
+                        proxy, timed, args.batch_size, args.small, args.torch_threads
+                    )
+                    if space == "nb201"
+                    else None
+                )
+                cells += (
+                    " | |"
+                    if torch_s is None
+                    else f" | {torch_s:.3f} | {torch_s / r['steady_s_per_cell']:.2f}"
+                )
             except RuntimeError as exc:
-                cells = f"error: {str(exc).strip().splitlines()[-1][:120]} | | |"
+                cells = f"error: {str(exc).strip().splitlines()[-1][:120]} | | | | |"
             rows.append(f"| {proxy} | {space} | {cells} |")
             print(rows[-1], flush=True)
     header = [
@@ -76,8 +143,13 @@ def main():
         "",
         "Figures taken under load are inflated; compare rows of one run only.",
         "",
-        "| proxy | space | trace s | compile s | steady s/cell | peak RSS GB |",
-        "|---|---|---|---|---|---|",
+        "PyTorch s/cell: the independent PyTorch oracle on the same cells and batch size,",
+        f"building each network, {args.torch_threads} threads (NB201 only); ratio: PyTorch / "
+        "jaxnas steady seconds.",
+        "",
+        "| proxy | space | trace s | compile s | steady s/cell | peak RSS GB | "
+        "PyTorch s/cell | ratio |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

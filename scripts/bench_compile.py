@@ -76,6 +76,7 @@ def worker(args):
                 "steady_s_per_cell": steady,
                 "peak_rss_gb": rss_gb,
                 "scores": np.concatenate(scores)[:, 0].tolist(),
+                "cells": cells.tolist(),
             }
         )
     )
