@@ -20,11 +20,11 @@ Expected: TE-NAS reports 93.9 / 71.24 / 42.38 (C10 / C100 / IN16, 4 seeds) at 1,
 GPU-seconds per run (reference.md §C.5). Runtime on a 2-core CPU (WORKSPACE_NOTES.md,
 "Supernet search"): a run makes ~170 NTK calls, whose cost grows as the square of the
 batch (batch-statistics BN couples the images); `:ntk_batch=24` took 4.7 min per run on a
-quiet machine (run time over calls: ~1.6 s each), so the full protocol at 72 images is
-expected near 40 min per run (one was stopped after 21 min without a finished run), and
-`:repeats=1,ntk_batch=8,crops=300` takes 7 s per run. `ntk_batch`, `crops` and
-`repeats` trade faithfulness for time (stated in the record's params); use an accelerator for the
-protocol.
+quiet machine (`scripts/bench_tenas_supernet.py`: 0.27 s per call at 8 images, 1.9 s at
+24), so the full protocol at 72 images is expected near 50 min per run (one was stopped
+after 21 min without a finished run), and `:repeats=1,ntk_batch=8,crops=300` takes 7 s
+per run. `ntk_batch`, `crops` and `repeats` trade faithfulness for time (stated in the
+record's params); use an accelerator for the protocol.
 
 Arguments: `:runs=R,seed=S,repeats=3,ntk_batch=72,crops=3000`.
 """
