@@ -62,8 +62,8 @@ def conv2d(
     `stride` and `padding` are an int or an (H, W) pair (e.g. NASNet's 1x7 convs);
     `groups == Ci` with a kernel f32[k, k, 1, Ci] is a depthwise convolution. Ungrouped
     convolutions differentiate through `_conv2d` (a custom JVP, so forward and reverse
-    mode both work), whose kernel gradient avoids a slow XLA:CPU path inside control
-    flow; within `xla_conv_gradients()` those larger than 1x1 use XLA's own rule.
+    mode both work), whose kernel and input gradients avoid a slow XLA:CPU path inside
+    control flow; within `xla_conv_gradients()` those larger than 1x1 use XLA's own rule.
     """
     stride, padding = as_pair(stride), as_pair(padding)
     if groups > 1 and groups == x.shape[-1] == kernel.shape[-1] and kernel.shape[2] == 1:
@@ -143,7 +143,16 @@ def _conv2d_jvp(stride, padding, dilation, primals, tangents):
     out = _conv(x, kernel, stride, padding, dilation)
     tangent = jnp.zeros_like(out)
     if not isinstance(dx, SymbolicZero):
-        tangent = tangent + _conv(dx, kernel, stride, padding, dilation)
+        # Likewise the input gradient: inside a checkpointed switch XLA:CPU's transposed
+        # 3x3 convolution ran at ~9 ms where the matrix products take ~2-3 ms (snip on
+        # NB201 2.8x faster, scripts/bench_compile.py). A 1x1 convolution already is one
+        # matrix product.
+        if kernel.shape[:2] == (1, 1):
+            tangent = tangent + _conv(dx, kernel, stride, padding, dilation)
+        else:
+            tangent = tangent + jax.checkpoint(_conv_by_kernel, static_argnums=(2, 3, 4))(
+                dx, kernel, stride, padding, dilation
+            )
     if not isinstance(dk, SymbolicZero):
         # Reverse mode transposes this term into the kernel gradient. JAX's own rule for a
         # convolution's kernel is a convolution with permuted dimension labels; inside a
