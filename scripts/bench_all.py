@@ -38,7 +38,6 @@ SMALL = {
     "nb101": {"stem_channels": 16, "cells_per_stack": 1},
     "darts": {"channels": 4, "num_cells": 2, "reductions": [1]},
 }
-SMALL_TORCH_NB201 = {"channels": 4, "cells_per_stage": 1}
 TORCH_PROXIES = ("naswot", "snip", "grad_norm", "plain", "synflow", "grasp", "fisher", "jacob_cov")
 
 
@@ -58,7 +57,7 @@ def torch_seconds_per_cell(proxy, cells, batch_size, small, threads):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 3, 32, 32, generator=generator)
     y = torch.randint(0, 10, (batch_size,), generator=generator)
-    size = SMALL_TORCH_NB201 if small else {}
+    size = SMALL["nb201"] if small else {}
 
     def score(genotype):
         model = nb201.build(genotype, **size).train()
@@ -114,7 +113,9 @@ def main():
                     f"{r['trace_s']:.1f} | {r['compile_s']:.1f} | "
                     f"{r['steady_s_per_cell']:.3f} | {r['peak_rss_gb']:.2f}"
                 )
-                timed = np.asarray(r["cells"][args.archs_per_call - 1 :])
+                # The worker's full calls after its first, plus one warm-up cell before them.
+                n = args.archs_per_call
+                timed = np.asarray(r["cells"][n - 1 : len(r["cells"]) // n * n])
                 torch_s = (
                     torch_seconds_per_cell(
                         proxy, timed, args.batch_size, args.small, args.torch_threads

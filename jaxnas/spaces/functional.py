@@ -143,27 +143,23 @@ def _conv2d_jvp(stride, padding, dilation, primals, tangents):
     out = _conv(x, kernel, stride, padding, dilation)
     tangent = jnp.zeros_like(out)
     if not isinstance(dx, SymbolicZero):
-        # Likewise the input gradient: inside a checkpointed switch XLA:CPU's transposed
-        # 3x3 convolution ran at ~9 ms where the matrix products take ~2-3 ms (snip on
-        # NB201 2.8x faster, scripts/bench_compile.py). A 1x1 convolution already is one
-        # matrix product.
+        # Reverse mode transposes this term into the input gradient. XLA:CPU's transposed
+        # 3x3 convolution inside a checkpointed switch took ~9 ms where the matrix
+        # products take ~2-3 ms (snip on NB201 2.8x faster, scripts/bench_compile.py).
+        # 1x1 kernels keep XLA's rule: the training step differentiates them here, and
+        # its results stay as they were.
         if kernel.shape[:2] == (1, 1):
             tangent = tangent + _conv(dx, kernel, stride, padding, dilation)
         else:
-            tangent = tangent + jax.checkpoint(_conv_by_kernel, static_argnums=(2, 3, 4))(
-                dx, kernel, stride, padding, dilation
-            )
+            tangent = tangent + _conv_by_kernel_remat(dx, kernel, stride, padding, dilation)
     if not isinstance(dk, SymbolicZero):
         # Reverse mode transposes this term into the kernel gradient. JAX's own rule for a
         # convolution's kernel is a convolution with permuted dimension labels; inside a
         # `lax.switch` branch XLA:CPU keeps that layout and runs a generic convolution
         # ~50x slower than outside (measured: 2.1 s vs 0.04 s for one 3x3 conv, batch 64,
         # 32x32x16). As a sum of shifted-input matrix products, its transpose is plain
-        # matrix products. `checkpoint` keeps only x for the backward pass (not k*k
-        # shifted copies).
-        tangent = tangent + jax.checkpoint(_conv_by_kernel, static_argnums=(2, 3, 4))(
-            x, dk, stride, padding, dilation
-        )
+        # matrix products.
+        tangent = tangent + _conv_by_kernel_remat(x, dk, stride, padding, dilation)
     return out, tangent
 
 
@@ -174,6 +170,10 @@ def _conv_by_kernel(x, kernel, stride, padding, dilation):
         term = jnp.einsum("bhwc,co->bhwo", window, kernel[i, j])
         out = term if out is None else out + term
     return out
+
+
+# Under `checkpoint` the backward pass keeps only the operands, not the k*k shifted copies.
+_conv_by_kernel_remat = jax.checkpoint(_conv_by_kernel, static_argnums=(2, 3, 4))
 
 
 def batch_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
