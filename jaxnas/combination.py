@@ -5,8 +5,10 @@ matrix f32[P, M] is the aggregated scores of the run's proxies (`combine.proxies
 all) followed by published score columns of the benchmark table (`combine.columns`,
 e.g. NAS-Bench-Suite-Zero's). `combine.method` picks the combiner of
 `jaxnas.proxies.combine`. LIBRA calibrates on `combine.calibration_size` cells of the
-population drawn with the seed, and its score is evaluated on the other cells only; the
-split, the selection and every quantity it used go to `combine.json` in the workdir.
+population drawn with the seed, and its score is evaluated on the other cells only; it
+selects once per accuracy column (`combine.target`, default every `benchmark.targets`),
+each dataset being a benchmark of its own. The split, the selections and every quantity
+they used go to `combine.json` in the workdir (`selection` and `scores` keyed by target).
 """
 
 import dataclasses
@@ -59,7 +61,7 @@ def run(config, bench, archs, results, workdir) -> dict:
       workdir: where `combine.json` goes.
 
     Returns:
-      The report entry: method, proxies, selection (LIBRA), split sizes, correlations.
+      The report entry: method, proxies, selection per target (LIBRA), correlations.
     """
     c = config.combine
     names = list(c.proxies or results)
@@ -71,62 +73,71 @@ def run(config, bench, archs, results, workdir) -> dict:
     if len(names) < 2:
         raise errors.ConfigError(f"combining needs >= 2 proxies or columns, got {names}")
     scores = np.stack(matrix, axis=1)
-    evaluate = np.arange(len(archs))
-    out = {"method": c.method, "proxies": names}
-    if c.method == "libra":
+    out = {"method": c.method, "proxies": names, "correlations": {}}
+    if c.method != "libra":
+        combined = np.asarray(combine.make_combiner(c.method)(jnp.asarray(scores)))
+        out["scores"] = _by_arch(archs, combined)
+        if bench is not None:
+            rows = [i for i in range(len(archs)) if archs[i] in bench]
+            for target in config.benchmark.targets:
+                _correlate(out, config, bench, archs, rows, combined, target)
+    else:
         _require_rows(bench, archs)
-        n_eval = len(archs) - c.calibration_size
         evaluate, calibrate = combine.disjoint_split(
-            len(archs), n_eval, c.calibration_size, seed=config.seed
+            len(archs), len(archs) - c.calibration_size, c.calibration_size, seed=config.seed
         )
-        target = c.target or config.benchmark.targets[0]
         params = (
             np.asarray(results[c.params][1], np.float64)
             if c.params in results
             else bench.lookup(c.params, archs).astype(np.float64)
         )
-        selection = combine.libra_select(
-            scores[calibrate],
-            bench.lookup(target, [archs[i] for i in calibrate]),
-            params[calibrate],
-            names,
-            margin=c.margin,
-            num_bins=c.num_bins,
-        )
-        combined = np.asarray(combine.libra(jnp.asarray(scores), selection.columns, c.fusion))
-        out["selection"] = {
-            "target": target,
-            "params": c.params,
-            "fusion": c.fusion,
-            **dataclasses.asdict(selection),
-        }
         out["split"] = {
             "seed": config.seed,
             "calibration": [archs[i] for i in calibrate],
             "evaluation": [archs[i] for i in evaluate],
         }
-        print(
-            f"LIBRA chose {' + '.join(selection.names)} on {len(calibrate)} calibration cells; "
-            f"evaluated on the other {len(evaluate)}"
-        )
-    else:
-        combined = np.asarray(combine.make_combiner(c.method)(jnp.asarray(scores)))
-    out["scores"] = {archs[i]: run_files.json_float(combined[i]) for i in range(len(archs))}
-    out["correlations"] = {}
-    if bench is not None:
-        rows = [i for i in evaluate if archs[i] in bench]
-        for target in config.benchmark.targets:
-            r = evaluation.rank_correlations(
-                combined[rows],
-                bench.lookup(target, [archs[i] for i in rows]),
-                num_bootstrap=config.report.num_bootstrap,
+        out["selection"], out["scores"] = {}, {}
+        # Each accuracy column is its own benchmark to LIBRA: its own three proxies,
+        # chosen on the shared calibration cells and judged on the evaluation cells.
+        for target in [c.target] if c.target else list(config.benchmark.targets):
+            selection = combine.libra_select(
+                scores[calibrate],
+                bench.lookup(target, [archs[i] for i in calibrate]),
+                params[calibrate],
+                names,
+                margin=c.margin,
+                num_bins=c.num_bins,
             )
-            label = f"combined {c.method} vs {target}"
-            out["correlations"][label] = r
-            print(evaluation.format_correlation(label, r))
+            combined = np.asarray(combine.libra(jnp.asarray(scores), selection.columns, c.fusion))
+            out["selection"][target] = {
+                "params": c.params,
+                "fusion": c.fusion,
+                **dataclasses.asdict(selection),
+            }
+            out["scores"][target] = _by_arch(archs, combined)
+            print(
+                f"LIBRA chose {' + '.join(selection.names)} for {target} on {len(calibrate)} "
+                f"calibration cells; evaluated on the other {len(evaluate)}"
+            )
+            _correlate(out, config, bench, archs, evaluate, combined, target)
     with open(os.path.join(workdir, "combine.json"), "w") as f:
         json.dump(run_files.jsonable(out), f, indent=2)
     return {k: v for k, v in out.items() if k not in ("scores", "split")}
+
+
+def _by_arch(archs, combined) -> dict:
+    return {archs[i]: run_files.json_float(combined[i]) for i in range(len(archs))}
+
+
+def _correlate(out, config, bench, archs, rows, combined, target):
+    r = evaluation.rank_correlations(
+        combined[rows],
+        bench.lookup(target, [archs[i] for i in rows]),
+        num_bootstrap=config.report.num_bootstrap,
+    )
+    label = f"combined {config.combine.method} vs {target}"
+    out["correlations"][label] = r
+    print(evaluation.format_correlation(label, r))
 
 
 def _require_rows(bench, archs):

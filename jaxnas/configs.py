@@ -80,7 +80,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.combine.proxies = ()  # scored proxies that enter the matrix (default: all)
     c.combine.columns = ()  # published score columns of the benchmark table
     c.combine.calibration_size = 0  # libra: labelled cells of the population, held apart
-    c.combine.target = ""  # libra: accuracy column (default: benchmark.targets[0])
+    c.combine.target = ""  # libra: accuracy column (default: each of benchmark.targets)
     c.combine.params = "params"  # libra: #params, a scored proxy or a table column
     c.combine.fusion = "rank_sum"  # libra: how the three chosen proxies are fused
     c.combine.margin = 0.1  # libra: candidate band below the best Spearman

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxnas import benchmarks, configs, errors, experiment
+from jaxnas import benchmarks, configs, errors, experiment, spaces
 from jaxnas.proxies import combine
 
 from conftest import load_config
@@ -25,13 +25,14 @@ def test_libra_run_calibrates_and_evaluates_on_disjoint_cells(tmp_path, shared_d
     calibration, evaluation = saved["split"]["calibration"], saved["split"]["evaluation"]
     assert len(calibration) == 125 and len(evaluation) == 125
     assert not set(calibration) & set(evaluation)
-    selection = saved["selection"]
+    assert list(saved["selection"]) == ["val_acc"]
+    selection = saved["selection"]["val_acc"]
     assert len(set(selection["names"])) == 3 and selection["num_calibration"] == 125
     # The reported correlation is over the evaluation cells only, and recomputes.
     table = benchmarks.Benchmark.from_csv(
         config.benchmark.path, key="arch", key_columns=("adjacency_rows", "ops")
     )
-    combined = np.asarray([saved["scores"][a] for a in evaluation])
+    combined = np.asarray([saved["scores"]["val_acc"][a] for a in evaluation])
     r = report["combine"]["correlations"]["combined libra vs val_acc"]
     assert r["n"] == 125
     assert r["spearman"] == pytest.approx(
@@ -46,6 +47,46 @@ def test_libra_run_calibrates_and_evaluates_on_disjoint_cells(tmp_path, shared_d
         saved["proxies"],
     )
     assert list(direct.names) == selection["names"]
+
+
+def test_libra_selects_once_per_target(tmp_path):
+    # Two accuracy columns that follow different proxy columns: each target gets its
+    # own selection, led by the column it follows, on the same calibration cells.
+    space = spaces.nb201.space()
+    archs = [space.to_string(g) for g in space.enumerate()[:60]]
+    rng = np.random.default_rng(0)
+    cols = {name: rng.normal(size=60) for name in ("a", "b", "c", "d")}
+    cols["params"] = rng.normal(size=60)
+    cols["acc_a"] = cols["a"] + 0.1 * rng.normal(size=60)
+    cols["acc_d"] = cols["d"] + 0.1 * rng.normal(size=60)
+    path = tmp_path / "table.csv"
+    with open(path, "w") as f:
+        f.write("arch_str," + ",".join(cols) + "\n")
+        for i, arch in enumerate(archs):
+            f.write(arch + "," + ",".join(f"{v[i]:.6f}" for v in cols.values()) + "\n")
+    config = configs.default_config()
+    config.proxies = ()
+    config.population.source = "benchmark"
+    config.population.size = 60
+    config.benchmark.path = str(path)
+    config.benchmark.targets = ("acc_a", "acc_d")
+    config.combine.method = "libra"
+    config.combine.columns = ("a", "b", "c", "d")
+    config.combine.calibration_size = 30
+    config.report.num_bootstrap = 10
+    report = experiment.run(config, str(tmp_path / "run"))
+    saved = json.load(open(tmp_path / "run" / "combine.json"))
+    assert list(saved["selection"]) == ["acc_a", "acc_d"]
+    assert saved["selection"]["acc_a"]["names"][0] == "table:a"
+    assert saved["selection"]["acc_d"]["names"][0] == "table:d"
+    evaluation = saved["split"]["evaluation"]
+    for target in ("acc_a", "acc_d"):
+        r = report["combine"]["correlations"][f"combined libra vs {target}"]
+        combined = [saved["scores"][target][a] for a in evaluation]
+        assert r["n"] == 30
+        assert r["spearman"] == pytest.approx(
+            stats.spearmanr(combined, [cols[target][archs.index(a)] for a in evaluation])[0]
+        )
 
 
 def test_rows_of_one_dataset_are_selected_with_where(tmp_path, shared_data):

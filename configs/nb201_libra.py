@@ -1,0 +1,67 @@
+"""L-SWAG Table 1's LIBRA row on NB201 from jaxnas' own proxy scores, three datasets.
+
+Command:
+  nice -n 10 python -m jaxnas.main --config=configs/nb201_libra.py --workdir=runs/nb201_libra
+
+Scores `size` NB201 cells (drawn from `nb201_test_acc_200ep.csv.gz` with the seed) with
+the candidate pool below, then runs LIBRA-NAS (`combine.method = "libra"`, Alg. 1 of
+L-SWAG: best Spearman; minimum information gain among those within 0.1 of it; bias
+closest to the accuracy's) once per dataset, on `calibration` labelled cells held apart,
+and reports the fused score's Spearman on the other cells against the 200-epoch CIFAR-10,
+CIFAR-100 and ImageNet16-120 test accuracies. `combine.json` holds the split, each
+dataset's selection and every quantity it used; `report.json` every proxy's own
+correlations on all cells.
+
+Candidate pool: every NB201 proxy of jaxnas that scores the benchmark network (C=16,
+N=5) in about 1 s per cell or less on the 2-core CPU here, so that the run fits one
+session: naswot, jacob_cov, snip, grad_norm, l2_norm, params, flops (one fused program:
+they share the forward pass and one loss and one input gradient), synflow, and MeCo with
+AZ-NAS's expressivity, progressivity and trainability. Left out for cost: grasp, zico,
+lswag, swap, ntk_cond, knas, epe_nas, fisher, zen, plain (1.5-12 s per cell here, or
+Suite-Zero columns that never entered a LIBRA selection in docs/combination.md). The
+proxies see one seeded batch of real CIFAR-10 training images (64, plain CIFAR-10
+normalisation) through a 10-class head for all three datasets; the AZ-NAS components
+draw their own Gaussian inputs and MeCo reads one image. Cost and results:
+WORKSPACE_NOTES.md, "Proxy combination and LIBRA-NAS".
+
+Arguments: `:size=N,calibration=N,seed=S,batch=B,fusion=rank_sum|log_rank,fuse=0|1`.
+"""
+
+from jaxnas import configs
+
+POOL = (
+    "naswot",
+    "jacob_cov",
+    "snip",
+    "grad_norm",
+    "l2_norm",
+    "params",
+    "flops",
+    "synflow",
+    "meco",
+    "az_expressivity",
+    "az_progressivity",
+    "az_trainability",
+)
+
+
+def get_config(arg=None):
+    args = configs.parse_arg(
+        arg, size=1500, calibration=500, seed=0, batch=64, fusion="rank_sum", fuse=True
+    )
+    config = configs.default_config()
+    config.seed = args.seed
+    config.proxies = POOL
+    config.fuse_proxies = args.fuse
+    config.population.source = "benchmark"
+    config.population.size = args.size
+    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
+    configs.use_cifar10_train_images(config.data)
+    config.data.batch_size = args.batch
+    config.combine.method = "libra"
+    config.combine.calibration_size = args.calibration
+    config.combine.params = "params"
+    config.combine.fusion = args.fusion
+    config.report.num_bootstrap = 1000
+    return config
