@@ -97,15 +97,22 @@ def default_config() -> ml_collections.ConfigDict:
     # What a search maximises (`jaxnas.fitness`): "proxy" (live: config.proxies[0] over
     # num_inits initialisations), "benchmark" (a column of the table at `path`, looked up
     # on device) or "table" (a score-mode run over the whole space at `table`, one of its
-    # K scores drawn per evaluation; proxy = config.proxies[0]).
-    c.search.fitness = ml_collections.ConfigDict(
-        {"source": "proxy", "path": "", "column": "", "table": ""}
-    )
+    # K scores drawn per evaluation; proxy = config.proxies[0]). With "table", `combine`
+    # (rank_sum | log_rank | vote) makes the fitness the combination of the table's
+    # `proxies` (default config.proxies) ranked over the whole space, e.g. the three a
+    # LIBRA score run chose (its combine.json) under its fusion.
+    fitness_fields = {
+        "source": "proxy",
+        "path": "",
+        "column": "",
+        "table": "",
+        "combine": "",
+        "proxies": (),
+    }
+    c.search.fitness = ml_collections.ConfigDict(fitness_fields)
     # AREA / proxy warm-up of REA: the initial population is the top N of `size` random
     # cells by this second fitness source (same fields as search.fitness; "" = none).
-    c.search.warmup = ml_collections.ConfigDict(
-        {"source": "", "path": "", "column": "", "table": "", "size": 0}
-    )
+    c.search.warmup = ml_collections.ConfigDict({**fitness_fields, "source": "", "size": 0})
     # A cost column (params, FLOPs, a HW-NAS-Bench latency) of the table at `path`:
     # `budget` > 0 rejects cells above it where the strategy takes a constraint
     # ("evolution"), and the report names the fittest evaluated cell under it beside the

@@ -262,6 +262,16 @@ def _lookup_column(space, path, column, what) -> np.ndarray:
 def _fitness_source(config, space, spec, what):
     """A fitness factory `(batch, init_keys) -> Fitness` for a search.fitness-like spec,
     with its tables read here (outside any jit). Returns (factory, is_live)."""
+    if spec.combine and spec.source != "table":
+        raise errors.ConfigError(
+            f"{what}.combine ranks a whole scored space: it needs {what}.source='table', "
+            f"got {spec.source!r}"
+        )
+    if spec.proxies and not spec.combine:
+        raise errors.ConfigError(
+            f"{what}.proxies names the proxies that {what}.combine combines; set "
+            f"{what}.combine (rank_sum, log_rank or vote) or leave {what}.proxies empty"
+        )
     if spec.source == "proxy":
         proxy = proxies.get_proxy(config.proxies[0])
         chunk, how = config.chunk_size, config.aggregate
@@ -276,6 +286,11 @@ def _fitness_source(config, space, spec, what):
     if spec.source == "table":
         if not spec.table:
             raise errors.ConfigError(f"{what}.source='table' needs {what}.table (a score run)")
+        if spec.combine:
+            names = tuple(spec.proxies) or tuple(config.proxies)
+            tables = [fitness.load_score_table(space, spec.table, n) for n in names]
+            table = fitness.combined_table(tables, spec.combine, config.aggregate)
+            return (lambda batch, keys: fitness.lookup(space, table)), False
         table = fitness.load_score_table(space, spec.table, config.proxies[0])
         return (lambda batch, keys: fitness.score_table(space, table)), False
     raise errors.ConfigError(

@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxnas import errors, proxies, types
 from jaxnas.benchmarks import Benchmark
+from jaxnas.proxies import combine
 from jaxnas.spaces.base import SearchSpace
 
 Fitness = Callable[[types.PRNGKey, types.Population], jax.Array]
@@ -226,6 +227,40 @@ def load_score_table(space: SearchSpace, path: str, proxy: str) -> np.ndarray:
             f"finish the score run (it resumes) before searching by lookup"
         )
     return table
+
+
+def combined_table(tables: Sequence[np.ndarray], method: str, aggregate: str) -> np.ndarray:
+    """One fitness column from several proxies' score tables, combined over the space.
+
+    Each f32[N, K] table is aggregated over its K initialisations (`proxies.aggregate`),
+    then the combiner (`combine.make_combiner`: rank_sum, log_rank or vote) ranks the N
+    cells of the whole space, so a cell's fitness does not depend on which cells a search
+    evaluates with it. Cells without a score in some table (NaN) get NaN.
+
+    Args:
+      tables: M >= 2 tables f32[N, K_m], row = `genotype_code`.
+      method: the combiner's name (LIBRA's selection is made by a score run; pass the three
+        proxies it chose with its fusion).
+      aggregate: how K initialisations aggregate (`config.aggregate`).
+
+    Returns:
+      f32[N], higher is better.
+    """
+    if method not in combine.COMBINERS or method == "libra":
+        raise errors.ConfigError(
+            f"unknown table combination {method!r}; expected one of "
+            f"{[m for m in combine.COMBINERS if m != 'libra']} (for LIBRA, combine the three "
+            f"proxies its score run chose with its fusion)"
+        )
+    if len(tables) < 2:
+        raise errors.ConfigError(f"combining needs >= 2 proxies, got {len(tables)}")
+    matrix = np.stack(
+        [np.asarray(proxies.aggregate(jnp.asarray(t), aggregate)) for t in tables], axis=1
+    )
+    complete = np.all(np.isfinite(matrix), axis=1)
+    out = np.full(matrix.shape[0], np.nan, np.float32)
+    out[complete] = np.asarray(combine.make_combiner(method)(jnp.asarray(matrix[complete])))
+    return out
 
 
 def within_budget(space: SearchSpace, cost_table, budget: float) -> Callable:

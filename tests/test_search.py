@@ -259,3 +259,44 @@ def test_naswot_search_by_score_table_draws_stored_scores(tmp_path, shared_data)
         assert np.float32(r["score"]) in table[row].astype(np.float32)
     assert summary["cifar10_test"]["n"] == 6
     assert tuple(summary["published"]["cifar10_test"]) == (92.44, 1.13)  # N = 10
+
+
+def test_combined_table_ranks_the_whole_space_and_marks_missing_cells():
+    a = np.asarray([[1.0], [2.0], [3.0], [np.nan]], np.float32)
+    b = np.asarray([[30.0], [10.0], [20.0], [0.0]], np.float32)
+    # Ascending ranks over the three complete cells: a (1, 2, 3), b (3, 1, 2).
+    got = fitness.combined_table([a, b], "rank_sum", "mean")
+    np.testing.assert_allclose(got[:3], [4.0, 3.0, 5.0])
+    assert np.isnan(got[3])
+    with pytest.raises(errors.ConfigError, match="for LIBRA"):
+        fitness.combined_table([a, b], "libra", "mean")
+    with pytest.raises(errors.ConfigError, match=">= 2 proxies"):
+        fitness.combined_table([a], "log_rank", "mean")
+
+
+def test_search_by_a_combined_score_table(tmp_path, shared_data):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, SPACE.size))
+    with open(tmp_path / "scores.jsonl", "w") as f:
+        for g, x, y in zip(SPACE.enumerate(), a, b):
+            row = {"arch": SPACE.to_string(g), "genotype": g.tolist()}
+            row["naswot"] = {"scores": [x], "score": x}
+            row["synflow"] = {"scores": [y], "score": y}
+            f.write(json.dumps(row) + "\n")
+    config = _config("nb201_naswot_search.py", f"runs=4,n=10,table={tmp_path}")
+    config.proxies = ("naswot", "synflow")
+    config.search.fitness.combine = "rank_sum"
+    experiment.run(config, str(tmp_path / "search"))
+    ranks = np.argsort(np.argsort(a)) + np.argsort(np.argsort(b)) + 2.0  # 1-based, no ties
+    runs = [json.loads(line) for line in open(tmp_path / "search" / "runs.jsonl")]
+    assert len(runs) == 4
+    for r in runs:
+        row = SPACE.enumerate().tolist().index(SPACE.from_string(r["arch"]).tolist())
+        assert r["score"] == pytest.approx(ranks[row])
+    config.search.fitness.source = "proxy"
+    with pytest.raises(errors.ConfigError, match="needs search.fitness.source='table'"):
+        experiment.run(config, str(tmp_path / "live"))
+    config.search.fitness.combine = ""
+    config.search.fitness.proxies = ("naswot", "synflow")
+    with pytest.raises(errors.ConfigError, match="set search.fitness.combine"):
+        experiment.run(config, str(tmp_path / "proxies"))
