@@ -14,13 +14,16 @@ every cell is held apart). Reports Spearman / Kendall of the combined score agai
 computed once, with the 10-class head; AZ-NAS's inputs are Gaussian, so the dataset only
 changes the head) and of each component.
 
-Cost: about 9 s per cell on the 2-core CPU for the three components at batch 64
-(docs/proxy_correlations.md: 2.6 + 4.4 + 2.1 s, plus ~2 min of compiles), i.e. ~2.5 h
-for 1,000 cells; the run checkpoints per call and resumes with the same command. Not run
-at full size on the shared CPU of this session, only end to end on a tiny network (see
-WORKSPACE_NOTES.md, "Proxy combination and LIBRA-NAS"); AZ-NAS's own notebook gives
-Spearman 0.913 on all 15,625 cells and L-SWAG Table 1 0.91 / 0.90 / 0.89; our 200-cell
-rows are 0.901 (CIFAR-100) and 0.848 (ImageNet16-120) in docs/proxy_correlations.md.
+Result (seed 0, 2026-12-03, 2-core CPU): Spearman of the combined score 0.916
+[0.903, 0.926] (CIFAR-10), 0.900 [0.886, 0.913] (CIFAR-100), 0.877 [0.858, 0.893]
+(ImageNet16-120) on the 1,000 cells; L-SWAG Table 1: 0.91 / 0.90 / 0.89; AZ-NAS's own
+notebook 0.913 on all 15,625 cells. Components alone on CIFAR-10: expressivity 0.748,
+progressivity 0.693, trainability 0.496, flops 0.742.
+
+Cost: 0.35 + 0.47 + 0.56 s per cell for the three components after ~1 min of compile
+each (the last two beside another score run on the same 2 cores), about 27 min for
+1,000 cells (WORKSPACE_NOTES.md, "Proxy combination and
+LIBRA-NAS"); the run checkpoints per call and resumes with the same command.
 
 Arguments: `:size=N,seed=S,batch=B` (defaults 1000, 0, 64).
 """
