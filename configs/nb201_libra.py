@@ -21,8 +21,13 @@ lswag, swap, ntk_cond, knas, epe_nas, fisher, zen, plain (1.5-12 s per cell here
 Suite-Zero columns that never entered a LIBRA selection in docs/combination.md). The
 proxies see one seeded batch of real CIFAR-10 training images (64, plain CIFAR-10
 normalisation) through a 10-class head for all three datasets; the AZ-NAS components
-draw their own Gaussian inputs and MeCo reads one image. Cost and results:
-WORKSPACE_NOTES.md, "Proxy combination and LIBRA-NAS".
+draw their own Gaussian inputs and MeCo reads one image.
+
+Result (seed 0, 2026-12-03): held-apart Spearman 0.891 [0.875, 0.903] on CIFAR-10 (chose
+meco + naswot + params), 0.876 on CIFAR-100 (meco + jacob_cov + naswot), 0.848 on
+ImageNet16-120 (meco + naswot + jacob_cov); L-SWAG Table 1: 0.89 / 0.90 / 0.87. MeCo
+alone on the same evaluation cells: 0.917 / 0.912 / 0.872. Cost: 97 min on the 2-core
+CPU beside other runs (WORKSPACE_NOTES.md, "Proxy combination and LIBRA-NAS").
 
 Arguments: `:size=N,calibration=N,seed=S,batch=B,fusion=rank_sum|log_rank,fuse=0|1`.
 """
