@@ -288,10 +288,10 @@ def _fitness_source(config, space, spec, what):
             raise errors.ConfigError(f"{what}.source='table' needs {what}.table (a score run)")
         if spec.combine:
             names = tuple(spec.proxies) or tuple(config.proxies)
-            tables = [fitness.load_score_table(space, spec.table, n) for n in names]
+            tables = fitness.load_score_tables(space, spec.table, names)
             table = fitness.combined_table(tables, spec.combine, config.aggregate)
             return (lambda batch, keys: fitness.lookup(space, table)), False
-        table = fitness.load_score_table(space, spec.table, config.proxies[0])
+        (table,) = fitness.load_score_tables(space, spec.table, config.proxies[:1])
         return (lambda batch, keys: fitness.score_table(space, table)), False
     raise errors.ConfigError(
         f"unknown {what}.source {spec.source!r}; expected proxy, benchmark or table"

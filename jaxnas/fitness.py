@@ -102,7 +102,7 @@ def score_table(space: SearchSpace, table) -> Fitness:
     Args:
       space: the finite space.
       table: f32[N, K] scores of every genotype (row = `genotype_code`) under K
-        initialisations, e.g. from `load_score_table`.
+        initialisations, e.g. from `load_score_tables`.
 
     Returns:
       `(key, int32[P, D]) -> f32[P]`: evaluation p reads column `randint(key)[p]` of
@@ -184,20 +184,21 @@ def stack(*sources: Fitness) -> Fitness:
     return stacked
 
 
-def load_score_table(space: SearchSpace, path: str, proxy: str) -> np.ndarray:
-    """The K per-initialisation scores of a score-mode run over a whole space.
+def load_score_tables(space: SearchSpace, path: str, names: Sequence[str]) -> list[np.ndarray]:
+    """The K per-initialisation scores of proxies of a score-mode run over a whole space,
+    read in one pass over the file.
 
     Args:
       space: the finite space that was scored.
       path: `scores.jsonl` of a score-mode run with `population.source="all"` (or its
         workdir).
-      proxy: the proxy spec (a key of each row).
+      names: the proxy specs (keys of each row).
 
     Returns:
-      f32[N, K], row = `genotype_code` (missing scores are NaN).
+      One f32[N, K] per name, row = `genotype_code` (missing scores are NaN).
 
     Raises:
-      BenchmarkError: no such file, or the proxy or some cells are missing from it.
+      BenchmarkError: no such file, or a proxy or some cells are missing from it.
     """
     if os.path.isdir(path):
         path = os.path.join(path, "scores.jsonl")
@@ -205,28 +206,34 @@ def load_score_table(space: SearchSpace, path: str, proxy: str) -> np.ndarray:
         raise errors.BenchmarkError(
             f"score table not found: {path} (run score mode with population.source='all' first)"
         )
-    genotypes, scores = [], []
+    genotypes, scores = [], {name: [] for name in names}
     with open(path) as f:
         for line in f:
             row = json.loads(line)
-            if proxy not in row:
-                raise errors.BenchmarkError(
-                    f"score table {path} has no proxy {proxy!r}; it has "
-                    f"{sorted(set(row) - {'arch', 'genotype', 'index'})}"
+            for name in names:
+                if name not in row:
+                    raise errors.BenchmarkError(
+                        f"score table {path} has no proxy {name!r}; it has "
+                        f"{sorted(set(row) - {'arch', 'genotype', 'index'})}"
+                    )
+                scores[name].append(
+                    [np.nan if v is None else float(v) for v in row[name]["scores"]]
                 )
             genotypes.append(row["genotype"])
-            scores.append([np.nan if v is None else float(v) for v in row[proxy]["scores"]])
     size = int(np.prod(space.num_choices, dtype=np.int64))
     rows = np.asarray(genotype_code(space)(jnp.asarray(np.asarray(genotypes, np.int32))))
-    table = np.full((size, len(scores[0])), np.nan, np.float32)
-    table[rows] = np.asarray(scores, np.float32)
     missing = size - np.unique(rows).size
     if missing and space.size == size:
         raise errors.BenchmarkError(
             f"score table {path} lacks {missing} of the {size} cells of {space.name!r}; "
             f"finish the score run (it resumes) before searching by lookup"
         )
-    return table
+    tables = []
+    for name in names:
+        table = np.full((size, len(scores[name][0])), np.nan, np.float32)
+        table[rows] = np.asarray(scores[name], np.float32)
+        tables.append(table)
+    return tables
 
 
 def combined_table(tables: Sequence[np.ndarray], method: str, aggregate: str) -> np.ndarray:
