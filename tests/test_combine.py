@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
 from jaxnas import benchmarks, errors
 from jaxnas.proxies import combine
@@ -207,6 +208,35 @@ def test_ridge_leave_one_out_equals_refitting(k, d):
         assert got == pytest.approx(np.mean(errors_), rel=2e-3), lam
     with pytest.raises(errors.DataError, match="NaN"):
         combine.fit_ridge(np.full((5, 2), np.nan), np.zeros(5))
+
+
+def test_mlp_learns_what_ridge_cannot_and_is_seeded():
+    # y = x0^2 is invisible to a linear fit; the MLP must rank unseen cells by it.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x[:, 0] ** 2).astype(np.float32)
+    key = jax.random.key(0)
+    model = combine.fit_mlp(x[:200], y[:200], key)
+    chex.assert_shape(model.final_loss, (combine.MLPSettings().members,))
+    predicted = np.asarray(model.predict(x[200:]))
+    chex.assert_shape(predicted, (100,))
+    ridge = np.asarray(combine.fit_ridge(x[:200], y[:200]).predict(x[200:]))
+    assert stats.spearmanr(predicted, y[200:])[0] > 0.9
+    assert abs(stats.spearmanr(ridge, y[200:])[0]) < 0.3
+    again = combine.fit_mlp(x[:200], y[:200], key).predict(x[200:])
+    np.testing.assert_array_equal(predicted, np.asarray(again))
+    other = combine.fit_mlp(x[:200], y[:200], jax.random.key(1)).predict(x[200:])
+    assert not np.array_equal(predicted, np.asarray(other))
+
+
+def test_mlp_rejects_bad_input():
+    key = jax.random.key(0)
+    with pytest.raises(errors.DataError, match="NaN"):
+        combine.fit_mlp(np.full((5, 2), np.nan), np.zeros(5), key)
+    with pytest.raises(errors.ShapeError, match="K >= 3"):
+        combine.fit_mlp(np.zeros((2, 2)), np.zeros(2), key)
+    with pytest.raises(errors.ConfigError, match=">= 1"):
+        combine.fit_mlp(np.zeros((5, 2)), np.arange(5.0), key, combine.MLPSettings(steps=0))
 
 
 def test_one_hot_codes():

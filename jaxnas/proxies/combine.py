@@ -15,17 +15,21 @@ and jittable, so they serve as a search fitness over a score matrix as well as i
   calibration cells (`libra_select`), then fused by rank sum (the main text does not say
   how the three are fused; see WORKSPACE_NOTES.md "Proxy combination").
 
-Anything that uses accuracies (`libra_select`, `fit_ridge`) is fitted on calibration
-cells; `disjoint_split` draws calibration and evaluation cells that never overlap.
-Selection and fitting run on the host (NumPy), once; the combiners they return are jax.
+Anything that uses accuracies (`libra_select`, `fit_ridge`, `fit_mlp`) is fitted on
+calibration cells; `disjoint_split` draws calibration and evaluation cells that never
+overlap. LIBRA's selection runs on the host (NumPy), once; the fits and the combiners
+are jax.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from scipy import stats
 
 from jaxnas import errors
@@ -265,6 +269,25 @@ def one_hot_codes(codes) -> np.ndarray:
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
+def _labelled(x, y, fitter: str):
+    x = jnp.asarray(x, jnp.float32)
+    y = jnp.asarray(y, jnp.float32)
+    if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] < 3:
+        raise errors.ShapeError(
+            f"{fitter} takes f32[K, D] and f32[K] with K >= 3, got {x.shape} and {y.shape}"
+        )
+    if not (bool(jnp.all(jnp.isfinite(x))) and bool(jnp.all(jnp.isfinite(y)))):
+        raise errors.DataError(f"{fitter}: features or targets contain NaN or inf")
+    return x, y
+
+
+def _standardise(x):
+    mean = jnp.mean(x, axis=0)
+    std = jnp.std(x, axis=0)
+    scale = jnp.where(std > 0, std, 1.0)
+    return (x - mean[None, :]) / scale[None, :], mean, scale
+
+
 RIDGE_LAMBDAS = tuple(10.0**e for e in range(-3, 4))
 
 
@@ -286,10 +309,7 @@ class Ridge:
 
 @jax.jit
 def _ridge(x, y, lambdas):
-    mean = jnp.mean(x, axis=0)
-    std = jnp.std(x, axis=0)
-    scale = jnp.where(std > 0, std, 1.0)
-    xs = (x - mean[None, :]) / scale[None, :]
+    xs, mean, scale = _standardise(x)
     intercept = jnp.mean(y)
     yc = y - intercept
     # Dual form in the (K-1)-dim space of vectors summing to zero, where the centred data
@@ -324,15 +344,104 @@ def fit_ridge(x, y, lambdas: Sequence[float] = RIDGE_LAMBDAS) -> Ridge:
       lambdas: the penalties tried; the one of least closed-form leave-one-out squared
         error on these K cells is kept (no other cell is looked at).
     """
-    x = jnp.asarray(x, jnp.float32)
-    y = jnp.asarray(y, jnp.float32)
-    if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] < 3:
-        raise errors.ShapeError(
-            f"fit_ridge takes f32[K, D] and f32[K] with K >= 3, got {x.shape} and {y.shape}"
-        )
-    if not (bool(jnp.all(jnp.isfinite(x))) and bool(jnp.all(jnp.isfinite(y)))):
-        raise errors.DataError("fit_ridge: features or targets contain NaN or inf")
+    x, y = _labelled(x, y, "fit_ridge")
     return Ridge(*_ridge(x, y, jnp.asarray(lambdas, jnp.float32)))
+
+
+class _Perceptron(nn.Module):
+    hidden: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(1)(x)[..., 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPSettings:
+    """The few-shot MLP's hyper-parameters, fixed in advance (never tuned on the cells
+    a predictor is evaluated on): `members` networks from independent initialisations,
+    each trained full-batch with AdamW on the mean squared error of standardised
+    accuracies; the prediction is the members' mean."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    members: int = 8
+    steps: int = 500
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """A fitted MLP ensemble: predict(x f32[P, D]) -> f32[P] (in accuracy units)."""
+
+    mean: jax.Array
+    scale: jax.Array
+    y_mean: jax.Array
+    y_scale: jax.Array
+    params: dict  # each leaf stacked over the members
+    settings: MLPSettings
+    final_loss: jax.Array  # f32[members]: training MSE (standardised) after the last step
+
+    def predict(self, x) -> jax.Array:
+        x = (jnp.asarray(x, jnp.float32) - self.mean[None, :]) / self.scale[None, :]
+        module = _Perceptron(self.settings.hidden)
+        out = jax.vmap(lambda p: module.apply(p, x))(self.params)
+        return jnp.mean(out, axis=0) * self.y_scale + self.y_mean
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _mlp(x, y, key, settings: MLPSettings):
+    xs, mean, scale = _standardise(x)
+    y_mean, y_std = jnp.mean(y), jnp.std(y)
+    y_scale = jnp.where(y_std > 0, y_std, 1.0)
+    ys = (y - y_mean) / y_scale
+    module = _Perceptron(settings.hidden)
+    optimiser = optax.adamw(settings.learning_rate, weight_decay=settings.weight_decay)
+
+    def loss(params):
+        return jnp.mean((module.apply(params, xs) - ys) ** 2)
+
+    def train(member_key):
+        params = module.init(member_key, xs[:1])
+
+        def step(carry, _):
+            params, state = carry
+            value, grads = jax.value_and_grad(loss)(params)
+            # optax's Adam bias correction raises a Python float to its int32 step count,
+            # which a caller's strict dtype promotion would reject.
+            with jax.numpy_dtype_promotion("standard"):
+                updates, state = optimiser.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), value
+
+        (params, _), _ = jax.lax.scan(
+            step, (params, optimiser.init(params)), None, length=settings.steps
+        )
+        return params, loss(params)
+
+    params, final = jax.vmap(train)(jax.random.split(key, settings.members))
+    return mean, scale, y_mean, y_scale, params, final
+
+
+def fit_mlp(x, y, key: jax.Array, settings: MLPSettings = MLPSettings()) -> MLP:
+    """A small MLP ensemble (Flax, trained with optax) on standardised features.
+
+    The members train in one program (vmapped over their initialisation keys).
+
+    Args:
+      x: f32[K, D] features of the K labelled cells.
+      y: f32[K] their accuracies.
+      key: the members' initialisation keys are split from it.
+      settings: hyper-parameters (`MLPSettings`; defaults fixed in advance).
+    """
+    x, y = _labelled(x, y, "fit_mlp")
+    if settings.members < 1 or settings.steps < 1 or any(w < 1 for w in settings.hidden):
+        raise errors.ConfigError(
+            f"fit_mlp needs members, steps and hidden widths >= 1, got {settings}"
+        )
+    *fitted, final = _mlp(x, y, key, settings)
+    return MLP(*fitted, settings=settings, final_loss=final)
 
 
 # ----------------------------------------------------------------------- protocol
