@@ -5,7 +5,7 @@ CVPR 2024; reference code cvlab-yonsei/AZ-NAS `NB201/ZeroShotProxy/
 compute_az_nas_score.py` and `NB201/tss_general.ipynb` (reference.md §A.16).
 
 On the outputs f_0..f_{L-1} of the network's blocks (NB201: stem, cells, reduction
-blocks; `blocks.NB201_BLOCKS`):
+blocks; NB101 and DARTS: stem and cells; `blocks.SPACE_BLOCKS`):
 
   * expressivity = sum_l H(lambda_l / sum lambda_l), the entropy of the normalised
     eigenvalues of the channel covariance of f_l over all B*H*W positions;
@@ -13,7 +13,10 @@ blocks; `blocks.NB201_BLOCKS`):
   * trainability = mean over l >= 1 of (-s - 1/(s + 1e-6) + 2), s the largest singular
     value of E[g_in^T g_out] over positions, with g_out Rademacher noise on f_l and g_in
     its gradient at block l's input (pixel-unshuffled when the resolution halves); a
-    block whose g_in equals g_out (an identity) scores -inf;
+    block whose g_in equals g_out (an identity) scores -inf. A DARTS cell reads the
+    outputs of the two blocks before it: g_in joins the gradients at both along
+    channels (the Jacobian with respect to everything the block reads; NB201's rule
+    where a block has one input);
   * complexity = FLOPs: use the `flops` proxy (registered with the NAS-Bench-Suite-Zero
     proxies).
 
@@ -51,13 +54,23 @@ def pixel_unshuffle(x: jax.Array, factor: int) -> jax.Array:
     return x.transpose(0, 1, 3, 5, 2, 4).reshape(b, h // factor, w // factor, c * factor**2)
 
 
-def trainability_per_block(g_in: jax.Array, g_out: jax.Array) -> jax.Array:
-    """-s - 1/(s + 1e-6) + 2 for one block (or -inf for an identity block): f32[]."""
+def trainability_per_block(g_in, g_out: jax.Array) -> jax.Array:
+    """-s - 1/(s + 1e-6) + 2 for one block (or -inf for an identity block): f32[].
+
+    `g_in` is the gradient at the block's input, or a sequence of the gradients at its
+    inputs (DARTS cells read two earlier outputs): each is pixel-unshuffled to the
+    output's resolution and they are joined along channels, so s is the top singular
+    value of the block's Jacobian with respect to all its inputs.
+    """
+    parts = [g_in] if isinstance(g_in, jax.Array) else list(g_in)
     identity = None
-    if g_in.shape == g_out.shape:
-        identity = jnp.all(g_in == g_out)
-    if g_in.shape[1:3] != g_out.shape[1:3]:
-        g_in = pixel_unshuffle(g_in, g_in.shape[1] // g_out.shape[1])
+    if len(parts) == 1 and parts[0].shape == g_out.shape:
+        identity = jnp.all(parts[0] == g_out)
+    parts = [
+        g if g.shape[1:3] == g_out.shape[1:3] else pixel_unshuffle(g, g.shape[1] // g_out.shape[1])
+        for g in parts
+    ]
+    g_in = jnp.concatenate(parts, axis=-1)
     positions = g_out.shape[0] * g_out.shape[1] * g_out.shape[2]
     mat = g_in.reshape(-1, g_in.shape[-1]).T @ g_out.reshape(-1, g_out.shape[-1])
     s = jnp.linalg.norm(mat / float(positions), ord=2)
@@ -68,7 +81,7 @@ def trainability_per_block(g_in: jax.Array, g_out: jax.Array) -> jax.Array:
 
 
 def components(
-    network, params, x: jax.Array, key: types.PRNGKey, pattern: str = blocks.NB201_BLOCKS
+    network, params, x: jax.Array, key: types.PRNGKey, pattern: str = blocks.BLOCKS
 ) -> jax.Array:
     """f32[3]: expressivity, progressivity, trainability of a network on a batch x.
 
@@ -111,7 +124,7 @@ def _component_proxy(index: int):
         *,
         init: str = "kaiming_normal",
         gaussian_input: bool = True,
-        blocks_pattern: str = blocks.NB201_BLOCKS,
+        blocks_pattern: str = blocks.BLOCKS,
     ) -> types.ProxyFn:
         if init not in INITS:
             raise errors.ConfigError(f"unknown AZ-NAS init {init!r}; expected one of {INITS}")

@@ -15,6 +15,7 @@ from `from_nnx` are not supported.
 
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -23,41 +24,81 @@ from jaxnas import errors, types
 from jaxnas.network import Network
 from jaxnas.spaces import stacking
 
-# The blocks of the NB201 macro network (`spaces/nb201.py`): the stem, every cell and
-# every residual reduction block, in order (AZ-NAS's `extract_cell_features`).
-NB201_BLOCKS = r"stem|stage\d+_cell\d+|reduction\d+"
+# The blocks of each built-in macro network, in call order (AZ-NAS's
+# `extract_cell_features` reads NB201's; the others follow the same rule: the stem, every
+# cell and every module between cells):
+#   NB201, NATS-SSS: stem, stage{s}_cell{i}, reduction{s} (the residual reduction blocks);
+#   NB101: stem, stack{s}_cell{i} (a max-pool, not a module, halves the resolution);
+#   DARTS / NB301 and the NDS cell spaces: stem (CIFAR) or stem1 (ImageNet), cell{i}.
+SPACE_BLOCKS = {
+    "nb201": r"stem|stage\d+_cell\d+|reduction\d+",
+    "nb101": r"stem|stack\d+_cell\d+",
+    "darts": r"stem|stem1|cell\d+",
+}
+# Their union: no module path of one of these networks matches another's pattern.
+BLOCKS = "|".join(dict.fromkeys("|".join(SPACE_BLOCKS.values()).split("|")))
+
+
+class Block(NamedTuple):
+    """One block's output, its inputs, and what a data-driven network masks in them.
+
+    `inputs` are the block's feature-map arguments (f32[B, H, W, C] positional
+    arguments): one for NB201 and NB101 blocks, two for DARTS cells (the outputs of the
+    two blocks before). `mask` (f32[C], 0/1) marks the valid channels of a data-driven
+    cell's output (DARTS loose-end concatenation; None: all); `input_masks` holds, per
+    input, the mask of the earlier block whose output it is (None: all channels valid).
+    """
+
+    output: jax.Array
+    mask: jax.Array | None
+    inputs: tuple[jax.Array, ...]
+    input_masks: tuple[jax.Array | None, ...]
+
+
+def _is_feature_map(value) -> bool:
+    return isinstance(value, jax.Array) and value.ndim == 4
+
+
+def _mask_of(value, blocks) -> jax.Array | None:
+    for block in reversed(blocks):
+        if value is block.output:
+            return block.mask
+    return None
 
 
 def block_outputs(
     network: Network,
     params: types.Params,
     x: jax.Array,
-    pattern: str = NB201_BLOCKS,
+    pattern: str = BLOCKS,
     *,
-    perturbations: Sequence[jax.Array] | None = None,
+    perturbations: Sequence[Sequence[jax.Array]] | None = None,
     taps: bool = False,
 ):
-    """Runs the network and returns `(logits, block outputs)` (or with taps).
+    """Runs the network and returns `(logits, blocks)` (or with taps).
 
     Args:
       network: a Linen-based network.
       params: its parameters.
       x: the input batch.
       pattern: a regular expression matched (in full) against the `/`-joined module
-        path; every matching module's `__call__` is a block, outputs in call order.
-      perturbations: None, or one array per block after the first, shaped like the
-        previous block's output: block i's input becomes `stop_gradient(input) +
-        perturbations[i - 1]` (values unchanged when the perturbations are zero).
+        path; every matching module's `__call__` is a block, in call order. A module
+        returning a tuple is a masked cell: `(output, channel mask)`.
+      perturbations: None, or per block after the first a sequence of arrays shaped
+        like that block's inputs (`Block.inputs`): block i's input j becomes
+        `stop_gradient(input) + perturbations[i - 1][j]` (values unchanged when the
+        perturbations are zero), so the gradient at a perturbation sees block i alone.
       taps: also return the network's taps.
 
     Returns:
-      `(logits, [f32[B, ...] per block])`, or `(logits, taps, blocks)` with `taps`.
+      `(logits, [Block per block])`, or `(logits, taps, blocks)` with `taps`.
 
     Raises:
-      ConfigError: no module matched the pattern.
+      ConfigError: fewer than two modules match the pattern.
     """
     regex = re.compile(pattern)
-    outputs = []
+    blocks = []
+    paths = []
 
     def interceptor(next_fun, args, kwargs, context):
         if context.method_name == stacking.SCAN_STEP:
@@ -68,19 +109,35 @@ def block_outputs(
         path = "/".join(context.module.path)
         if context.method_name != "__call__" or not regex.fullmatch(path):
             return next_fun(*args, **kwargs)
-        if perturbations is not None and outputs:
-            args = (jax.lax.stop_gradient(args[0]) + perturbations[len(outputs) - 1], *args[1:])
+        args = list(args)
+        positions = [i for i, a in enumerate(args) if _is_feature_map(a)]
+        input_masks = tuple(_mask_of(args[i], blocks) for i in positions)
+        if perturbations is not None and blocks:
+            for i, p in zip(positions, perturbations[len(blocks) - 1], strict=True):
+                args[i] = jax.lax.stop_gradient(args[i]) + p
         out = next_fun(*args, **kwargs)
-        outputs.append(out)
+        value, mask = out if isinstance(out, tuple) else (out, None)
+        blocks.append(Block(value, mask, tuple(args[i] for i in positions), input_masks))
+        paths.append(path)
         return out
 
     with nn.intercept_methods(interceptor):
         result = network.apply(params, x, taps=taps)
-    if not outputs:
-        raise errors.ConfigError(f"no module of the network matches the block pattern {pattern!r}")
+    if len(blocks) < 2:
+        raise errors.ConfigError(
+            f"block proxies need at least two blocks, and only {paths} of the network's "
+            f"modules match the block pattern {pattern!r}: pass blocks_pattern naming this "
+            "network's blocks (see blocks.SPACE_BLOCKS)"
+        )
     if taps:
-        return (*result, outputs)
-    return result, outputs
+        return (*result, blocks)
+    return result, blocks
+
+
+def _masked(value: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if mask is None:
+        return value
+    return value * mask.reshape((1,) * (value.ndim - 1) + (-1,))
 
 
 def input_gradients(
@@ -88,9 +145,12 @@ def input_gradients(
     params: types.Params,
     x: jax.Array,
     cotangents_fn,
-    pattern: str = NB201_BLOCKS,
+    pattern: str = BLOCKS,
 ):
-    """Block outputs and, for each block after the first, g_out^T d(output)/d(input).
+    """Block outputs and, for each block after the first, g_out^T d(output)/d(inputs).
+
+    Masked channels (`Block.mask`, `Block.input_masks`) get zero cotangents and zero
+    input gradients, so a data-driven network gives its materialised network's values.
 
     Args:
       network, params, x, pattern: as in `block_outputs`.
@@ -99,17 +159,20 @@ def input_gradients(
 
     Returns:
       `(logits, outputs, g_outs, g_ins)`: the network output, the block outputs (list of
-      L), the cotangents (L - 1) and the gradients at each block's input (L - 1, shaped
-      like the previous block's output).
+      L), the cotangents (L - 1) and, per block after the first, a tuple of the
+      gradients at its inputs (shaped like `Block.inputs`).
     """
-    shapes = jax.eval_shape(lambda: block_outputs(network, params, x, pattern)[1])
-    zeros = [jax.numpy.zeros(s.shape, s.dtype) for s in shapes[:-1]]
+    cells = jax.eval_shape(lambda: block_outputs(network, params, x, pattern)[1])
+    zeros = [tuple(jax.numpy.zeros(i.shape, i.dtype) for i in c.inputs) for c in cells[1:]]
 
     def run(perturbations):
-        logits, outputs = block_outputs(network, params, x, pattern, perturbations=perturbations)
-        return outputs, logits
+        logits, blocks = block_outputs(network, params, x, pattern, perturbations=perturbations)
+        return [b.output for b in blocks], (logits, blocks)
 
-    outputs, vjp, logits = jax.vjp(run, zeros, has_aux=True)
-    g_outs = cotangents_fn(outputs)
+    outputs, vjp, (logits, blocks) = jax.vjp(run, zeros, has_aux=True)
+    g_outs = [_masked(g, b.mask) for g, b in zip(cotangents_fn(outputs), blocks[1:])]
     g_ins = vjp([jax.numpy.zeros_like(outputs[0]), *g_outs])[0]
+    g_ins = [
+        tuple(_masked(g, m) for g, m in zip(gs, b.input_masks)) for gs, b in zip(g_ins, blocks[1:])
+    ]
     return logits, outputs, g_outs, g_ins

@@ -17,7 +17,8 @@ Here the feature maps are those a network exposes without per-op instrumentation
 
   * the output of every ReLU (from the taps, relu of the pre-activation), counted once
     per ReLU module reading it (the tap weight);
-  * the output of every block (stem, cells, reduction blocks; `blocks.NB201_BLOCKS`).
+  * the output of every block (stem, cells, reduction blocks; `blocks.SPACE_BLOCKS`),
+    restricted to its valid channels where a data-driven cell masks some.
 
 So this is MeCo restricted to those modules: the op-level outputs inside a cell (conv,
 BN, pooling, edge outputs) are not summed. The PyTorch oracle
@@ -55,7 +56,7 @@ def min_correlation_eigenvalue(feature: jax.Array, channel_weight=None) -> jax.A
     return jnp.linalg.eigvalsh(corr)[0]
 
 
-def meco(*, blocks_pattern: str = blocks.NB201_BLOCKS) -> types.ProxyFn:
+def meco(*, blocks_pattern: str = blocks.BLOCKS) -> types.ProxyFn:
     """Returns the MeCo proxy (see the module docstring for the feature maps).
 
     Args:
@@ -65,11 +66,11 @@ def meco(*, blocks_pattern: str = blocks.NB201_BLOCKS) -> types.ProxyFn:
     def meco_fn(network, params, batch, key):
         del key
         x = batch["x"][:1]
-        logits, taps, outputs = blocks.block_outputs(network, params, x, blocks_pattern, taps=True)
+        logits, taps, cells = blocks.block_outputs(network, params, x, blocks_pattern, taps=True)
         total = jnp.zeros((), jnp.float32)
-        for f in outputs:
-            if f.ndim == 4:
-                total = total + min_correlation_eigenvalue(f[0])
+        for cell in cells:
+            if cell.output.ndim == 4:
+                total = total + min_correlation_eigenvalue(cell.output[0], cell.mask)
         for tap in taps.values():
             if tap.value.ndim != 4:
                 continue
