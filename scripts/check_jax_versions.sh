@@ -24,7 +24,14 @@ ARGS=("$@")
 [ ${#ARGS[@]} -eq 0 ] && ARGS=("${SUBSET[@]}")
 
 if [ ! -x "$VENV/bin/python" ]; then
-  PY="${PYTHON312:-$(command -v python3.12 || ls "$HOME"/.pyenv/versions/3.12*/bin/python 2>/dev/null | head -1)}"
+  # A pyenv shim can exist without a usable interpreter behind it: try each candidate.
+  PY=""
+  for candidate in ${PYTHON312:-} python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python; do
+    if "$candidate" -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then
+      PY="$candidate"
+      break
+    fi
+  done
   [ -n "$PY" ] || { echo "error: jax 0.11 needs Python >= 3.12; set PYTHON312" >&2; exit 2; }
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q "jax==0.11.*" "jaxlib==0.11.*" "flax>=0.12.8,<0.13" \
