@@ -8,7 +8,9 @@ On the outputs f_0..f_{L-1} of the network's blocks (NB201: stem, cells, reducti
 blocks; NB101 and DARTS: stem and cells; `blocks.SPACE_BLOCKS`):
 
   * expressivity = sum_l H(lambda_l / sum lambda_l), the entropy of the normalised
-    eigenvalues of the channel covariance of f_l over all B*H*W positions;
+    eigenvalues of the channel covariance of f_l over all B*H*W positions (eigenvalues
+    below 0, float32 rounding of a rank-deficient map's zeros, are taken as 0; the
+    reference's NaN for them made every NB101 network we tried -inf);
   * progressivity = min_l (H_l - H_{l-1});
   * trainability = mean over l >= 1 of (-s - 1/(s + 1e-6) + 2), s the largest singular
     value of E[g_in^T g_out] over positions, with g_out Rademacher noise on f_l and g_in
@@ -42,7 +44,10 @@ def expressivity_per_block(features: jax.Array) -> jax.Array:
     flat = features.reshape(-1, features.shape[-1])
     centred = flat - jnp.mean(flat, axis=0, keepdims=True)
     sigma = centred.T @ centred / float(flat.shape[0])
-    eig = jnp.linalg.eigvalsh(sigma)
+    # A covariance has no negative eigenvalue: negative ones are float32 rounding of the
+    # zero eigenvalues of a rank-deficient map (NB101's 128-channel stem sees 27-dim
+    # patches), for which the reference's log(p + 1e-8) gives NaN, i.e. -inf.
+    eig = jnp.maximum(jnp.linalg.eigvalsh(sigma), 0.0)
     prob = eig / jnp.sum(eig)
     return jnp.sum(-prob * jnp.log(prob + 1e-8))
 
