@@ -1,8 +1,8 @@
-"""L-SWAG Table 1's AZ-NAS row on NB201 CIFAR-10: our AZ-NAS components, log-rank combined.
+"""L-SWAG Table 1's AZ-NAS rows: our AZ-NAS components, log-rank combined.
 
 Command:
   nice -n 10 python -m jaxnas.main \\
-      --config=configs/nb201_aznas_combine.py --workdir=runs/aznas_nb201_1000
+      --config=configs/aznas_combine.py --workdir=runs/aznas_nb201_1000
 
 Scores 1,000 NB201 cells (drawn from `nb201_test_acc_200ep.csv.gz` with the seed) with
 AZ-NAS's expressivity, progressivity and trainability (reference protocol: Kaiming-normal
@@ -25,23 +25,69 @@ each (the last two beside another score run on the same 2 cores), about 27 min f
 1,000 cells (WORKSPACE_NOTES.md, "Proxy combination and
 LIBRA-NAS"); the run checkpoints per call and resumes with the same command.
 
-Arguments: `:size=N,seed=S,batch=B` (defaults 1000, 0, 64).
+NB101 and NB301 (`bench=nb101 | nb301`): the cells of the NAS-Bench-Suite-Zero tables
+LIBRA's rows use (250 and 363; `configs/libra_suitezero.py`), their benchmark networks
+(NB101: 128-channel stem, 3 x 3 cells; NB301: C=32, 8 cells), Spearman against the
+tables' `val_acc` (L-SWAG Table 1: AZ-NAS 0.54 on NB101, 0.70 on NB301). The blocks are
+the stem and every cell (`jaxnas.proxies.blocks.SPACE_BLOCKS`); a DARTS cell's
+trainability is its Jacobian with respect to both inputs (`jaxnas.proxies.aznas`).
+
+Arguments: `:bench=nb201|nb101|nb301,size=N,seed=S,batch=B,stem=C` (defaults nb201, all
+cells of the bench (1,000 for nb201), 0, 64, 128; `stem` is NB101's stem width).
 """
 
-from jaxnas import configs
+from jaxnas import configs, errors
 
 COMPONENTS = ("az_expressivity", "az_progressivity", "az_trainability", "flops")
+# bench -> (space, folder, file, key, key columns, cells, targets)
+BENCHES = {
+    "nb201": (
+        "nb201",
+        "nasbench201",
+        "nb201_test_acc_200ep.csv.gz",
+        "arch_str",
+        (),
+        1000,
+        ("cifar10_test", "cifar100_test", "imagenet16_120_test"),
+    ),
+    "nb101": (
+        "nb101",
+        "nasbench101",
+        "nb101_zc_suitezero_subset250_cifar10.csv.gz",
+        "arch",
+        ("adjacency_rows", "ops"),
+        250,
+        ("val_acc",),
+    ),
+    "nb301": (
+        "darts",
+        "nasbench301_darts",
+        "nb301_zc_suitezero_subset363_cifar10.csv.gz",
+        "genotype",
+        (),
+        363,
+        ("val_acc",),
+    ),
+}
 
 
 def get_config(arg=None):
-    args = configs.parse_arg(arg, size=1000, seed=0, batch=64)
+    args = configs.parse_arg(arg, bench="nb201", size=0, seed=0, batch=64, stem=128)
+    if args.bench not in BENCHES:
+        raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(BENCHES)}")
+    space, folder, name, key, key_columns, cells, targets = BENCHES[args.bench]
     config = configs.default_config()
     config.seed = args.seed
     config.proxies = COMPONENTS
+    config.space.name = space
+    if space == "nb101":
+        config.space.kwargs = {"stem_channels": args.stem}
     config.population.source = "benchmark"
-    config.population.size = args.size
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
-    config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
+    config.population.size = args.size or cells
+    config.benchmark.path = configs.shared_path(folder, name)
+    config.benchmark.key = key
+    config.benchmark.key_columns = key_columns
+    config.benchmark.targets = targets
     config.data.batch_size = args.batch
     config.combine.method = "log_rank"
     config.report.num_bootstrap = 1000
