@@ -32,8 +32,10 @@ tables' `val_acc` (L-SWAG Table 1: AZ-NAS 0.54 on NB101, 0.70 on NB301). The blo
 the stem and every cell (`jaxnas.proxies.blocks.SPACE_BLOCKS`); a DARTS cell's
 trainability is its Jacobian with respect to both inputs (`jaxnas.proxies.aznas`).
 
-Arguments: `:bench=nb201|nb101|nb301,size=N,seed=S,batch=B,stem=C` (defaults nb201, all
-cells of the bench (1,000 for nb201), 0, 64, 128; `stem` is NB101's stem width).
+Arguments: `:bench=nb201|nb101|nb301,size=N,seed=S,batch=B,stem=C,fuse=1` (defaults
+nb201, all cells of the bench (1,000 for nb201), 0, 64, 128, off; `stem` is NB101's stem
+width; `fuse=1` scores the three components in one program, where they share one
+forward and backward pass).
 """
 
 from jaxnas import configs, errors
@@ -72,13 +74,14 @@ BENCHES = {
 
 
 def get_config(arg=None):
-    args = configs.parse_arg(arg, bench="nb201", size=0, seed=0, batch=64, stem=128)
+    args = configs.parse_arg(arg, bench="nb201", size=0, seed=0, batch=64, stem=128, fuse=False)
     if args.bench not in BENCHES:
         raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(BENCHES)}")
     space, folder, name, key, key_columns, cells, targets = BENCHES[args.bench]
     config = configs.default_config()
     config.seed = args.seed
     config.proxies = COMPONENTS
+    config.fuse_proxies = args.fuse
     config.space.name = space
     if space == "nb101":
         config.space.kwargs = {"stem_channels": args.stem}
