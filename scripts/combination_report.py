@@ -1,4 +1,4 @@
-"""Proxy combination on held-apart cells: LIBRA-NAS, AZ-NAS's log-rank, vote, rank sum, ridge.
+"""Proxy combination on held-apart cells: LIBRA-NAS, log-rank, vote, rank sum, ridge, MLP.
 
   python scripts/combination_report.py [--out docs/combination.md] \\
       [--png docs/combination.png] [--splits docs/combination_splits.json] \\
@@ -25,8 +25,9 @@ the calibration cells, and LIBRA (Alg. 1 on the calibration cells; fused by rank
 and by log-rank). *Held-apart*: chosen on calibration cells, Spearman on evaluation
 cells. *In-sample* (the paper's protocol): chosen and measured on the evaluation cells.
 `--repeats` further split seeds give LIBRA's held-apart spread and how often each triple
-is chosen. Few-shot predictor: ridge (`combine.fit_ridge`, lambda by leave-one-out on
-the k cells) on signed-log proxy scores, with and without the genotype one-hot, fitted on
+is chosen. Few-shot predictors: ridge (`combine.fit_ridge`, lambda by leave-one-out on
+the k cells) and an MLP ensemble (`combine.fit_mlp`, settings fixed in advance) on
+signed-log proxy scores, with and without the genotype one-hot, fitted on
 k cells drawn from the calibration cells, Spearman on the evaluation cells, mean and std
 over `--repeats` draws; where k exceeds the calibration set (NB101, NB301 at k = 200) the
 k cells are drawn from all cells and evaluated on the others (marked †).
@@ -239,11 +240,17 @@ def libra_repeats(d, repeats, seed, bins):
     return float(np.mean(values)), float(np.std(values)), triples
 
 
+PREDICTORS = ("ridge", "MLP")
+FEATURES = ("proxies", "proxies + one-hot")
+LABELS = tuple(f"{m}, {f}" for m in PREDICTORS for f in FEATURES)
+
+
 def predictor_curve(d, ev, cal, repeats, seed):
     s, y = d["scores"], d["acc"]
     proxy_x = np.asarray(combine.signed_log(s))
     both_x = np.concatenate([proxy_x, combine.one_hot_codes(d["codes"])], axis=1)
     rng = np.random.default_rng(seed)
+    key = jax.random.key(seed)
     out = {}
     everything = np.arange(len(y))
     for k in KS:
@@ -251,13 +258,22 @@ def predictor_curve(d, ev, cal, repeats, seed):
         pool = cal if k <= len(cal) else everything
         if k > len(y) - 50:
             continue
-        res = {"proxies": [], "proxies + one-hot": []}
-        for _ in range(repeats):
+        res = {label: [] for label in LABELS}
+        for r in range(repeats):
             train = rng.choice(pool, size=k, replace=False)
             test = ev if pool is cal else np.setdiff1d(everything, train)
-            for label, x in (("proxies", proxy_x), ("proxies + one-hot", both_x)):
-                model = combine.fit_ridge(x[train], y[train])
-                res[label].append(spearman(np.asarray(model.predict(x[test])), y[test]))
+            for features, x in zip(FEATURES, (proxy_x, both_x)):
+                member_key = jax.random.fold_in(key, k * 1000 + r)
+                fits = {
+                    "ridge": combine.fit_ridge(x[train], y[train]),
+                    "MLP": combine.fit_mlp(x[train], y[train], member_key),
+                }
+                for name, model in fits.items():
+                    # A cell with a non-finite feature (a failed proxy, or NASWOT's -inf
+                    # floor) gets a non-finite prediction: ranked worst, by both models.
+                    predicted = np.asarray(model.predict(x[test]))
+                    predicted = np.where(np.isfinite(predicted), predicted, -np.inf)
+                    res[f"{name}, {features}"].append(spearman(predicted, y[test]))
         out[k] = {label: (float(np.mean(v)), float(np.std(v))) for label, v in res.items()}
         out[k]["all_cells"] = pool is everything
     return out
@@ -337,18 +353,22 @@ def render(results, command, env):
             )
         lines.append("")
     lines += [
-        "## Few-shot predictor (ridge) vs k",
+        "## Few-shot predictors (ridge, MLP) vs k",
         "",
         "Spearman on the evaluation cells, mean ± std over the draws of k calibration "
         "cells; `proxies` = signed-log Suite-Zero scores, `+ one-hot` adds the genotype. "
+        f"Ridge: lambda by leave-one-out on the k cells. MLP: `combine.MLPSettings()` "
+        f"({combine.MLPSettings()}), fixed in advance, not tuned on these cells. "
+        "A cell with a non-finite feature (a failed proxy or NASWOT's -inf floor) is "
+        "ranked worst by both predictors. "
         "†: k exceeds the calibration set, so the k cells are drawn from all cells and "
         "the Spearman is over the cells not drawn (still held apart, other cells).",
         "",
-        "| benchmark | features | " + " | ".join(f"k={k}" for k in KS) + " |",
+        "| benchmark | predictor, features | " + " | ".join(f"k={k}" for k in KS) + " |",
         "|---|---|" + "---|" * len(KS),
     ]
     for name, r in results.items():
-        for label in ("proxies", "proxies + one-hot"):
+        for label in LABELS:
             cells = [
                 f"{r['curve'][k][label][0]:.3f} ± {r['curve'][k][label][1]:.3f}"
                 + (" †" if r["curve"][k]["all_cells"] else "")
@@ -373,11 +393,11 @@ def plot(results, path):
         return
     fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.4), sharey=True)
     for ax, (name, r) in zip(axes, results.items()):
-        for label, style in (("proxies", "o-"), ("proxies + one-hot", "s--")):
+        for label, style in zip(LABELS, ("o-", "s--", "^-", "v--")):
             ks = [k for k in KS if k in r["curve"]]
             mean = [r["curve"][k][label][0] for k in ks]
             std = [r["curve"][k][label][1] for k in ks]
-            ax.errorbar(ks, mean, yerr=std, fmt=style, capsize=3, label=f"ridge, {label}")
+            ax.errorbar(ks, mean, yerr=std, fmt=style, capsize=3, label=label)
         libra = next(c for lbl, _, c, _ in r["rows"] if lbl.startswith("LIBRA, rank"))
         ax.axhline(libra["spearman"], color="k", lw=1, label="LIBRA (held-apart)")
         ax.axhline(PAPER[name]["LIBRA"], color="r", lw=1, ls=":", label="LIBRA (paper)")
