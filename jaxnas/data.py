@@ -255,7 +255,13 @@ def load_tfds(
         raise errors.DataError(
             f"unknown tfds dataset {dataset!r}; expected one of {list(TFDS_NAMES)}"
         )
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as exc:
+        raise errors.DataError(
+            f"reading {dataset!r} from tfds needs tensorflow-datasets, which is not "
+            "installed here: `pip install tensorflow-datasets`, or give the images as .npz"
+        ) from exc
 
     name, image_key, label_key = TFDS_NAMES[dataset]
     builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)

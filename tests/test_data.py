@@ -1,6 +1,7 @@
 """Batches: normalisation, npz loading, synthetic data, offline tfds failures."""
 
 import os
+import sys
 import time
 
 import chex
@@ -74,12 +75,20 @@ def test_real_cifar10_batch_statistics(shared_data, key):
 
 
 def test_tfds_fails_fast_and_clearly_when_data_is_not_prepared(tmp_path):
+    # The GPU image has no tensorflow-datasets; `make install` does.
+    pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is not installed")
     start = time.perf_counter()
     with pytest.raises(errors.DataError, match="not prepared .* never downloads"):
         data.load_tfds("cifar10", data_dir=str(tmp_path))
     assert time.perf_counter() - start < 30  # no DNS retries
     with pytest.raises(errors.DataError, match="unknown tfds dataset"):
         data.load_tfds("svhn", data_dir=str(tmp_path))
+
+
+def test_tfds_without_tensorflow_datasets_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises
+    with pytest.raises(errors.DataError, match="needs tensorflow-datasets"):
+        data.load_tfds("cifar10")
 
 
 def test_random_crop_flip_is_a_padded_shifted_or_mirrored_window(key):

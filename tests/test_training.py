@@ -278,7 +278,7 @@ def test_train_reads_a_tfds_dataset(tmp_path):
     """`train.data.source='tfds'` end to end on `tfds.testing.mock_data` (random CIFAR-10
     records through `tfds.data_source`, the reader's real path); only the builder's
     on-disk preparation check is patched, as nothing is prepared."""
-    import tensorflow_datasets as tfds
+    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is not installed")
 
     config = _config("", epochs=1)
     config.train.data.update(source="tfds", dataset="cifar10", data_dir=str(tmp_path / "tfds"))
