@@ -47,6 +47,16 @@ def load_config(path: str, arg: str | None = None):
 REQUIRE_DATA_ENV = "JAXNAS_REQUIRE_DATA"
 
 
+@pytest.fixture(scope="module")
+def fast_compile():
+    """Compiles with XLA's optimisations off for one test module (`pytestmark =
+    pytest.mark.usefixtures("fast_compile")`), then restores the setting."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """The shared ground-truth directory; tests needing it skip when it is absent

@@ -12,13 +12,8 @@ from jaxnas.proxies import aznas
 GENOTYPE = jnp.asarray([3, 2, 4, 1, 3, 0])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    """XLA's optimisations cost more compile time than these tiny programs run."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+# XLA's optimisations cost more compile time than these tiny programs run.
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _jitted(spec, net):

@@ -24,13 +24,8 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    """XLA's optimisations cost more compile time than these tiny programs run."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+# XLA's optimisations cost more compile time than these tiny programs run.
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _case(name, seed):

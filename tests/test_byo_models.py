@@ -44,13 +44,8 @@ class NnxSmall(nnx.Module):
 NEEDS_INSTRUMENTED_SPACE = {name for name, entry in proxies.PROXIES.items() if entry.instrumented}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    """XLA's optimisations cost more compile time than these tiny programs run."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+# XLA's optimisations cost more compile time than these tiny programs run.
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _all_scores(net, params, batch):
