@@ -35,8 +35,8 @@ trainability is its Jacobian with respect to both inputs (`jaxnas.proxies.aznas`
 Result NB101 (`:bench=nb101,fuse=1,stem=16`, the 16-channel-stem variant, 2026-12-03,
 9 min, 1.5 s per cell): log-rank Spearman 0.743 [0.674, 0.791] on the 250 cells
 (expressivity 0.761, progressivity 0.488, trainability 0.363, flops 0.721); the
-benchmark's 128-channel stem costs ~60x the FLOPs (its run did not finish 16 cells in
-18 min on the 2 shared cores) and is not yet measured.
+benchmark's 128-channel stem costs ~60x the FLOPs (its run wrote no checkpoint, due after
+32 cells, in 18 min on the 2 shared cores) and is not yet measured.
 
 Arguments: `:bench=nb201|nb101|nb301,size=N,seed=S,batch=B,stem=C,fuse=1` (defaults
 nb201, all cells of the bench (1,000 for nb201), 0, 64, 128, off; `stem` is NB101's stem
