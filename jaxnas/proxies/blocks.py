@@ -22,7 +22,7 @@ import jax
 
 from jaxnas import errors, types
 from jaxnas.network import Network
-from jaxnas.spaces import stacking
+from jaxnas.spaces import masking, stacking
 
 # The blocks of each built-in macro network, in call order (AZ-NAS's
 # `extract_cell_features` reads NB201's; the others follow the same rule: the stem, every
@@ -137,7 +137,7 @@ def block_outputs(
 def _masked(value: jax.Array, mask: jax.Array | None) -> jax.Array:
     if mask is None:
         return value
-    return value * mask.reshape((1,) * (value.ndim - 1) + (-1,))
+    return value * masking.channels_last(mask, value.ndim)
 
 
 def input_gradients(

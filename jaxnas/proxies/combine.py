@@ -281,11 +281,15 @@ def _labelled(x, y, fitter: str):
     return x, y
 
 
+def _rescaled(x, mean, scale):
+    return (jnp.asarray(x, jnp.float32) - mean[None, :]) / scale[None, :]
+
+
 def _standardise(x):
     mean = jnp.mean(x, axis=0)
     std = jnp.std(x, axis=0)
     scale = jnp.where(std > 0, std, 1.0)
-    return (x - mean[None, :]) / scale[None, :], mean, scale
+    return _rescaled(x, mean, scale), mean, scale
 
 
 RIDGE_LAMBDAS = tuple(10.0**e for e in range(-3, 4))
@@ -303,8 +307,7 @@ class Ridge:
     loo_errors: jax.Array  # f32[L]: leave-one-out mean squared error of each lambda
 
     def predict(self, x) -> jax.Array:
-        x = (jnp.asarray(x, jnp.float32) - self.mean[None, :]) / self.scale[None, :]
-        return x @ self.weights + self.intercept
+        return _rescaled(x, self.mean, self.scale) @ self.weights + self.intercept
 
 
 @jax.jit
@@ -385,7 +388,7 @@ class MLP:
     final_loss: jax.Array  # f32[members]: training MSE (standardised) after the last step
 
     def predict(self, x) -> jax.Array:
-        x = (jnp.asarray(x, jnp.float32) - self.mean[None, :]) / self.scale[None, :]
+        x = _rescaled(x, self.mean, self.scale)
         module = _Perceptron(self.settings.hidden)
         out = jax.vmap(lambda p: module.apply(p, x))(self.params)
         return jnp.mean(out, axis=0) * self.y_scale + self.y_mean
