@@ -47,35 +47,15 @@ forward and backward pass).
 from jaxnas import configs, errors
 
 COMPONENTS = ("az_expressivity", "az_progressivity", "az_trainability", "flops")
-# bench -> (space, folder, file, key, key columns, cells, targets)
+# bench -> (table, default number of cells, accuracy columns)
 BENCHES = {
     "nb201": (
-        "nb201",
-        "nasbench201",
-        "nb201_test_acc_200ep.csv.gz",
-        "arch_str",
-        (),
+        configs.NB201_ACCURACIES,
         1000,
         ("cifar10_test", "cifar100_test", "imagenet16_120_test"),
     ),
-    "nb101": (
-        "nb101",
-        "nasbench101",
-        "nb101_zc_suitezero_subset250_cifar10.csv.gz",
-        "arch",
-        ("adjacency_rows", "ops"),
-        250,
-        ("val_acc",),
-    ),
-    "nb301": (
-        "darts",
-        "nasbench301_darts",
-        "nb301_zc_suitezero_subset363_cifar10.csv.gz",
-        "genotype",
-        (),
-        363,
-        ("val_acc",),
-    ),
+    "nb101": (configs.NB101_SUITE_ZERO, 250, ("val_acc",)),
+    "nb301": (configs.NB301_SUITE_ZERO, 363, ("val_acc",)),
 }
 
 
@@ -83,19 +63,14 @@ def get_config(arg=None):
     args = configs.parse_arg(arg, bench="nb201", size=0, seed=0, batch=64, stem=128, fuse=False)
     if args.bench not in BENCHES:
         raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(BENCHES)}")
-    space, folder, name, key, key_columns, cells, targets = BENCHES[args.bench]
+    table, cells, targets = BENCHES[args.bench]
     config = configs.default_config()
     config.seed = args.seed
     config.proxies = COMPONENTS
     config.fuse_proxies = args.fuse
-    config.space.name = space
-    if space == "nb101":
+    configs.draw_cells(config, table, args.size or cells)
+    if table.space == "nb101":
         config.space.kwargs = {"stem_channels": args.stem}
-    config.population.source = "benchmark"
-    config.population.size = args.size or cells
-    config.benchmark.path = configs.shared_path(folder, name)
-    config.benchmark.key = key
-    config.benchmark.key_columns = key_columns
     config.benchmark.targets = targets
     config.data.batch_size = args.batch
     config.combine.method = "log_rank"

@@ -59,8 +59,5 @@ PROXIES = (
 
 
 def get_config(arg=None):
-    table = configs.shared_path("nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz")
-    config, _ = configs.suite_zero(arg, table, PROXIES, size=363)
-    config.space.name = "darts"
-    config.benchmark.key = "genotype"
+    config, _ = configs.suite_zero(arg, configs.NB301_SUITE_ZERO, PROXIES, size=363)
     return config

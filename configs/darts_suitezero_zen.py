@@ -22,11 +22,12 @@ Arguments: `:size=N,seed=S,batch=B,per_cell=1,proxies=a+b,fuse=1` (see
 
 from jaxnas import configs
 
+TABLE = configs.Table(
+    "darts", "nasbench301_darts", "nb301_nwot_zen_suitezero_11221_noacc.csv.gz", "genotype"
+)
+
 
 def get_config(arg=None):
-    table = configs.shared_path("nasbench301_darts", "nb301_nwot_zen_suitezero_11221_noacc.csv.gz")
-    config, _ = configs.suite_zero(arg, table, ("naswot", "zen"), size=300)
-    config.space.name = "darts"
-    config.benchmark.key = "genotype"
+    config, _ = configs.suite_zero(arg, TABLE, ("naswot", "zen"), size=300)
     config.benchmark.targets = ()
     return config

@@ -44,63 +44,31 @@ SUITE_ZERO = (
     "synflow",
     "zen",
 )
-# bench -> (folder, file, rows kept, space, key, key columns, size, calibration, columns)
+# bench -> (table, rows kept, default cells, calibration cells, columns)
 BENCHES = {
-    "nb201_c10": (
-        "nasbench201",
-        "nb201_zc_suitezero_cifar10_9445.csv.gz",
-        {},
-        "nb201",
-        "arch_str",
-        (),
-        2000,
-        1000,
-        SUITE_ZERO,
-    ),
+    "nb201_c10": (configs.NB201_SUITE_ZERO, {}, 2000, 1000, SUITE_ZERO),
     "nb201_c100": (
-        "nasbench201",
-        "nb201_zc_suitezero_subset725_3datasets.csv.gz",
+        configs.NB201_SUITE_ZERO_3DATASETS,
         {"dataset": "cifar100"},
-        "nb201",
-        "arch_str",
-        (),
         725,
         362,
         SUITE_ZERO[:-1],
     ),
     "nb201_in16": (
-        "nasbench201",
-        "nb201_zc_suitezero_subset725_3datasets.csv.gz",
+        configs.NB201_SUITE_ZERO_3DATASETS,
         {"dataset": "imagenet16_120"},
-        "nb201",
-        "arch_str",
-        (),
         724,
         362,
         SUITE_ZERO[:-1],
     ),
     "nb101": (
-        "nasbench101",
-        "nb101_zc_suitezero_subset250_cifar10.csv.gz",
+        configs.NB101_SUITE_ZERO,
         {},
-        "nb101",
-        "arch",
-        ("adjacency_rows", "ops"),
         250,
         125,
         tuple(p for p in SUITE_ZERO if p not in ("nwot", "zen")),
     ),
-    "nb301": (
-        "nasbench301_darts",
-        "nb301_zc_suitezero_subset363_cifar10.csv.gz",
-        {},
-        "darts",
-        "genotype",
-        (),
-        363,
-        181,
-        SUITE_ZERO[:-1],
-    ),
+    "nb301": (configs.NB301_SUITE_ZERO, {}, 363, 181, SUITE_ZERO[:-1]),
 }
 
 
@@ -116,17 +84,12 @@ def get_config(arg=None):
     )
     if args.bench not in BENCHES:
         raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(BENCHES)}")
-    folder, name, where, space, key, key_columns, size, calib, columns = BENCHES[args.bench]
+    table, where, size, calib, columns = BENCHES[args.bench]
     config = configs.default_config()
     config.seed = args.seed
     config.proxies = ()
-    config.space.name = space
-    config.population.source = "benchmark"
-    config.population.size = args.size or size
-    config.benchmark.path = configs.shared_path(folder, name)
+    configs.draw_cells(config, table, args.size or size)
     config.benchmark.where = where
-    config.benchmark.key = key
-    config.benchmark.key_columns = key_columns
     config.benchmark.targets = ("val_acc",)
     config.combine.method = args.method
     config.combine.columns = ("synflow", "jacov", "snip") if args.method == "vote" else columns

@@ -31,16 +31,9 @@ def get_config(arg=None):
     args = configs.parse_arg(arg, size=250, seed=0, batch=128, stem=16, inits=1)
     config = configs.default_config()
     config.seed = args.seed
-    config.space.name = "nb101"
+    configs.draw_cells(config, configs.NB101_SUITE_ZERO, args.size)
     config.space.kwargs = {"stem_channels": args.stem}
     config.num_inits = args.inits
-    config.population.source = "benchmark"
-    config.population.size = args.size
-    config.benchmark.path = configs.shared_path(
-        "nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz"
-    )
-    config.benchmark.key = "arch"
-    config.benchmark.key_columns = ("adjacency_rows", "ops")
     config.benchmark.targets = ("val_acc",)
     config.benchmark.references = ("params", "flops", "synflow", "snip", "jacov")
     configs.use_cifar10_train_images(config.data)

@@ -55,10 +55,8 @@ PROXIES = (
 
 
 def get_config(arg=None):
-    table = configs.shared_path("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
-    config, args = configs.suite_zero(arg, table, PROXIES, size=250, stem=128, init="nb101")
-    config.space.name = "nb101"
+    config, args = configs.suite_zero(
+        arg, configs.NB101_SUITE_ZERO, PROXIES, size=250, stem=128, init="nb101"
+    )
     config.space.kwargs = {"stem_channels": args.stem, "init": args.init}
-    config.benchmark.key = "arch"
-    config.benchmark.key_columns = ("adjacency_rows", "ops")
     return config

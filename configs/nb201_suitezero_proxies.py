@@ -58,6 +58,5 @@ PROXIES = (
 
 
 def get_config(arg=None):
-    table = configs.shared_path("nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz")
-    config, _ = configs.suite_zero(arg, table, PROXIES, size=1000)
+    config, _ = configs.suite_zero(arg, configs.NB201_SUITE_ZERO, PROXIES, size=1000)
     return config

@@ -1,8 +1,10 @@
 """Config helpers for the files under `configs/`: every field an experiment config may
 set (`default_config`), typed parsing of a config file's argument (`parse_arg`), the
-NAS-Bench-Suite-Zero scoring settings (`suite_zero`) and the shared data's paths."""
+NAS-Bench-Suite-Zero scoring settings (`suite_zero`), the benchmark tables configs draw
+cells from (`Table`, `draw_cells`) and the shared data's paths."""
 
 import os
+from typing import NamedTuple
 
 import ml_collections
 
@@ -172,8 +174,52 @@ def suite_zero_column(name: str) -> str:
     return SUITE_ZERO_COLUMN.get(name, name)
 
 
+class Table(NamedTuple):
+    """A benchmark table under the shared data and how its rows name cells.
+
+    `key` is the column holding a row's architecture in `space`'s notation or, where
+    `key_columns` is set, the name given to those columns joined (NB101: rows;ops).
+    """
+
+    space: str
+    folder: str
+    file: str
+    key: str
+    key_columns: tuple[str, ...] = ()
+
+
+NB201_ACCURACIES = Table("nb201", "nasbench201", "nb201_test_acc_200ep.csv.gz", "arch_str")
+NB201_SUITE_ZERO = Table(
+    "nb201", "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz", "arch_str"
+)
+NB201_SUITE_ZERO_3DATASETS = Table(
+    "nb201", "nasbench201", "nb201_zc_suitezero_subset725_3datasets.csv.gz", "arch_str"
+)
+NB101_SUITE_ZERO = Table(
+    "nb101",
+    "nasbench101",
+    "nb101_zc_suitezero_subset250_cifar10.csv.gz",
+    "arch",
+    ("adjacency_rows", "ops"),
+)
+NB301_SUITE_ZERO = Table(
+    "darts", "nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz", "genotype"
+)
+
+
+def draw_cells(config: ml_collections.ConfigDict, table: Table, size: int) -> None:
+    """Sets a config's space to `table`'s and its population to `size` distinct rows of
+    the table drawn with the config's seed (targets and row filters are left as set)."""
+    config.space.name = table.space
+    config.population.source = "benchmark"
+    config.population.size = size
+    config.benchmark.path = shared_path(table.folder, table.file)
+    config.benchmark.key = table.key
+    config.benchmark.key_columns = table.key_columns
+
+
 def suite_zero(
-    arg: str | None, table: str, proxies: tuple[str, ...], size: int, **defaults
+    arg: str | None, table: Table, proxies: tuple[str, ...], size: int, **defaults
 ) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
     """A config scoring cells of a NAS-Bench-Suite-Zero table as Suite-Zero did.
 
@@ -207,16 +253,13 @@ def suite_zero(
     unknown = sorted(set(names) - set(proxies))
     if unknown:
         raise errors.ConfigError(
-            f"no published column for {unknown} in {os.path.basename(table)}; "
-            f"available: {sorted(proxies)}"
+            f"no published column for {unknown} in {table.file}; available: {sorted(proxies)}"
         )
     config = default_config()
     config.seed = args.seed
     config.fuse_proxies = args.fuse
     config.proxies = names
-    config.population.source = "benchmark"
-    config.population.size = args.size
-    config.benchmark.path = table
+    draw_cells(config, table, args.size)
     config.benchmark.targets = ("val_acc",)
     config.benchmark.reference_of = {name: suite_zero_column(name) for name in names}
     use_cifar10_train_images(config.data)

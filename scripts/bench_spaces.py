@@ -35,14 +35,12 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import timing  # noqa: E402  (scripts/timing.py, beside this script)
 
-from jaxnas import benchmarks, data, network, proxies, xla_settings  # noqa: E402
+from jaxnas import configs, data, network, proxies, xla_settings  # noqa: E402
 from jaxnas.spaces import SPACES, nb101  # noqa: E402
 
 
 def make_batch(batch_size, seed):
-    path = os.path.join(
-        benchmarks.shared_data_dir(), "images", "cifar10_jpeg_yoongikim_train1280_test1000.npz"
-    )
+    path = configs.shared_path(*configs.CIFAR10_IMAGES)
     key = jax.random.key(seed)
     if os.path.exists(path):
         images, labels = data.load_npz(path, "train_images", "train_labels")
@@ -51,9 +49,7 @@ def make_batch(batch_size, seed):
 
 
 def cells(space, num, seed):
-    table = os.path.join(
-        benchmarks.shared_data_dir(), "nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz"
-    )
+    table = configs.shared_path(configs.NB101_SUITE_ZERO.folder, configs.NB101_SUITE_ZERO.file)
     if space.name == "nb101" and os.path.exists(table):
         with gzip.open(table, "rt") as f:
             rows = list(csv.DictReader(f))

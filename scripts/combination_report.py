@@ -48,7 +48,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from jaxnas import benchmarks, errors, evaluation  # noqa: E402
+from jaxnas import benchmarks, configs, errors, evaluation  # noqa: E402
 from jaxnas.proxies import combine  # noqa: E402
 
 KS = (10, 20, 50, 100, 200)
@@ -87,51 +87,52 @@ def _load(path, dataset=None):
 
 def benchmark_data(data_dir):
     """name -> (rows, proxy names, f64[N, M] scores, f64[N] accuracy, i64[N, L] codes, sizes)."""
-    nb201 = os.path.join(data_dir, "nasbench201")
+
+    def path(table):
+        return os.path.join(data_dir, table.folder, table.file)
+
     specs = [
         (
             "NB201 C10",
-            os.path.join(nb201, "nb201_zc_suitezero_cifar10_9445.csv.gz"),
+            path(configs.NB201_SUITE_ZERO),
             None,
             "naslib_ops",
             (1000, 1000),
         ),
         (
             "NB201 C100",
-            os.path.join(nb201, "nb201_zc_suitezero_subset725_3datasets.csv.gz"),
+            path(configs.NB201_SUITE_ZERO_3DATASETS),
             "cifar100",
             "naslib_ops",
             None,
         ),
         (
             "NB201 IN16",
-            os.path.join(nb201, "nb201_zc_suitezero_subset725_3datasets.csv.gz"),
+            path(configs.NB201_SUITE_ZERO_3DATASETS),
             "imagenet16_120",
             "naslib_ops",
             None,
         ),
         (
             "NB101 C10",
-            os.path.join(data_dir, "nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz"),
+            path(configs.NB101_SUITE_ZERO),
             None,
             "nb101",
             None,
         ),
         (
             "NB301 C10",
-            os.path.join(
-                data_dir, "nasbench301_darts", "nb301_zc_suitezero_subset363_cifar10.csv.gz"
-            ),
+            path(configs.NB301_SUITE_ZERO),
             None,
             "naslib_compact",
             None,
         ),
     ]
     out = {}
-    for name, path, dataset, encoding, sizes in specs:
-        if not os.path.exists(path):
-            raise errors.BenchmarkError(f"benchmark file not found: {path}")
-        rows = _load(path, dataset)
+    for name, table, dataset, encoding, sizes in specs:
+        if not os.path.exists(table):
+            raise errors.BenchmarkError(f"benchmark file not found: {table}")
+        rows = _load(table, dataset)
         header = list(rows[0])
         proxies = [
             c
@@ -147,7 +148,7 @@ def benchmark_data(data_dir):
         n = len(rows)
         sizes = sizes or ((n + 1) // 2, n // 2)
         out[name] = {
-            "file": os.path.relpath(path, data_dir) + (f" [{dataset}]" if dataset else ""),
+            "file": os.path.relpath(table, data_dir) + (f" [{dataset}]" if dataset else ""),
             "proxies": proxies,
             "scores": scores,
             "acc": acc,

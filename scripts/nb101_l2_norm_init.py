@@ -26,11 +26,11 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from jaxnas import benchmarks, errors  # noqa: E402
+from jaxnas import benchmarks, configs, errors  # noqa: E402
 from jaxnas.proxies import layerwise  # noqa: E402
 from jaxnas.spaces import nb101  # noqa: E402
 
-TABLE = ("nasbench101", "nb101_zc_suitezero_subset250_cifar10.csv.gz")
+TABLE = configs.NB101_SUITE_ZERO
 
 RULES = {
     "PyTorch default, actual widths": lambda shape: np.sqrt(shape[-1] / 3.0),
@@ -58,9 +58,9 @@ def main():
     args = parser.parse_args()
     try:
         table = benchmarks.Benchmark.from_csv(
-            os.path.join(benchmarks.shared_data_dir(), *TABLE),
-            key="arch",
-            key_columns=("adjacency_rows", "ops"),
+            configs.shared_path(TABLE.folder, TABLE.file),
+            key=TABLE.key,
+            key_columns=TABLE.key_columns,
         )
     except errors.BenchmarkError as exc:
         sys.exit(f"error: {exc}")
@@ -68,7 +68,7 @@ def main():
     archs = list(table.column("arch"))
     column = table.column("l2_norm")
     shapes = [kernel_shapes(space, space.from_string(arch)) for arch in archs]
-    print(f"{len(archs)} cells of {TABLE[1]}; Spearman with the l2_norm column, median ratio")
+    print(f"{len(archs)} cells of {TABLE.file}; Spearman with the l2_norm column, median ratio")
     for name, rule in RULES.items():
         pred = np.asarray([sum(rule(s) for s in cell) for cell in shapes])
         rho = stats.spearmanr(pred, column)[0]
