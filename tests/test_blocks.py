@@ -13,8 +13,8 @@ import pytest
 from cell_checks import TINY_CELLS
 
 from jaxnas import errors, network, proxies
-from jaxnas.proxies import aznas, blocks
-from jaxnas.spaces import darts, nb101
+from jaxnas.proxies import aznas, blocks, meco
+from jaxnas.spaces import darts, nats_sss, nb101
 
 CASES = {
     # 2 stacks: a max-pool, not a module, sits between the two cells.
@@ -100,7 +100,40 @@ def test_each_block_input_gradient_sees_its_own_block_only(name):
         assert max(float(jnp.max(jnp.abs(g))) for g in alone[i]) > 0
 
 
-def test_a_network_without_a_block_layout_is_refused():
+def test_a_tensor_read_twice_is_one_input_perturbed_once():
+    # DARTS cell 0 reads the CIFAR stem's output as both inputs: one input, and its
+    # gradient is the gradient with respect to that tensor (the sum over both uses).
     net, params, _, _, x, _ = _case("darts", seed=4)
+    _, cells = blocks.block_outputs(net, params, x)
+    assert [len(c.inputs) for c in cells[1:]] == [1, 2]
+    noise = _noise(cells, jax.random.key(3))
+    g_in = blocks.input_gradients(net, params, x, lambda _: noise)[3][0]
+    later = tuple(jnp.zeros_like(i) for i in cells[2].inputs)
+
+    def cell0(perturbation):  # cell 0's output, `perturbation` added to the stem output
+        perturbations = [(perturbation,), later]
+        return blocks.block_outputs(net, params, x, perturbations=perturbations)[1][1].output
+
+    _, vjp = jax.vjp(cell0, jnp.zeros_like(cells[0].output))
+    np.testing.assert_allclose(g_in[0], vjp(noise[0])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_networks_without_enough_blocks_are_refused():
+    net, params, _, _, x, _ = _case("darts", seed=4)
+    with pytest.raises(errors.ConfigError, match="at least one block"):
+        blocks.block_outputs(net, params, x, pattern="no_such_module")
     with pytest.raises(errors.ConfigError, match="at least two blocks"):
-        blocks.block_outputs(net, params, x, pattern="stem")
+        blocks.input_gradients(net, params, x, lambda outputs: outputs[1:], pattern="stem")
+    # MeCo reads one block as well as many.
+    one_block = meco.meco(blocks_pattern="stem")
+    assert np.isfinite(one_block(net, params, {"x": x}, None))
+
+
+def test_the_data_driven_nats_sss_network_is_refused():
+    space = nats_sss.space()
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    genotype = space.sample(jax.random.key(1), 1)[0]
+    net = space.network(genotype, **proxies.UNROLLED)
+    params = net.init(jax.random.key(1), x)
+    with pytest.raises(errors.ConfigError, match="NATS-SSS"):
+        blocks.block_outputs(net, params, x)

@@ -7,7 +7,16 @@ records the output of every Linen module whose path matches a pattern (in call o
 and can add a zero perturbation to each block's input, whose gradient is the gradient
 with respect to that input. The input is wrapped in `stop_gradient` first, so a single
 backward pass gives, for every block separately, the gradient of its own output only
-(no path through later blocks).
+(no path through later blocks). A tensor passed to a block twice (a DARTS cell after the
+CIFAR stem reads the stem's output as both of its inputs) is one input, perturbed once:
+its gradient is the sum over both uses, the gradient with respect to that tensor.
+
+The input of a block is what its module is called with. Where the network applies an
+operation between two block modules, that operation is outside both blocks: NB101
+applies the stem's ReLU and each stack's 2x2 max-pool outside the modules, so its stem
+block is recorded before the ReLU and each stack's first cell is differentiated with
+respect to the pooled map (AZ-NAS's rule, "from block l to block l - 1", would include
+both; WORKSPACE_NOTES.md, Known gaps).
 
 This works for any network built from Linen modules (every built-in space); networks
 from `from_nnx` are not supported.
@@ -22,12 +31,12 @@ import jax
 
 from jaxnas import errors, types
 from jaxnas.network import Network
-from jaxnas.spaces import masking, stacking
+from jaxnas.spaces import masking, nats_sss, stacking
 
 # The blocks of each built-in macro network, in call order (AZ-NAS's
 # `extract_cell_features` reads NB201's; the others follow the same rule: the stem, every
 # cell and every module between cells):
-#   NB201, NATS-SSS: stem, stage{s}_cell{i}, reduction{s} (the residual reduction blocks);
+#   NB201: stem, stage{s}_cell{i}, reduction{s} (the residual reduction blocks);
 #   NB101: stem, stack{s}_cell{i} (a max-pool, not a module, halves the resolution);
 #   DARTS / NB301 and the NDS cell spaces: stem (CIFAR) or stem1 (ImageNet), cell{i}.
 SPACE_BLOCKS = {
@@ -42,11 +51,12 @@ BLOCKS = "|".join(dict.fromkeys("|".join(SPACE_BLOCKS.values()).split("|")))
 class Block(NamedTuple):
     """One block's output, its inputs, and what a data-driven network masks in them.
 
-    `inputs` are the block's feature-map arguments (f32[B, H, W, C] positional
-    arguments): one for NB201 and NB101 blocks, two for DARTS cells (the outputs of the
-    two blocks before). `mask` (f32[C], 0/1) marks the valid channels of a data-driven
-    cell's output (DARTS loose-end concatenation; None: all); `input_masks` holds, per
-    input, the mask of the earlier block whose output it is (None: all channels valid).
+    `inputs` are the block's distinct feature-map arguments (f32[B, H, W, C] positional
+    arguments; one array passed twice counts once): one for NB201 and NB101 blocks, two
+    for DARTS cells (the outputs of the two blocks before; one after the CIFAR stem).
+    `mask` (f32[C], 0/1) marks the valid channels of a data-driven cell's output (DARTS
+    loose-end concatenation; None: all); `input_masks` holds, per input, the mask of the
+    earlier block whose output it is (None: all channels valid).
     """
 
     output: jax.Array
@@ -94,13 +104,18 @@ def block_outputs(
       `(logits, [Block per block])`, or `(logits, taps, blocks)` with `taps`.
 
     Raises:
-      ConfigError: fewer than two modules match the pattern.
+      ConfigError: no module matches the pattern, or the network is one whose blocks
+        are not modules (the data-driven NATS-SSS network).
     """
     regex = re.compile(pattern)
     blocks = []
-    paths = []
 
     def interceptor(next_fun, args, kwargs, context):
+        if isinstance(context.module, nats_sss.NATSSizeNetwork):
+            raise errors.ConfigError(
+                "block proxies cannot read the data-driven NATS-SSS network: its stem is "
+                "not applied as a module and its cells return no channel masks"
+            )
         if context.method_name == stacking.SCAN_STEP:
             raise errors.ConfigError(
                 "block proxies read one module per cell, and this network scans its cells: "
@@ -110,28 +125,37 @@ def block_outputs(
         if context.method_name != "__call__" or not regex.fullmatch(path):
             return next_fun(*args, **kwargs)
         args = list(args)
-        positions = [i for i, a in enumerate(args) if _is_feature_map(a)]
-        input_masks = tuple(_mask_of(args[i], blocks) for i in positions)
+        distinct = {}  # id -> the positions of one array among the arguments
+        for i, a in enumerate(args):
+            if _is_feature_map(a):
+                distinct.setdefault(id(a), []).append(i)
+        groups = list(distinct.values())
+        input_masks = tuple(_mask_of(args[group[0]], blocks) for group in groups)
         if perturbations is not None and blocks:
-            for i, p in zip(positions, perturbations[len(blocks) - 1], strict=True):
-                args[i] = jax.lax.stop_gradient(args[i]) + p
+            for group, p in zip(groups, perturbations[len(blocks) - 1], strict=True):
+                perturbed = jax.lax.stop_gradient(args[group[0]]) + p
+                for i in group:
+                    args[i] = perturbed
         out = next_fun(*args, **kwargs)
         value, mask = out if isinstance(out, tuple) else (out, None)
-        blocks.append(Block(value, mask, tuple(args[i] for i in positions), input_masks))
-        paths.append(path)
+        inputs = tuple(args[group[0]] for group in groups)
+        blocks.append(Block(value, mask, inputs, input_masks))
         return out
 
     with nn.intercept_methods(interceptor):
         result = network.apply(params, x, taps=taps)
-    if len(blocks) < 2:
-        raise errors.ConfigError(
-            f"block proxies need at least two blocks, and only {paths} of the network's "
-            f"modules match the block pattern {pattern!r}: pass blocks_pattern naming this "
-            "network's blocks (see blocks.SPACE_BLOCKS)"
-        )
+    if not blocks:
+        _refuse("no module", pattern, "at least one block")
     if taps:
         return (*result, blocks)
     return result, blocks
+
+
+def _refuse(found: str, pattern: str, need: str):
+    raise errors.ConfigError(
+        f"block proxies need {need}, and the block pattern {pattern!r} matches {found} "
+        "of this network: pass blocks_pattern naming its blocks (see blocks.SPACE_BLOCKS)"
+    )
 
 
 def _masked(value: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -161,8 +185,13 @@ def input_gradients(
       `(logits, outputs, g_outs, g_ins)`: the network output, the block outputs (list of
       L), the cotangents (L - 1) and, per block after the first, a tuple of the
       gradients at its inputs (shaped like `Block.inputs`).
+
+    Raises:
+      ConfigError: fewer than two modules match the pattern.
     """
     cells = jax.eval_shape(lambda: block_outputs(network, params, x, pattern)[1])
+    if len(cells) < 2:
+        _refuse(f"{len(cells)} module", pattern, "at least two blocks")
     zeros = [tuple(jax.numpy.zeros(i.shape, i.dtype) for i in c.inputs) for c in cells[1:]]
 
     def run(perturbations):
