@@ -239,6 +239,28 @@ def test_data_driven_network_equals_materialised_network_on_random_cells(tiny):
         cell_checks.assert_same_network(tiny, genotype, seed=i)
 
 
+@pytest.mark.usefixtures("fast_compile")
+@pytest.mark.parametrize("concat", ["all", "loose_end"])
+def test_scanned_edges_equal_unrolled_edges(concat):
+    # A normal and a reduction cell; every op kind, stride-2 and stride-1 edges, repeated
+    # inputs (EVERY_OP), then a sampled cell.
+    space = darts.space(**TINY_CELLS, concat=concat)
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    every_op = darts.space(**TINY_CELLS).from_string(EVERY_OP)  # same layout in both
+    for genotype in (every_op, space.sample(jax.random.key(2), 1)[0]):
+        scanned = space.network(jnp.asarray(genotype))
+        unrolled = space.network(jnp.asarray(genotype), scan_edges=False)
+        params = scanned.init(jax.random.key(1), x)
+
+        got, want = (_loss_and_grads(net, params, x) for net in (scanned, unrolled))
+        chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
+        assert float(got[0]) > 0
+
+
+def _loss_and_grads(net, params, x):
+    return jax.jit(jax.value_and_grad(lambda p: jnp.sum(net.apply(p, x) ** 2)))(params)
+
+
 def test_loss_gradients_equal_the_materialised_network_gradients(one_cell):
     # The reduction cell of EVERY_OP holds every op kind, at stride 2 and at stride 1.
     cell_checks.assert_same_gradients(one_cell, one_cell.from_string(EVERY_OP))

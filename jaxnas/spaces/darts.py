@@ -46,6 +46,15 @@ parameters do not depend on the genotype. Loose-end concatenation keeps all
 masked out of taps (`Tap.weight`) and of `param_mask` (the next layer's input rows), so
 the network equals the materialised one, whose concatenation has only the loose nodes.
 
+**Edges under one scan.** With `scan_edges` (default) and nothing probed or tapped, a
+cell applies its `2 * num_nodes` edges under one `lax.scan` over their stacked
+parameters: every edge of a cell runs the same code on states of one shape (the inputs
+and nodes of a normal cell; in a reduction cell the inputs at stride 2 or the nodes at
+stride 1), so the program holds one edge per cell instead of eight, and XLA compiles
+and schedules a fraction of what the unrolled edges cost. The result equals the
+unrolled edges (tests/test_darts.py); proxies that record taps or probes get the
+unrolled edges, which sow them per edge.
+
 **Taps.** Each cell state (preprocessed inputs, nodes) is tapped once with weight =
 number of selected ops whose first layer is a ReLU reading it; a separable conv's
 second ReLU is tapped per edge; preprocessing taps are named `*_relu_conv_bn` (ReLU ->
@@ -278,7 +287,11 @@ class _MixedEdge(nn.Module):
     settings: _Settings
 
     @nn.compact
-    def __call__(self, inputs, nodes, which_input: jax.Array, which_op: jax.Array):
+    def __call__(
+        self, inputs, nodes, which_input: jax.Array, which_op: jax.Array, weights_only=False
+    ):
+        """`(out, mid or None)`; with `weights_only`, only every op's weights (the
+        scanned edges' parameters, see `_scanned_nodes`), nothing applied."""
         s = self.settings._replace(track=False)
         stride = 2 if self.reduction else 1
         modules = {}
@@ -287,6 +300,8 @@ class _MixedEdge(nn.Module):
             if module is not None:
                 modules[name] = module
         weights = {name: m.weights() for name, m in modules.items()}
+        if weights_only:
+            return weights
         with_mid = any(_has_mid(name) for name in self.ops)
         if self.is_initializing():
             # Only the parameters matter during `init`; tracing every branch of the
@@ -377,14 +392,89 @@ def _select(which: jax.Array, candidates):
     return jax.lax.select_n(jnp.clip(which, 0, len(candidates) - 1), *candidates)
 
 
+def _scanned_nodes(weights, p0, p1, choices, ops, reduction: bool, s: _Settings):
+    """The nodes of a data-driven cell, its edges applied under one `lax.scan`.
+
+    Args:
+      weights: every edge's op weights (`_MixedEdge(..., weights_only=True)`), edge by
+        edge; stacked here on a leading axis f32[2 * num_nodes, ...].
+      p0, p1: the preprocessed cell inputs f32[B, H, W, C].
+      choices: int32[num_nodes, 2, 2] (node, edge, (input, op)).
+
+    Returns:
+      The nodes, f32[num_nodes, B, H', W', C] (H' = H / 2 in a reduction cell).
+
+    Each edge reads the state that the unrolled cell's `_select` gives it (indices
+    clipped to the states that exist) and adds its op's output to its node, so every
+    node equals the unrolled cell's `out_0 + out_1`.
+    """
+    num_nodes = choices.shape[0]
+    xs = (
+        jax.tree.map(lambda *w: jnp.stack(w), *weights),
+        jnp.repeat(jnp.arange(num_nodes), 2),
+        choices[:, :, 0].reshape(-1),
+        choices[:, :, 1].reshape(-1),
+    )
+
+    def branch(name, stride, operand):
+        def run(w, x_inputs, x_nodes):
+            return _run_op(name, w.get(name), (x_inputs, x_nodes)[operand], stride, s)[0]
+
+        return run
+
+    if not reduction:
+        # Inputs and nodes share one shape: one buffer of states, nodes filled in order.
+        branches = [branch(name, 1, 0) for name in ops]
+
+        def edge(states, edge_xs):
+            w, j, i, op = edge_xs
+            x = states[jnp.clip(i, 0, NUM_INPUTS + j - 1)]
+            out = functional.switch(op, branches, w, x, x)
+            return states.at[NUM_INPUTS + j].add(out), None
+
+        states = jnp.concatenate([jnp.stack([p0, p1]), jnp.zeros((num_nodes, *p0.shape), p0.dtype)])
+        return jax.lax.scan(edge, states, xs)[0][NUM_INPUTS:]
+
+    inputs = jnp.stack([p0, p1])
+    branches = [branch(name, 2, 0) for name in ops] + [branch(name, 1, 1) for name in ops]
+
+    def reduction_edge(nodes, edge_xs):
+        w, j, i, op = edge_xs
+        from_nodes = (i >= NUM_INPUTS) & (j > 0)
+        x_inputs = inputs[jnp.clip(i, 0, NUM_INPUTS - 1)]
+        x_nodes = nodes[jnp.clip(i - NUM_INPUTS, 0, jnp.maximum(j - 1, 0))]
+        index = op + len(ops) * from_nodes.astype(op.dtype)
+        out = functional.switch(index, branches, w, x_inputs, x_nodes)
+        return nodes.at[j].add(out), None
+
+    nodes = jnp.zeros((num_nodes, *p0[:, ::2, ::2].shape), p0.dtype)
+    return jax.lax.scan(reduction_edge, nodes, xs)[0]
+
+
 class _MixedCell(_CellBase):
     """A data-driven cell: its choices are the traced `int32[num_nodes, 2, 2]`."""
+
+    scan_edges: bool = True
 
     @nn.compact
     def __call__(self, s0, m0, s1, m1, choices: jax.Array):
         s, c = self.settings, self.channels
         p0 = _preprocess(self, 0, s0, m0, self.in_features[0], c, self.reduction_prev, s)
         p1 = _preprocess(self, 1, s1, m1, self.in_features[1], c, False, s)
+        recording = any(
+            self.is_mutable_collection(name) for name in (net_lib.TAPS, *net_lib.PROBE_COLLECTIONS)
+        )
+        if self.scan_edges and not (
+            self.is_initializing() or recording or net_lib.GATES in self.variables
+        ):
+            weights = [
+                _MixedEdge(c, self.reduction, e // 2, self.ops, s, name=f"edge_{e}")(
+                    None, None, None, None, weights_only=True
+                )
+                for e in range(2 * self.num_nodes)
+            ]
+            nodes = list(_scanned_nodes(weights, p0, p1, choices, self.ops, self.reduction, s))
+            return self._output(nodes, choices)
         states = [p0, p1]
         relu_2, relu_1, mid = (
             jnp.asarray([f(name) for name in self.ops], jnp.float32)
@@ -409,12 +499,15 @@ class _MixedCell(_CellBase):
             states.append(total)
         for i in range(NUM_INPUTS + self.num_nodes - 1):  # the last node feeds no edge
             sow_tap(self, f"state{i}", states[i], readers[i])
-        nodes = states[NUM_INPUTS:]
+        return self._output(states[NUM_INPUTS:], choices)
+
+    def _output(self, nodes, choices):
+        """The cell output (the nodes concatenated) and its channel mask (or None)."""
         if self.concat == "all":
             return jnp.concatenate(nodes, axis=-1), None
         loose = _loose(choices, self.num_nodes)
         out = jnp.concatenate([n * loose[j] for j, n in enumerate(nodes)], axis=-1)
-        return out, _output_mask(choices, self.num_nodes, self.concat, c)
+        return out, _output_mask(choices, self.num_nodes, self.concat, self.channels)
 
 
 class _FixedCell(_CellBase):
@@ -631,8 +724,10 @@ class CellNetwork(_Macro):
 
     Call as `module(x, genotype)` with x f32[B, H, W, C] and genotype int32[8 *
     num_nodes]. Returns f32[B, classes]; with `auxiliary`, the auxiliary logits are sown
-    as `intermediates/aux_logits`.
+    as `intermediates/aux_logits`. `scan_edges`: see the module docstring.
     """
+
+    scan_edges: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, genotype: jax.Array) -> jax.Array:
@@ -640,7 +735,8 @@ class CellNetwork(_Macro):
         cells = [_cell_choices(genotype, self.num_nodes, k) for k in (0, 1)]
 
         def cell_fn(i, kwargs, states):
-            return _MixedCell(**kwargs)(*states, cells[int(i in self.reductions)])
+            cell = _MixedCell(**kwargs, scan_edges=self.scan_edges)
+            return cell(*states, cells[int(i in self.reductions)])
 
         return self.body(x, cell_fn, lambda i: self.num_nodes, True)
 
@@ -976,6 +1072,7 @@ def space(
     pool_bn: bool = True,
     in_channels: int = 3,
     batch_norm: bool = True,
+    scan_edges: bool = True,
     name: str = "darts",
 ) -> base.SearchSpace:
     """A DARTS-style cell space; the arguments are the defaults of `network`/`materialize`.
@@ -987,6 +1084,8 @@ def space(
     `cell_ops=DARTS_OPS` adds `none` (SWAP's DARTS cells). `cell_ops`, `num_nodes` and
     `concat` fix the genotype layout; the other settings can be overridden per network,
     e.g. `network(g, batch_norm=False)` (every BN the identity, for synflow).
+    `scan_edges` is a data-driven network setting: each cell's edges under one `lax.scan`
+    (see the module docstring); `network(g, scan_edges=False)` unrolls them.
 
     Raises:
       ConfigError: unknown ops, concatenation rule, stem or reduction positions.
@@ -1045,5 +1144,6 @@ def space(
         lambda genotype: to_string(notation, genotype),
         lambda arch: from_string(notation, arch),
         settle=settle,
+        network_defaults={"scan_edges": scan_edges},
         restrict=lambda model, params: model.params_from_supernet(params),
     )
