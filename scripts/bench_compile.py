@@ -2,11 +2,13 @@
 
   python scripts/bench_compile.py [--space nb201] [--proxies naswot snip] \
       [--batch-size 64] [--num-archs 12] [--archs-per-call 4] [--baseline DIR] \
-      [--compare-kwargs '{"scan_cells": false}']
+      [--compare-kwargs '{"scan_cells": false}'] \
+      [--compare-xla-flags=--xla_backend_optimization_level=1 ...]
 
 For each proxy, one worker process per variant (this tree; `--baseline`, a checkout of an
 older commit, e.g. `git worktree add ../jaxnas-before <commit>`; `--compare-kwargs`, this
-tree with other space arguments, e.g. NB201's cells unrolled) jits `score_population`
+tree with other space arguments, e.g. NB201's cells unrolled; each `--compare-xla-flags`,
+this tree with those XLA flags added, e.g. a lower LLVM optimisation level) jits `score_population`
 over a seeded sample of the space's cells on one synthetic batch (labels included) and
 measures, with JAX's ahead-of-time API: tracing + lowering (s), XLA compilation (s), the
 number of HLO instructions XLA optimised, steady seconds per cell over the calls after the
@@ -82,7 +84,7 @@ def worker(args):
     )
 
 
-def run_worker(tree, args, proxy, extra_kwargs="{}"):
+def run_worker(tree, args, proxy, extra_kwargs="{}", xla_flags=""):
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -93,9 +95,15 @@ def run_worker(tree, args, proxy, extra_kwargs="{}"):
         *[f"--{k.replace('_', '-')}={v}" for k, v in _shared(args).items()],
     ]
     env = {**os.environ, "PYTHONPATH": tree, "JAXNAS_COMPILATION_CACHE": "none"}
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_cpu_enable_concurrency_optimized_scheduler=false"
-    ).strip()
+    env["XLA_FLAGS"] = " ".join(
+        f
+        for f in (
+            env.get("XLA_FLAGS", ""),
+            "--xla_cpu_enable_concurrency_optimized_scheduler=false",
+            xla_flags,
+        )
+        if f
+    )
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -134,6 +142,12 @@ def main():
     parser.add_argument(
         "--compare-kwargs", help="JSON: more space arguments for a second variant of this tree"
     )
+    parser.add_argument(
+        "--compare-xla-flags",
+        action="append",
+        default=[],
+        help="XLA flags for one more variant of this tree (repeatable; write it with '=')",
+    )
     parser.add_argument("--extra-kwargs", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -142,16 +156,17 @@ def main():
         return
     if args.num_archs < args.archs_per_call or args.archs_per_call < 1:
         parser.error("need --num-archs >= --archs-per-call >= 1")
-    variants = [("this tree", ROOT, "{}")]
+    variants = [("this tree", ROOT, "{}", "")]
     if args.baseline:
-        variants.insert(0, ("baseline", os.path.abspath(args.baseline), "{}"))
+        variants.insert(0, ("baseline", os.path.abspath(args.baseline), "{}", ""))
     if args.compare_kwargs:
-        variants.append((args.compare_kwargs, ROOT, args.compare_kwargs))
+        variants.append((args.compare_kwargs, ROOT, args.compare_kwargs, ""))
+    variants += [(flags, ROOT, "{}", flags) for flags in args.compare_xla_flags]
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {_shared(args)}")
     for proxy in args.proxies:
         results = {}
-        for label, tree, extra in variants:
-            r = run_worker(tree, args, proxy, extra)
+        for label, tree, extra, flags in variants:
+            r = run_worker(tree, args, proxy, extra, flags)
             results[label] = r
             print(
                 f"{args.space} {proxy:>10} {label:>9}: trace {r['trace_s']:6.1f} s  "
@@ -160,7 +175,7 @@ def main():
                 flush=True,
             )
         first = variants[0][0]
-        for label, _, _ in variants[1:]:
+        for label, *_ in variants[1:]:
             old, new = results[first], results[label]
             a, b = (old["scores"], new["scores"])
             rel = max(abs(x - y) / max(abs(x), 1e-30) for x, y in zip(a, b))
