@@ -254,15 +254,19 @@ def predictor_curve(d, ev, cal, repeats, seed):
     key = jax.random.key(seed)
     out = {}
     everything = np.arange(len(y))
+    # A fit needs finite features: cells with a failed proxy (or NASWOT's -inf floor)
+    # are never drawn for training; order is kept, so the draws are otherwise unchanged.
+    finite = np.all(np.isfinite(proxy_x), axis=1)
     for k in KS:
         # A calibration set smaller than k: draw from all cells, evaluate on the others.
-        pool = cal if k <= len(cal) else everything
+        all_cells = k > np.count_nonzero(finite[cal])
+        pool = everything[finite] if all_cells else cal[finite[cal]]
         if k > len(y) - 50:
             continue
         res = {label: [] for label in LABELS}
         for r in range(repeats):
             train = rng.choice(pool, size=k, replace=False)
-            test = ev if pool is cal else np.setdiff1d(everything, train)
+            test = np.setdiff1d(everything, train) if all_cells else ev
             for features, x in zip(FEATURES, (proxy_x, both_x)):
                 member_key = jax.random.fold_in(key, k * 1000 + r)
                 fits = {
@@ -276,7 +280,7 @@ def predictor_curve(d, ev, cal, repeats, seed):
                     predicted = np.where(np.isfinite(predicted), predicted, -np.inf)
                     res[f"{name}, {features}"].append(spearman(predicted, y[test]))
         out[k] = {label: (float(np.mean(v)), float(np.std(v))) for label, v in res.items()}
-        out[k]["all_cells"] = pool is everything
+        out[k]["all_cells"] = bool(all_cells)
     return out
 
 

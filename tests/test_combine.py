@@ -229,6 +229,20 @@ def test_mlp_learns_what_ridge_cannot_and_is_seeded():
     assert not np.array_equal(predicted, np.asarray(other))
 
 
+def test_a_column_constant_in_training_does_not_move_predictions():
+    # A one-hot op that no training cell has: the fit learnt nothing about it, so a
+    # later cell holding it is predicted as if it did not.
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(40, 2)), np.zeros((40, 1))], axis=1)
+    y = x[:, 0] + rng.normal(scale=0.1, size=40)
+    test = rng.normal(size=(10, 3))
+    test[:, 2] = 0.0
+    unseen = test.copy()
+    unseen[:, 2] = 1.0
+    for model in (combine.fit_mlp(x, y, jax.random.key(0)), combine.fit_ridge(x, y)):
+        np.testing.assert_array_equal(model.predict(unseen), model.predict(test))
+
+
 def test_mlp_rejects_bad_input():
     key = jax.random.key(0)
     with pytest.raises(errors.DataError, match="NaN"):

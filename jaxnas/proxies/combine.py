@@ -288,7 +288,10 @@ def _rescaled(x, mean, scale):
 def _standardise(x):
     mean = jnp.mean(x, axis=0)
     std = jnp.std(x, axis=0)
-    scale = jnp.where(std > 0, std, 1.0)
+    # A column constant over the training cells carries no fitted information: an infinite
+    # scale maps it to 0 for every later cell too, where an untrained MLP weight would
+    # otherwise turn an unseen value (e.g. an op no training cell had) into noise.
+    scale = jnp.where(std > 0, std, jnp.inf)
     return _rescaled(x, mean, scale), mean, scale
 
 
@@ -430,7 +433,9 @@ def _mlp(x, y, key, settings: MLPSettings):
 def fit_mlp(x, y, key: jax.Array, settings: MLPSettings = MLPSettings()) -> MLP:
     """A small MLP ensemble (Flax, trained with optax) on standardised features.
 
-    The members train in one program (vmapped over their initialisation keys).
+    The members train in one program (vmapped over their initialisation keys). A
+    feature constant over the K cells is ignored (it is 0 after standardisation, for
+    these and for every later cell).
 
     Args:
       x: f32[K, D] features of the K labelled cells.
