@@ -17,7 +17,7 @@ from jaxnas.proxies import aznas, blocks, meco
 from jaxnas.spaces import darts, nats_sss, nb101
 
 CASES = {
-    # 2 stacks: a max-pool, not a module, sits between the two cells.
+    # 2 stacks: the second cell opens with the stack's max-pool.
     "nb101": (lambda: nb101.space(stem_channels=8, num_stacks=2, cells_per_stack=1), 3),
     "darts": (lambda: darts.space(**TINY_CELLS), 3),
     "darts_loose_end": (lambda: darts.space(**TINY_CELLS, concat="loose_end"), 3),
@@ -98,6 +98,23 @@ def test_each_block_input_gradient_sees_its_own_block_only(name):
         for got, want in zip(alone[i], together[i], strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert max(float(jnp.max(jnp.abs(g))) for g in alone[i]) > 0
+
+
+@pytest.mark.parametrize("name", ["darts", "nb101"])
+def test_every_block_maps_earlier_block_outputs_to_its_own(name):
+    # AZ-NAS's "from block l to block l - 1": nothing runs between two blocks, so every
+    # input of a block is an earlier block's output (NB101's stem ReLU and max-pools are
+    # inside its blocks, and its stem block's output is what the first cell reads).
+    net, params, fixed, variables, x, _ = _case(name, seed=4)
+    for cells in (
+        blocks.block_outputs(net, params, x)[1],
+        blocks.block_outputs(fixed, variables, x)[1],
+    ):
+        for i, cell in enumerate(cells[1:], 1):
+            for value in cell.inputs:
+                assert any(value is earlier.output for earlier in cells[:i]), (name, i)
+        if name == "nb101":
+            assert float(jnp.min(cells[0].output)) == 0.0
 
 
 def test_a_tensor_read_twice_is_one_input_perturbed_once():

@@ -11,12 +11,11 @@ backward pass gives, for every block separately, the gradient of its own output 
 CIFAR stem reads the stem's output as both of its inputs) is one input, perturbed once:
 its gradient is the sum over both uses, the gradient with respect to that tensor.
 
-The input of a block is what its module is called with. Where the network applies an
-operation between two block modules, that operation is outside both blocks: NB101
-applies the stem's ReLU and each stack's 2x2 max-pool outside the modules, so its stem
-block is recorded before the ReLU and each stack's first cell is differentiated with
-respect to the pooled map (AZ-NAS's rule, "from block l to block l - 1", would include
-both; WORKSPACE_NOTES.md, Known gaps).
+The input of a block is what its module is called with, so an operation applied between
+two block modules would be in neither block; the built-in networks apply none (NB101's
+stem module ends in its ReLU and each stack's first cell opens with its max-pool), so
+every block maps the previous block's output to its own, AZ-NAS's "from block l to
+block l - 1".
 
 This works for any network built from Linen modules (every built-in space); networks
 from `from_nnx` are not supported.
@@ -37,7 +36,7 @@ from jaxnas.spaces import masking, nats_sss, stacking
 # `extract_cell_features` reads NB201's; the others follow the same rule: the stem, every
 # cell and every module between cells):
 #   NB201: stem, stage{s}_cell{i}, reduction{s} (the residual reduction blocks);
-#   NB101: stem, stack{s}_cell{i} (a max-pool, not a module, halves the resolution);
+#   NB101: stem, stack{s}_cell{i} (the first cell of a stack after the first max-pools);
 #   DARTS / NB301 and the NDS cell spaces: stem (CIFAR) or stem1 (ImageNet), cell{i}.
 SPACE_BLOCKS = {
     "nb201": r"stem|stage\d+_cell\d+|reduction\d+",

@@ -26,8 +26,10 @@ projection of the cell input when the input feeds the output directly.
 
 Macro network: 3x3 conv-BN-ReLU stem (128 channels in the benchmark; NASWOT scores a
 16-channel stem), 3 stacks of 3 cells, 2x2 max pooling (stride 2) before stacks 2 and 3,
-which double the channels; global average pooling; a linear classifier. Every conv op is
-Conv -> BN -> ReLU; taps record the ReLU inputs (the BN outputs).
+which double the channels; global average pooling; a linear classifier. The pool runs
+inside the stack's first cell module and the stem's ReLU inside the stem module, so every
+module maps the previous one's output to its own (the blocks of `jaxnas.proxies.blocks`).
+Every conv op is Conv -> BN -> ReLU; taps record the ReLU inputs (the BN outputs).
 
 Vertex widths depend on the architecture. The data-driven network masks channels: each
 interior vertex of a C-channel cell computes C channels, of which the first `c_v` are
@@ -340,14 +342,43 @@ class _MixedVertex(nn.Module):
         return functional.mask_channels(jnp.where(is_conv, jax.nn.relu(pre), pre), mask)
 
 
+def _downsample(cell: nn.Module, x: jax.Array) -> jax.Array:
+    """The 2x2 max-pool that opens every stack after the first.
+
+    It runs inside the stack's first cell, so that each block of the network (the stem,
+    every cell) maps the previous block's output to its own, as AZ-NAS's and MeCo's
+    per-block readings assume (`jaxnas.proxies.blocks`).
+    """
+    x = functional.max_pool_2x2(x)
+    net_lib.sow_cost(cell, "downsample_flops", flop_rules.avg_pool_flops(x.shape, 2))
+    return x
+
+
+class _Stem(op_layers.ConvBN):
+    """The stem block: conv -> BatchNorm -> ReLU, with `ConvBN`'s parameters.
+
+    The ReLU is inside the module so that the stem block's output is the feature map the
+    first cell reads (`_downsample` says why).
+    """
+
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        pre = self.bn(self.conv(x, self.stride, self.padding), train)
+        net_lib.sow_cost(self, "relu_flops", flop_rules.relu_flops(pre.shape))
+        sow_tap(self, "conv_bn_relu", pre)
+        return jax.nn.relu(pre)
+
+
 class _MixedCell(nn.Module):
     in_features: int
     features: int
     dispatch: str
     batch_norm: bool
+    downsample: bool = False  # see `_downsample`
 
     @nn.compact
     def __call__(self, x, pruned, choice, channels):
+        if self.downsample:
+            x = _downsample(self, x)
         c, n = self.features, NUM_VERTICES
         present = pruned.astype(jnp.float32)
         tensors = [x]
@@ -445,9 +476,12 @@ class _FixedCell(nn.Module):
     batch_norm: bool
     init_rule: str
     bn_momentum: float
+    downsample: bool = False  # see `_downsample`
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if self.downsample:
+            x = _downsample(self, x)
         n, c = NUM_VERTICES, self.features
         a = np.asarray(self.pruned)
         channels = [int(v) for v in vertex_channels(a, c, np)]
@@ -492,11 +526,12 @@ class _Macro(nn.Module):
 
     def body(self, x, stack_fn, train):
         """The skeleton around `stack_fn(stack, c_in, c, x)`, which applies one stack's
-        `cells_per_stack` cells (the first reads c_in channels, the others c)."""
+        `cells_per_stack` cells (the first reads c_in channels, the others c; in every
+        stack after the first, the first cell opens with the 2x2 max-pool)."""
         factor = 2 ** (self.num_stacks - 1)
         base.check_images(x, "NB101", self.in_channels, factor, f" ({self.num_stacks} stacks)")
         rule = INITS[self.init_rule]
-        stem = op_layers.ConvBN(
+        stem = _Stem(
             self.in_channels,
             self.stem_channels,
             3,
@@ -510,20 +545,11 @@ class _Macro(nn.Module):
             name="stem",
         )
         x = stem(x, train)
-        net_lib.sow_cost(self, "stem_relu_flops", flop_rules.relu_flops(x.shape))
-        sow_tap(self, "stem_conv_bn_relu", x)
-        x = jax.nn.relu(x)
         c_prev = self.stem_channels
         for s in range(self.num_stacks):
             c = self.stem_channels * 2**s
-            if s > 0:
-                x = functional.max_pool_2x2(x)
-                net_lib.sow_cost(
-                    self, f"downsample{s}_flops", flop_rules.avg_pool_flops(x.shape, 2)
-                )
-            if self.cells_per_stack:
-                x = stack_fn(s, c_prev, c, x)
-                c_prev = c
+            x = stack_fn(s, c_prev, c, x)
+            c_prev = c
         # The reference pools with `torch.mean`, a function that FLOP counters skip.
         net_lib.sow_feature(self, "pre_gap", x)
         classifier = op_layers.Dense(
@@ -552,17 +578,18 @@ class NB101Network(_Macro):
 
         def stack(s, c_in, c, h):
             channels = vertex_channels(pruned, c, jnp)
+            settings = (self.dispatch, self.batch_norm)
             if not self.scan:
                 for i in range(self.cells_per_stack):
                     width = c_in if i == 0 else c
                     cell = _MixedCell(
-                        width, c, self.dispatch, self.batch_norm, name=f"stack{s}_cell{i}"
+                        width, c, *settings, downsample=s > 0 and i == 0, name=f"stack{s}_cell{i}"
                     )
                     h = cell(h, pruned, choice, channels)
                 return h
             first, length = _scanned_cells(s, c_in, c, self.cells_per_stack)
             if first:
-                cell = _MixedCell(c_in, c, self.dispatch, self.batch_norm, name=f"stack{s}_cell0")
+                cell = _MixedCell(c_in, c, *settings, downsample=s > 0, name=f"stack{s}_cell0")
                 h = cell(h, pruned, choice, channels)
             if length:
                 cell = _MixedCell(c, c, self.dispatch, self.batch_norm, name=f"stack{s}_cells")
@@ -617,6 +644,7 @@ class NB101Model(_Macro):
                     self.batch_norm,
                     self.init_rule,
                     self.bn_momentum,
+                    downsample=s > 0 and i == 0,
                     name=f"stack{s}_cell{i}",
                 )
                 h = module(h, train)
