@@ -138,6 +138,19 @@ def test_unknown_overrides_raise_config_errors_naming_them(name):
     space.network(genotype, batch_norm=False)
 
 
+def test_sizes_and_counts_below_one_raise_config_errors_naming_them(name):
+    space = tiny_space(name)
+    genotype = space.sample(jax.random.key(0), 1)[0]
+    counts = sorted(base.COUNT_SETTINGS & space.settings.keys())
+    assert "num_classes" in counts
+    for key in counts:
+        for bad in (0, -2, 1.5, True):
+            with pytest.raises(errors.ConfigError, match=f"setting '{key}' must be a positive"):
+                space.network(genotype, **{key: bad})
+    with pytest.raises(errors.ConfigError, match="'num_classes' must be a positive"):
+        space.materialize(np.asarray(genotype), num_classes=0)
+
+
 def test_enumerate_lists_small_spaces_and_refuses_large_ones(name):
     space = tiny_space(name)
     if space.size > base.MAX_ENUMERATE:

@@ -9,6 +9,7 @@ networks run when called.
 
 import itertools
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -56,6 +57,8 @@ class SearchSpace(NamedTuple):
       restrict: `(params, genotype, x, **overrides) -> params`, the `{"params": ...}`
         collection of `materialize(genotype, **overrides)` on images like `x` (an array
         or `jax.ShapeDtypeStruct`) cut out of the data-driven network's `params`.
+      settings: the overrides `network` accepts, with their defaults (`materialize`
+        accepts those that are not data-driven only, such as `dispatch`).
     """
 
     name: str
@@ -70,6 +73,7 @@ class SearchSpace(NamedTuple):
     enumerate: Callable[[], np.ndarray]
     size: int
     restrict: Callable[..., dict]
+    settings: dict[str, Any]
 
 
 def uniform_sampler(num_choices: tuple[int, ...]):
@@ -196,6 +200,29 @@ def restrict_params(params, shapes):
     return traverse_util.unflatten_dict(out)
 
 
+# The network settings of the built-in spaces that are sizes or counts.
+COUNT_SETTINGS = frozenset(
+    {
+        "channels",
+        "stem_channels",
+        "stem_width",
+        "cells_per_stage",
+        "cells_per_stack",
+        "num_stages",
+        "num_stacks",
+        "num_cells",
+        "num_classes",
+        "in_channels",
+        "patch_size",
+        "max_relative_position",
+    }
+)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def build(
     name: str,
     num_choices: tuple[int, ...],
@@ -221,7 +248,8 @@ def build(
       name: registry name; errors name it.
       num_choices: choices per genotype position (D entries).
       defaults: the settings `network` and `materialize` accept as overrides, with their
-        defaults. An unknown override raises `errors.ConfigError` naming it.
+        defaults. An unknown override raises `errors.ConfigError` naming it, and so does
+        a setting of `COUNT_SETTINGS` that is not a positive integer.
       network: `(genotype, settings) -> Network`, given a checked (maybe traced)
         genotype and the settled settings.
       materialize: `(genotype tuple[int, ...], settings) -> Linen module`, given one
@@ -253,7 +281,14 @@ def build(
             raise errors.ConfigError(
                 f"unknown {name} network setting {unknown[0]!r}; expected one of {sorted(allowed)}"
             )
-        return settle({**allowed, **overrides})
+        merged = {**allowed, **overrides}
+        for key in COUNT_SETTINGS & merged.keys():
+            if not (_is_count(merged[key]) and merged[key] >= 1):
+                raise errors.ConfigError(
+                    f"{name} network setting {key!r} must be a positive integer, got "
+                    f"{merged[key]!r}"
+                )
+        return settle(merged)
 
     settings({}, {**defaults, **network_defaults})
 
@@ -311,4 +346,5 @@ def build(
         enumerate=enumerate_of,
         size=size,
         restrict=restrict_of,
+        settings={**defaults, **network_defaults},
     )

@@ -1113,8 +1113,6 @@ def space(
     def settle(s):
         if s["stem"] not in STEMS:
             raise errors.ConfigError(f"unknown stem {s['stem']!r}; expected one of {STEMS}")
-        if s["channels"] < 1:
-            raise errors.ConfigError(f"channels must be positive, got {s['channels']}")
         if s["stem"] == "imagenet" and s["channels"] % 2:
             # Its stem halves C, and the first cell factorised-reduces to C (two halves).
             raise errors.ConfigError(f"the imagenet stem needs even channels, got {s['channels']}")
