@@ -79,6 +79,6 @@ def get_config(arg=None):
             "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
         )
         s.fitness.column = args.fitness
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.NB201_ACCURACIES.path()
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

@@ -46,6 +46,6 @@ def get_config(arg=None):
         signal_path=configs.shared_path("nasbench201", "nb201_acc_12ep_minibench.csv.gz"),
         signal_column="cifar10valid_valid_12ep",
     )
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.NB201_ACCURACIES.path()
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

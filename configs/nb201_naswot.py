@@ -26,7 +26,7 @@ def get_config(arg=None):
     config = configs.default_config()
     config.seed = args.seed
     config.population.size = args.size
-    table = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    table = configs.NB201_ACCURACIES.path()
     if os.path.exists(table):
         config.benchmark.path = table
         config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")

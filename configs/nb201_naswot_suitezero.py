@@ -25,9 +25,7 @@ def get_config(arg=None):
     config.seed = args.seed
     config.population.source = "benchmark"
     config.population.size = args.size
-    config.benchmark.path = configs.shared_path(
-        "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
-    )
+    config.benchmark.path = configs.NB201_SUITE_ZERO.path()
     config.benchmark.targets = ("val_acc",)
     config.benchmark.references = ("nwot",)
     configs.use_cifar10_train_images(config.data)

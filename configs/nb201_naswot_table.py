@@ -28,7 +28,7 @@ def get_config(arg=None):
     config.num_inits = args.inits
     config.population.source = "all"
     config.archs_per_call = 125
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.NB201_ACCURACIES.path()
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     configs.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch

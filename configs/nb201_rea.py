@@ -59,7 +59,7 @@ def get_config(arg=None):
     s.fitness.source = "benchmark"
     s.fitness.path = twelve
     s.fitness.column = "cifar10valid_valid_12ep"
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.NB201_ACCURACIES.path()
     config.benchmark.extra_paths = (
         configs.shared_path("nasbench201", "nb201_val_acc_zen_suitezero.csv.gz"),
     )

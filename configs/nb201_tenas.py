@@ -45,6 +45,6 @@ def get_config(arg=None):
     else:
         config.data.crops = protocol.batch_size
         config.data.crop_size = protocol.crop_size
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.NB201_ACCURACIES.path()
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

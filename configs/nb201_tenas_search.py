@@ -46,6 +46,6 @@ def get_config(arg=None):
         crops=REGIONS.batch_size,
     )
     config = configs.tenas_search(args, tenas.NB201_PRUNE_NUMBER)
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.NB201_ACCURACIES.path()
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

@@ -59,7 +59,7 @@ def get_config(arg=None):
     t.data.dataset = args.dataset
     t.data.normalization = args.dataset
     t.data.path = configs.shared_path(*configs.CIFAR10_IMAGES)
-    table = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    table = configs.NB201_ACCURACIES.path()
     if os.path.exists(table):
         config.benchmark.path = table
         config.benchmark.targets = (TARGETS.get(args.dataset, "cifar10_test"),)

@@ -49,6 +49,6 @@ def get_config(arg=None):
         supernet=dict(channels=args.channels, cells_per_stage=args.cells),
         cell=dict(channels=args.channels, cells_per_stage=args.cells),
     )
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.NB201_ACCURACIES.path()
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
     return config

@@ -187,6 +187,10 @@ class Table(NamedTuple):
     key: str
     key_columns: tuple[str, ...] = ()
 
+    def path(self) -> str:
+        """The table's path under the shared data (`shared_path`)."""
+        return shared_path(self.folder, self.file)
+
 
 NB201_ACCURACIES = Table("nb201", "nasbench201", "nb201_test_acc_200ep.csv.gz", "arch_str")
 NB201_SUITE_ZERO = Table(
@@ -213,7 +217,7 @@ def draw_cells(config: ml_collections.ConfigDict, table: Table, size: int) -> No
     config.space.name = table.space
     config.population.source = "benchmark"
     config.population.size = size
-    config.benchmark.path = shared_path(table.folder, table.file)
+    config.benchmark.path = table.path()
     config.benchmark.key = table.key
     config.benchmark.key_columns = table.key_columns
 

@@ -49,7 +49,7 @@ def make_batch(batch_size, seed):
 
 
 def cells(space, num, seed):
-    table = configs.shared_path(configs.NB101_SUITE_ZERO.folder, configs.NB101_SUITE_ZERO.file)
+    table = configs.NB101_SUITE_ZERO.path()
     if space.name == "nb101" and os.path.exists(table):
         with gzip.open(table, "rt") as f:
             rows = list(csv.DictReader(f))

@@ -118,7 +118,7 @@ def main():
     # Run the two sides as two concurrent processes on a crowded machine (same load).
     parser.add_argument("--only", choices=("jaxnas", "torch"), default=None)
     args = parser.parse_args()
-    path = configs.shared_path("images", "cifar10_jpeg_yoongikim_train1280_test1000.npz")
+    path = configs.shared_path(*configs.CIFAR10_IMAGES)
     if not os.path.exists(path):
         sys.exit(f"missing {path} (shared data)")
     config = training.apply_recipe(configs.default_config(), "nb201")
@@ -126,7 +126,7 @@ def main():
     t = config.train
     t.arch, t.epochs, t.plot = BEST, args.epochs, False
     t.data.path = path
-    config.benchmark.path = configs.shared_path("nasbench201", "nb201_test_acc_200ep.csv.gz")
+    config.benchmark.path = configs.NB201_ACCURACIES.path()
     train, test = train_data.load(config)
     load = os.getloadavg()
     results = {

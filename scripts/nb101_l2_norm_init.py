@@ -58,7 +58,7 @@ def main():
     args = parser.parse_args()
     try:
         table = benchmarks.Benchmark.from_csv(
-            configs.shared_path(TABLE.folder, TABLE.file),
+            TABLE.path(),
             key=TABLE.key,
             key_columns=TABLE.key_columns,
         )
