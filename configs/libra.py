@@ -1,7 +1,7 @@
-"""L-SWAG Table 1's LIBRA row on NB201 from jaxnas' own proxy scores, three datasets.
+"""L-SWAG Table 1's LIBRA rows from jaxnas' own proxy scores: NB201 (three datasets), NB101.
 
 Command:
-  nice -n 10 python -m jaxnas.main --config=configs/nb201_libra.py --workdir=runs/nb201_libra
+  nice -n 10 python -m jaxnas.main --config=configs/libra.py --workdir=runs/nb201_libra
 
 Scores `size` NB201 cells (drawn from `nb201_test_acc_200ep.csv.gz` with the seed) with
 the candidate pool below, then runs LIBRA-NAS (`combine.method = "libra"`, Alg. 1 of
@@ -29,10 +29,28 @@ ImageNet16-120 (meco + naswot + jacob_cov); L-SWAG Table 1: 0.89 / 0.90 / 0.87. 
 alone on the same evaluation cells: 0.917 / 0.912 / 0.872. Cost: 97 min on the 2-core
 CPU beside other runs (WORKSPACE_NOTES.md, "Proxy combination and LIBRA-NAS").
 
-Arguments: `:size=N,calibration=N,seed=S,batch=B,fusion=rank_sum|log_rank,fuse=0|1`.
+NB101 (`bench=nb101`): the same pool on the 250 cells of the NAS-Bench-Suite-Zero NB101
+table LIBRA's NB101 row uses, against its `val_acc` (L-SWAG Table 1: LIBRA 0.77), half of
+them held apart for calibration; the network is NB101's with a `stem`-channel stem
+(default 16, NASWOT's variant: the benchmark's 128 costs ~60x the FLOPs).
+
+Arguments: `:bench=nb201|nb101,size=N,calibration=N,seed=S,batch=B,stem=C,
+fusion=rank_sum|log_rank,fuse=0|1` (defaults nb201, 1,500 / 250 cells, 500 / 125
+calibration cells, seed 0, batch 64, stem 16, rank_sum, fused).
 """
 
-from jaxnas import configs
+from jaxnas import configs, errors
+
+# bench -> (table, default number of cells, default calibration cells, accuracy columns)
+BENCHES = {
+    "nb201": (
+        configs.NB201_ACCURACIES,
+        1500,
+        500,
+        ("cifar10_test", "cifar100_test", "imagenet16_120_test"),
+    ),
+    "nb101": (configs.NB101_SUITE_ZERO, 250, 125, ("val_acc",)),
+}
 
 POOL = (
     "naswot",
@@ -52,20 +70,31 @@ POOL = (
 
 def get_config(arg=None):
     args = configs.parse_arg(
-        arg, size=1500, calibration=500, seed=0, batch=64, fusion="rank_sum", fuse=True
+        arg,
+        bench="nb201",
+        size=0,
+        calibration=0,
+        seed=0,
+        batch=64,
+        stem=16,
+        fusion="rank_sum",
+        fuse=True,
     )
+    if args.bench not in BENCHES:
+        raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(BENCHES)}")
+    table, size, calibration, targets = BENCHES[args.bench]
     config = configs.default_config()
     config.seed = args.seed
     config.proxies = POOL
     config.fuse_proxies = args.fuse
-    config.population.source = "benchmark"
-    config.population.size = args.size
-    config.benchmark.path = configs.NB201_ACCURACIES.path()
-    config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
+    configs.draw_cells(config, table, args.size or size)
+    if table.space == "nb101":
+        config.space.kwargs = {"stem_channels": args.stem}
+    config.benchmark.targets = targets
     configs.use_cifar10_train_images(config.data)
     config.data.batch_size = args.batch
     config.combine.method = "libra"
-    config.combine.calibration_size = args.calibration
+    config.combine.calibration_size = args.calibration or calibration
     config.combine.params = "params"
     config.combine.fusion = args.fusion
     config.report.num_bootstrap = 1000
