@@ -32,11 +32,14 @@ tables' `val_acc` (L-SWAG Table 1: AZ-NAS 0.54 on NB101, 0.70 on NB301). The blo
 the stem and every cell (`jaxnas.proxies.blocks.SPACE_BLOCKS`); a DARTS cell's
 trainability is its Jacobian with respect to both inputs (`jaxnas.proxies.aznas`).
 
-Result NB101 (`:bench=nb101,fuse=1,stem=16`, the 16-channel-stem variant, 2026-12-03,
-9 min, 1.5 s per cell): log-rank Spearman 0.743 [0.674, 0.791] on the 250 cells
-(expressivity 0.761, progressivity 0.488, trainability 0.363, flops 0.721); the
-benchmark's 128-channel stem costs ~60x the FLOPs (its run wrote no checkpoint, due after
-32 cells, in 18 min on the 2 shared cores) and is not yet measured.
+Result NB101 (`:bench=nb101,fuse=1,stem=16`, the 16-channel-stem variant, 2026-12-04,
+16 min, 3.0 s per cell beside a compile benchmark): log-rank Spearman 0.717 [0.648,
+0.767] on the 250 cells (expressivity 0.761, progressivity 0.428, trainability 0.297,
+flops 0.721), with blocks that span from the stem's ReLU output to each cell's output
+(the max-pools inside; the 0.743 of 2026-12-03 read the stem before its ReLU and left
+the pools out of every block); the benchmark's 128-channel stem costs ~60x the FLOPs
+(its run wrote no checkpoint, due after 32 cells, in 18 min on the 2 shared cores) and
+is not yet measured.
 
 Arguments: `:bench=nb201|nb101|nb301,size=N,seed=S,batch=B,stem=C,fuse=1` (defaults
 nb201, all cells of the bench (1,000 for nb201), 0, 64, 128, off; `stem` is NB101's stem
