@@ -30,7 +30,7 @@ import jax
 
 from jaxnas import errors, types
 from jaxnas.network import Network
-from jaxnas.spaces import masking, nats_sss, stacking
+from jaxnas.spaces import masking, stacking
 
 # The blocks of each built-in macro network, in call order (AZ-NAS's
 # `extract_cell_features` reads NB201's; the others follow the same rule: the stem, every
@@ -104,17 +104,16 @@ def block_outputs(
 
     Raises:
       ConfigError: no module matches the pattern, or the network is one whose blocks
-        are not modules (the data-driven NATS-SSS network).
+        are not modules (a module class that sets `NO_BLOCKS`, the reason: the
+        data-driven NATS-SSS network).
     """
     regex = re.compile(pattern)
     blocks = []
 
     def interceptor(next_fun, args, kwargs, context):
-        if isinstance(context.module, nats_sss.NATSSizeNetwork):
-            raise errors.ConfigError(
-                "block proxies cannot read the data-driven NATS-SSS network: its stem is "
-                "not applied as a module and its cells return no channel masks"
-            )
+        refusal = getattr(context.module, "NO_BLOCKS", None)
+        if refusal:
+            raise errors.ConfigError(f"block proxies cannot read {refusal}")
         if context.method_name == stacking.SCAN_STEP:
             raise errors.ConfigError(
                 "block proxies read one module per cell, and this network scans its cells: "

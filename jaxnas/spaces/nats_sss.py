@@ -184,6 +184,13 @@ class NATSSizeNetwork(nn.Module):
     into `CHANNELS`). Returns f32[B, num_classes].
     """
 
+    # Read by `jaxnas.proxies.blocks`, which refuses networks that set it.
+    NO_BLOCKS = (
+        "the data-driven NATS-SSS network: its stem is not applied as a module and its "
+        "cells return no channel masks, so its blocks would differ from the materialised "
+        "network's"
+    )
+
     num_classes: int
     in_channels: int
     batch_norm: bool
