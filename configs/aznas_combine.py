@@ -47,7 +47,7 @@ width; `fuse=1` scores the three components in one program, where they share one
 forward and backward pass).
 """
 
-from jaxnas import configs, errors
+from jaxnas import configs
 
 COMPONENTS = ("az_expressivity", "az_progressivity", "az_trainability", "flops")
 # bench -> (table, default number of cells, accuracy columns)
@@ -64,18 +64,7 @@ BENCHES = {
 
 def get_config(arg=None):
     args = configs.parse_arg(arg, bench="nb201", size=0, seed=0, batch=64, stem=128, fuse=False)
-    if args.bench not in BENCHES:
-        raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(BENCHES)}")
-    table, cells, targets = BENCHES[args.bench]
-    config = configs.default_config()
-    config.seed = args.seed
-    config.proxies = COMPONENTS
-    config.fuse_proxies = args.fuse
-    configs.draw_cells(config, table, args.size or cells)
-    if table.space == "nb101":
-        config.space.kwargs = {"stem_channels": args.stem}
-    config.benchmark.targets = targets
-    config.data.batch_size = args.batch
+    config, _ = configs.bench_scores(args, BENCHES, COMPONENTS)
     config.combine.method = "log_rank"
     config.report.num_bootstrap = 1000
     return config

@@ -39,7 +39,7 @@ fusion=rank_sum|log_rank,fuse=0|1` (defaults nb201, 1,500 / 250 cells, 500 / 125
 calibration cells, seed 0, batch 64, stem 16, rank_sum, fused).
 """
 
-from jaxnas import configs, errors
+from jaxnas import configs
 
 # bench -> (table, default number of cells, default calibration cells, accuracy columns)
 BENCHES = {
@@ -80,19 +80,8 @@ def get_config(arg=None):
         fusion="rank_sum",
         fuse=True,
     )
-    if args.bench not in BENCHES:
-        raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(BENCHES)}")
-    table, size, calibration, targets = BENCHES[args.bench]
-    config = configs.default_config()
-    config.seed = args.seed
-    config.proxies = POOL
-    config.fuse_proxies = args.fuse
-    configs.draw_cells(config, table, args.size or size)
-    if table.space == "nb101":
-        config.space.kwargs = {"stem_channels": args.stem}
-    config.benchmark.targets = targets
+    config, (_, _, calibration, _) = configs.bench_scores(args, BENCHES, POOL)
     configs.use_cifar10_train_images(config.data)
-    config.data.batch_size = args.batch
     config.combine.method = "libra"
     config.combine.calibration_size = args.calibration or calibration
     config.combine.params = "params"

@@ -222,6 +222,31 @@ def draw_cells(config: ml_collections.ConfigDict, table: Table, size: int) -> No
     config.benchmark.key_columns = table.key_columns
 
 
+def bench_scores(
+    args: ml_collections.ConfigDict, benches: dict[str, tuple], proxies: tuple[str, ...]
+) -> tuple[ml_collections.ConfigDict, tuple]:
+    """A config scoring `proxies` on cells of the table of `benches[args.bench]`.
+
+    `benches` maps a bench name to `(table, default number of cells, ..., accuracy
+    columns)`; `args` (from `parse_arg`) holds bench, size (0: the default), seed,
+    batch, stem (NB101's stem width) and fuse. Returns the config and the bench's entry.
+    """
+    if args.bench not in benches:
+        raise errors.ConfigError(f"unknown bench {args.bench!r}; expected {sorted(benches)}")
+    entry = benches[args.bench]
+    table, size, targets = entry[0], entry[1], entry[-1]
+    config = default_config()
+    config.seed = args.seed
+    config.proxies = proxies
+    config.fuse_proxies = args.fuse
+    draw_cells(config, table, args.size or size)
+    if table.space == "nb101":
+        config.space.kwargs = {"stem_channels": args.stem}
+    config.benchmark.targets = targets
+    config.data.batch_size = args.batch
+    return config, entry
+
+
 def suite_zero(
     arg: str | None, table: Table, proxies: tuple[str, ...], size: int, **defaults
 ) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
