@@ -34,6 +34,12 @@ table LIBRA's NB101 row uses, against its `val_acc` (L-SWAG Table 1: LIBRA 0.77)
 them held apart for calibration; the network is NB101's with a `stem`-channel stem
 (default 16, NASWOT's variant: the benchmark's 128 costs ~60x the FLOPs).
 
+Result NB101 (`:bench=nb101`, seed 0, 2026-12-04, 29 min on the 2-core CPU): LIBRA chose
+meco + params + az_expressivity on the 125 calibration cells (Spearman there 0.753 /
+0.728 / 0.718; band: flops, params, az_expressivity); held-apart Spearman **0.897**
+[0.850, 0.926] on the other 125 (L-SWAG Table 1: 0.77); on the same evaluation cells MeCo
+alone 0.782, params 0.710, az_expressivity 0.801 (WORKSPACE_NOTES.md).
+
 Arguments: `:bench=nb201|nb101,size=N,calibration=N,seed=S,batch=B,stem=C,
 fusion=rank_sum|log_rank,fuse=0|1` (defaults nb201, 1,500 / 250 cells, 500 / 125
 calibration cells, seed 0, batch 64, stem 16, rank_sum, fused).
