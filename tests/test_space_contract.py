@@ -141,7 +141,7 @@ def test_unknown_overrides_raise_config_errors_naming_them(name):
 def test_sizes_and_counts_below_one_raise_config_errors_naming_them(name):
     space = tiny_space(name)
     genotype = space.sample(jax.random.key(0), 1)[0]
-    counts = sorted(base.COUNT_SETTINGS & space.settings.keys())
+    counts = sorted(base.COUNT_SETTINGS & set(space.settings))
     assert "num_classes" in counts
     for key in counts:
         for bad in (0, -2, 1.5, True):

@@ -111,7 +111,7 @@ def block_outputs(
     blocks = []
 
     def interceptor(next_fun, args, kwargs, context):
-        refusal = getattr(context.module, "NO_BLOCKS", None)
+        refusal = getattr(type(context.module), "NO_BLOCKS", None)
         if refusal:
             raise errors.ConfigError(f"block proxies cannot read {refusal}")
         if context.method_name == stacking.SCAN_STEP:

@@ -57,8 +57,9 @@ class SearchSpace(NamedTuple):
       restrict: `(params, genotype, x, **overrides) -> params`, the `{"params": ...}`
         collection of `materialize(genotype, **overrides)` on images like `x` (an array
         or `jax.ShapeDtypeStruct`) cut out of the data-driven network's `params`.
-      settings: the overrides `network` accepts, with their defaults (`materialize`
-        accepts those that are not data-driven only, such as `dispatch`).
+      settings: the names of the overrides `network` accepts (`materialize` accepts
+        those that are not data-driven only, such as `dispatch`); names only, so that
+        the space stays hashable (a static argument of jitted functions).
     """
 
     name: str
@@ -73,7 +74,7 @@ class SearchSpace(NamedTuple):
     enumerate: Callable[[], np.ndarray]
     size: int
     restrict: Callable[..., dict]
-    settings: dict[str, Any]
+    settings: tuple[str, ...]
 
 
 def uniform_sampler(num_choices: tuple[int, ...]):
@@ -346,5 +347,5 @@ def build(
         enumerate=enumerate_of,
         size=size,
         restrict=restrict_of,
-        settings={**defaults, **network_defaults},
+        settings=tuple(sorted({**defaults, **network_defaults})),
     )

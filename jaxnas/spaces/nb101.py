@@ -601,8 +601,9 @@ class NB101Network(_Macro):
 
 def _scanned_cells(stack: int, c_in: int, c: int, cells_per_stack: int) -> tuple[bool, int]:
     """`(first_alone, length)`: whether cell 0 of a stack runs on its own (it reads c_in !=
-    c channels) and how many cells `NB101Network` scans as `stack{s}_cells` after it."""
-    first = c_in != c
+    c channels, or opens with the stack's max-pool) and how many cells `NB101Network`
+    scans as `stack{s}_cells` after it."""
+    first = c_in != c or stack > 0
     return first, cells_per_stack - int(first)
 
 
