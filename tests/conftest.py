@@ -9,13 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import benchmarks, proxies
+from jaxnas import benchmarks, compilation_cache, proxies
 from jaxnas.proxies import zen
 from jaxnas.spaces import autoformer, base, nb201
 
 # Surface silent broadcasting and dtype promotion bugs (equinox / neural-tangents policy).
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+# No persistent compilation cache in tests, theirs or the CLI runs they start: the CLI
+# turns it on by default, and a test that runs it in-process left it on for every later
+# test of its worker, writing executables to the user's cache folder (tests that need the
+# cache pass their own folder).
+os.environ[compilation_cache.ENV_VAR] = compilation_cache.OFF
 
 TINY = dict(channels=4, cells_per_stage=1)  # an NB201 net that compiles in seconds
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
