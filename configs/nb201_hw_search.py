@@ -75,9 +75,7 @@ def get_config(arg=None):
         s.fitness.column = "cifar10valid_valid_12ep"
     else:
         s.fitness.source = "benchmark"
-        s.fitness.path = configs.shared_path(
-            "nasbench201", "nb201_zc_suitezero_cifar10_9445.csv.gz"
-        )
+        s.fitness.path = configs.NB201_SUITE_ZERO.path()
         s.fitness.column = args.fitness
     config.benchmark.path = configs.NB201_ACCURACIES.path()
     config.benchmark.targets = ("cifar10_test", "cifar100_test", "imagenet16_120_test")

@@ -291,7 +291,8 @@ def build(
                 )
         return settle(merged)
 
-    settings({}, {**defaults, **network_defaults})
+    network_settings = {**defaults, **network_defaults}
+    settings({}, network_settings)
 
     def validate(genotypes):
         arr = check_range(genotypes)
@@ -302,7 +303,7 @@ def build(
     def network_of(genotype, **overrides):
         if overrides.get(SCAN_CELLS) is False and SCAN_CELLS not in network_defaults:
             overrides = {k: v for k, v in overrides.items() if k != SCAN_CELLS}
-        s = settings(overrides, {**defaults, **network_defaults})
+        s = settings(overrides, network_settings)
         if check_network_genotype is None:
             genotype = check_genotype(genotype, name, len(num_choices))
         else:
@@ -347,5 +348,5 @@ def build(
         enumerate=enumerate_of,
         size=size,
         restrict=restrict_of,
-        settings=tuple(sorted({**defaults, **network_defaults})),
+        settings=tuple(sorted(network_settings)),
     )

@@ -592,7 +592,7 @@ class NB101Network(_Macro):
                 cell = _MixedCell(c_in, c, *settings, downsample=s > 0, name=f"stack{s}_cell0")
                 h = cell(h, pruned, choice, channels)
             if length:
-                cell = _MixedCell(c, c, self.dispatch, self.batch_norm, name=f"stack{s}_cells")
+                cell = _MixedCell(c, c, *settings, name=f"stack{s}_cells")
                 h = stacking.scan_cells(cell, length, h, pruned, choice, channels)[0]
             return h
 
