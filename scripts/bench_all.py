@@ -1,14 +1,23 @@
 """Compile and run time of every proxy on nb201, nb101 and darts -> a Markdown table.
 
-  python scripts/bench_all.py [--proxies naswot snip ...] [--spaces nb201 nb101 darts] \
-      [--small] [--batch-size 64] [--out docs/performance.md]
+  python scripts/bench_all.py [--proxies naswot snip snip+grad_norm ...] \
+      [--spaces nb201 nb101 darts] [--small] [--batch-size B] [--out docs/performance.md]
 
 Each (proxy, space) runs in its own worker process (`scripts/bench_compile.py`'s worker:
 cold compile, persistent cache off): tracing + lowering, XLA compile, steady seconds per
-cell over the calls after the first, peak resident memory. `--small` uses reduced networks
+cell over the calls after the first, peak resident memory. A `+`-joined spec is one fused
+`proxies.stack` program (the proxies must share a protocol).
+
+Each proxy runs at its reference protocol (`proxies.PROXIES[name].protocol` on CIFAR-10):
+its batch size (CIFAR-10's 64 where the protocol leaves it open), its initialisations K
+(the steady time per cell covers all K), one-channel crops where it scores crops, and on
+nb201 its proxy network (e.g. TE-NAS's C=3, one cell per stage, for ntk_cond). Those
+proxy networks are NB201 settings, so on nb101 and darts such a proxy has a row that says
+so instead of figures; every other proxy runs the space's benchmark network there.
+`--batch-size` overrides every protocol's batch size. `--small` uses reduced networks
 (NB201 C=4 N=1, NB101 16-channel stem 1 cell per stack, DARTS C=4 2 cells) for a quick
-check on a busy machine; the default is each space's benchmark network. The header records
-the machine, its load before and after, and the command.
+check on a busy machine. The header records the machine, its load before and after, and
+the command.
 
 PyTorch side by side (NB201, when torch is installed: `pip install -e '.[torch]'`): right
 after each NB201 worker, this process scores the worker's own cells (the ones it timed
@@ -38,44 +47,141 @@ SMALL = {
     "nb101": {"stem_channels": 16, "cells_per_stack": 1},
     "darts": {"channels": 4, "num_cells": 2, "reductions": [1]},
 }
-TORCH_PROXIES = ("naswot", "snip", "grad_norm", "plain", "synflow", "grasp", "fisher", "jacob_cov")
+# Proxies with a PyTorch oracle (scripts/torch_*_oracle.py) to time side by side.
+TORCH_PROXIES = (
+    "naswot",
+    "snip",
+    "grad_norm",
+    "plain",
+    "synflow",
+    "grasp",
+    "fisher",
+    "jacob_cov",
+    "epe_nas",
+    "l2_norm",
+    "params",
+    "flops",
+    "zen",
+    "ntk_cond",
+    "linear_regions",
+    "knas",
+    "zico",
+    "swap",
+    "lswag",
+    "meco",
+    "az_expressivity",
+    "az_progressivity",
+    "az_trainability",
+)
 
 
-def torch_seconds_per_cell(proxy, cells, batch_size, small, threads):
-    """Seconds per NB201 cell of the PyTorch oracle of `proxy` over `cells` (the first
-    is a warm-up), or None when no oracle exists or torch is not installed."""
-    if proxy not in TORCH_PROXIES:
+def protocol_settings(spec, space, small, batch_size):
+    """`(space kwargs, batch size, K, crop size)` of a spec's reference protocol on
+    `space`, or a string saying why it has none there."""
+    from jaxnas import proxies
+    from jaxnas.proxies import protocols
+
+    names = spec.split("+")
+    cifar10 = protocols.NB201_DATASETS["cifar10"]
+    protocol, *others = [proxies.record(name).protocol.on(cifar10) for name in names]
+    if any(other != protocol for other in others):
+        raise SystemExit(f"{spec}: the fused proxies have different protocols")
+    if protocol.network and space != "nb201":
+        return f"n/a: its protocol's proxy network ({protocol.describe()}) is an NB201 one"
+    kwargs = dict(protocol.network) or (SMALL[space] if small else {})
+    return kwargs, batch_size or protocol.batch_size, protocol.num_inits, protocol.crop_size
+
+
+def torch_seconds_per_cell(spec, cells, settings, threads):
+    """Seconds per NB201 cell of the PyTorch oracles of `spec` (a fused `a+b`: each
+    proxy scored on its own, as zero-cost-nas scores every measure on a fresh copy of
+    the network) over `cells` (the first is a warm-up) at the row's protocol `settings`
+    (all K initialisations, each a freshly built network), or None when a proxy has no
+    oracle or torch is not installed."""
+    names = spec.split("+")
+    if any(name not in TORCH_PROXIES for name in names):
         return None
     try:
         import torch
     except ImportError:
         return None
+    import torch_kernel_oracle as kernel
     import torch_nb201_oracle as nb201
     import torch_suitezero_oracle as suitezero
 
     torch.set_num_threads(threads)
+    net_kwargs, batch_size, num_inits, crop_size = settings
+    net_kwargs = dict(net_kwargs)
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, 3, 32, 32, generator=generator)
+    channels = net_kwargs.pop("in_channels", 3)
+    size = crop_size or 32
+    x = torch.randn(batch_size, channels, size, size, generator=generator)
     y = torch.randint(0, 10, (batch_size,), generator=generator)
-    size = SMALL["nb201"] if small else {}
+    tenas = {
+        "channels": net_kwargs.pop("channels", 16),
+        "cells_per_stage": net_kwargs.pop("cells_per_stage", 5),
+        "num_stages": net_kwargs.pop("num_stages", 3),
+        "use_stem": net_kwargs.pop("stem", True),
+        "in_channels": channels,
+    }
+    if net_kwargs:
+        raise SystemExit(f"{spec}: no PyTorch network for the settings {net_kwargs}")
+    first = tuple(int(g) for g in cells[0])
+    block_shapes = [f.shape for f in kernel.TenasNetwork(first, **tenas).train().blocks(x)[1:]]
 
-    def score(genotype):
-        model = nb201.build(genotype, **size).train()
-        if proxy == "naswot":
+    def score(name, genotype):
+        genotype = tuple(int(g) for g in genotype)
+        if name in ("ntk_cond", "linear_regions", "meco") or name.startswith("az_"):
+            model = kernel.TenasNetwork(genotype, **tenas).train()
+        else:
+            model = nb201.build(
+                genotype, tenas["channels"], tenas["cells_per_stage"], 10, tenas["num_stages"]
+            ).train()
+        if name == "naswot":
             return nb201.naswot(model, x, protocol="reference", match="relu")
-        if proxy == "synflow":
+        if name == "synflow":
             return suitezero.synflow(model, x.shape)
-        if proxy == "jacob_cov":
+        if name == "jacob_cov":
             try:
                 return suitezero.jacob_cov(model, x)
             except np.linalg.LinAlgError:  # a zero input Jacobian (no path): timed all the same
                 return float("nan")
-        return getattr(suitezero, proxy)(model, x, y)
+        if name == "l2_norm":
+            return suitezero.l2_norm(model)
+        if name in ("params", "flops"):
+            return suitezero.stats(model, x.shape)
+        if name == "zen":
+            return suitezero.zen(model, x, torch.randn(x.shape, generator=generator))
+        if name == "ntk_cond":
+            return kernel.ntk(model, x)
+        if name == "linear_regions":
+            return kernel.linear_regions(model, x, 1000)
+        if name == "knas":
+            return kernel.knas_paper(model, x, y)
+        if name in ("zico", "lswag"):
+            return getattr(kernel, name)(model, x, y)
+        if name == "swap":
+            return kernel.swap(model, x)
+        if name == "meco":
+            return kernel.meco(model, x)
+        if name.startswith("az_"):
+            signs = [torch.randint(0, 2, s, generator=generator) * 2.0 - 1 for s in block_shapes]
+            return kernel.az_components(model, x, [g.numpy() for g in signs])
+        return getattr(suitezero, name)(model, x, y)
 
-    score(cells[0])
+    # One oracle call gives all three AZ-NAS components, one both params and flops.
+    calls = dict.fromkeys("az_" if n.startswith("az_") else n for n in names)
+    calls = dict.fromkeys("params" if n == "flops" else n for n in calls)
+
+    def score_cell(genotype):
+        for name in calls:
+            for _ in range(num_inits):
+                score(name, genotype)
+
+    score_cell(cells[0])
     start = time.perf_counter()
     for genotype in cells[1:]:
-        score(genotype)
+        score_cell(genotype)
     return (time.perf_counter() - start) / max(len(cells) - 1, 1)
 
 
@@ -84,7 +190,9 @@ def main():
     parser.add_argument("--proxies", nargs="+", default=["naswot", "snip", "grad_norm", "synflow"])
     parser.add_argument("--spaces", nargs="+", default=["nb201", "nb101", "darts"])
     parser.add_argument("--small", action="store_true")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size", type=int, help="every proxy's batch (default: its protocol's)"
+    )
     parser.add_argument("--num-archs", type=int, default=8)
     parser.add_argument("--archs-per-call", type=int, default=4)
     parser.add_argument("--out", default="docs/performance.md")
@@ -99,14 +207,24 @@ def main():
     rows = []
     for space in args.spaces:
         for proxy in args.proxies:
+            settings = protocol_settings(proxy, space, args.small, args.batch_size)
+            if isinstance(settings, str):
+                rows.append(f"| {proxy} | {space} | {settings} | | | | | | |")
+                print(rows[-1], flush=True)
+                continue
+            space_kwargs, batch_size, num_inits, crop_size = settings
             worker_args = argparse.Namespace(
                 space=space,
-                space_kwargs=json.dumps(SMALL[space] if args.small else {}),
-                batch_size=args.batch_size,
+                space_kwargs=json.dumps(space_kwargs),
+                batch_size=batch_size,
                 num_archs=args.num_archs,
                 archs_per_call=args.archs_per_call,
                 seed=0,
+                num_inits=num_inits,
+                crop_size=crop_size or 0,
             )
+            protocol = f"{batch_size}{f' {crop_size}x{crop_size} crops' if crop_size else ''}"
+            protocol += f", K={num_inits}" + "".join(f", {k}={v}" for k, v in space_kwargs.items())
             try:
                 r = bench_compile.run_worker(bench_compile.ROOT, worker_args, proxy)
                 cells = (
@@ -117,9 +235,7 @@ def main():
                 n = args.archs_per_call
                 timed = np.asarray(r["cells"][n - 1 : len(r["cells"]) // n * n])
                 torch_s = (
-                    torch_seconds_per_cell(
-                        proxy, timed, args.batch_size, args.small, args.torch_threads
-                    )
+                    torch_seconds_per_cell(proxy, timed, settings, args.torch_threads)
                     if space == "nb201"
                     else None
                 )
@@ -129,8 +245,8 @@ def main():
                     else f" | {torch_s:.3f} | {torch_s / r['steady_s_per_cell']:.2f}"
                 )
             except RuntimeError as exc:
-                cells = f"error: {str(exc).strip().splitlines()[-1][:120]} | | | | |"
-            rows.append(f"| {proxy} | {space} | {cells} |")
+                cells = f"error: {str(exc).strip().splitlines()[-1][:120]} | | | | | |"
+            rows.append(f"| {proxy} | {space} | {protocol} | {cells} |")
             print(rows[-1], flush=True)
     header = [
         "# Performance",
@@ -139,18 +255,21 @@ def main():
         f"Machine: {platform.machine()} CPU, {os.cpu_count()} cores, {platform.system()}; "
         f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).  ",
-        f"Networks: {'reduced (--small)' if args.small else 'benchmark size'}; batch "
-        f"{args.batch_size}; {args.num_archs} cells in calls of {args.archs_per_call}.",
+        f"Networks: {'reduced (--small)' if args.small else 'benchmark size'} unless the "
+        f"protocol names a proxy network; {args.num_archs} cells in calls of "
+        f"{args.archs_per_call}.",
         "",
         "Figures taken under load are inflated; compare rows of one run only.",
         "",
+        "Protocol: batch (images, or one-channel crops), initialisations K per cell (the",
+        "steady time per cell covers all K), proxy-network settings; `a+b`: one fused program.",
         "PyTorch s/cell: the independent PyTorch oracle on the same cells and batch size,",
         f"building each network, {args.torch_threads} threads (NB201 only); ratio: PyTorch / "
         "jaxnas steady seconds.",
         "",
-        "| proxy | space | trace s | compile s | steady s/cell | peak RSS GB | "
+        "| proxy | space | protocol | trace s | compile s | steady s/cell | peak RSS GB | "
         "PyTorch s/cell | ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

@@ -1,7 +1,8 @@
 """Trace, compile and steady time of a proxy's scoring program, this tree vs another.
 
-  python scripts/bench_compile.py [--space nb201] [--proxies naswot snip] \
-      [--batch-size 64] [--num-archs 12] [--archs-per-call 4] [--baseline DIR] \
+  python scripts/bench_compile.py [--space nb201] [--proxies naswot snip snip+grad_norm] \
+      [--batch-size 64] [--num-inits 1] [--crop-size 0] [--num-archs 12] \
+      [--archs-per-call 4] [--baseline DIR] \
       [--compare-kwargs '{"scan_cells": false}'] \
       [--compare-xla-flags=--xla_backend_optimization_level=1 ...]
 
@@ -9,10 +10,12 @@ For each proxy, one worker process per variant (this tree; `--baseline`, a check
 older commit, e.g. `git worktree add ../jaxnas-before <commit>`; `--compare-kwargs`, this
 tree with other space arguments, e.g. NB201's cells unrolled; each `--compare-xla-flags`,
 this tree with those XLA flags added, e.g. a lower LLVM optimisation level) jits `score_population`
-over a seeded sample of the space's cells on one synthetic batch (labels included) and
-measures, with JAX's ahead-of-time API: tracing + lowering (s), XLA compilation (s), the
-number of HLO instructions XLA optimised, steady seconds per cell over the calls after the
-first, and the worker's peak resident memory. The variants run one after the other, per
+over a seeded sample of the space's cells on one synthetic batch (labels included; with
+`--crop-size`, one-channel crops of that size) under `--num-inits` initialisations (a
+`+`-joined spec is one fused `proxies.stack` program) and measures, with JAX's
+ahead-of-time API: tracing + lowering (s), XLA compilation (s), the number of HLO
+instructions XLA optimised, steady seconds per cell over the calls after the first, and
+the worker's peak resident memory. The variants run one after the other, per
 proxy, in the same invocation; their scores are compared with the first variant's (largest
 relative difference and Spearman). The persistent compilation cache is off in the
 workers (cold compiles).
@@ -44,9 +47,15 @@ def worker(args):
         **json.loads(args.space_kwargs), **json.loads(args.extra_kwargs)
     )
     cells = np.asarray(space.sample(jax.random.key(args.seed), args.num_archs))
-    batch = data.synthetic_batch(jax.random.key(1), args.batch_size)
-    keys = jax.random.split(jax.random.key(0), 1)
-    proxy = proxies.get_proxy(args.proxy)
+    if args.crop_size:
+        # One-channel crops (TE-NAS's linear-region inputs): only their shape matters here.
+        shape = (args.crop_size, args.crop_size, 1)
+        batch = data.synthetic_batch(jax.random.key(1), args.batch_size, shape)
+    else:
+        batch = data.synthetic_batch(jax.random.key(1), args.batch_size)
+    keys = jax.random.split(jax.random.key(0), args.num_inits)
+    fns = [proxies.get_proxy(spec) for spec in args.proxy.split("+")]
+    proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)
 
     def score(population, batch, keys):
         return proxies.score_population(proxy, space, population, batch, keys)
@@ -77,7 +86,8 @@ def worker(args):
                 "hlo_ops": hlo_ops,
                 "steady_s_per_cell": steady,
                 "peak_rss_gb": rss_gb,
-                "scores": np.concatenate(scores)[:, 0].tolist(),
+                # The first initialisation's (first proxy's) score per cell.
+                "scores": np.concatenate(scores).reshape(len(cells), -1)[:, 0].tolist(),
                 "cells": cells.tolist(),
             }
         )
@@ -119,6 +129,8 @@ def _shared(args):
         "num_archs": args.num_archs,
         "archs_per_call": args.archs_per_call,
         "seed": args.seed,
+        "num_inits": args.num_inits,
+        "crop_size": args.crop_size,
     }
 
 
@@ -132,12 +144,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="nb201")
     parser.add_argument("--space-kwargs", default="{}", help="JSON, e.g. '{\"channels\": 8}'")
-    parser.add_argument("--proxies", nargs="+", default=["naswot", "snip"])
+    parser.add_argument(
+        "--proxies", nargs="+", default=["naswot", "snip"], help="specs; a+b is one fused stack"
+    )
     parser.add_argument("--proxy", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-archs", type=int, default=12)
     parser.add_argument("--archs-per-call", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-inits", type=int, default=1, help="initialisations K per cell")
+    parser.add_argument("--crop-size", type=int, default=0, help="one-channel crops (0: images)")
     parser.add_argument("--baseline", help="a checkout of an older commit to compare with")
     parser.add_argument(
         "--compare-kwargs", help="JSON: more space arguments for a second variant of this tree"
