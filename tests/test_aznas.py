@@ -88,3 +88,28 @@ def test_a_network_with_non_finite_output_fails_with_nan(case):
         huge, batch["x"] * 1e30
     )
     assert np.all(np.isnan(values)), values
+
+
+def test_stacked_components_share_one_pass_and_equal_the_components(case, monkeypatch):
+    net, params, batch = case
+    key = jax.random.key(3)
+    specs = [f"az_{name}" for name in aznas.COMPONENTS]
+    one_by_one = [np.asarray(_jitted(spec, net)(params, batch, key)) for spec in specs]
+    passes = []
+    original = aznas.blocks.input_gradients
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(aznas.blocks, "input_gradients", counted)
+    stacked = proxies.stack(*(proxies.get_proxy(spec) for spec in specs))
+    got = jax.jit(lambda p, b, k: stacked(net, p, b, k))(params, batch, key)
+    assert len(passes) == 1
+    np.testing.assert_allclose(got, one_by_one, rtol=1e-5)
+    # Another setting of the components is its own computation.
+    mixed = proxies.stack(
+        proxies.get_proxy("az_expressivity"), proxies.get_proxy("az_trainability(init='network')")
+    )
+    jax.jit(lambda p, b, k: mixed(net, p, b, k))(params, batch, key)
+    assert len(passes) == 3

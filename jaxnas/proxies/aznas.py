@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import blocks, gradients
+from jaxnas.proxies import base, blocks, gradients
 
 COMPONENTS = ("expressivity", "progressivity", "trainability")
 INITS = ("kaiming_normal", "network")
@@ -134,14 +134,21 @@ def _component_proxy(index: int):
         if init not in INITS:
             raise errors.ConfigError(f"unknown AZ-NAS init {init!r}; expected one of {INITS}")
 
-        def proxy_fn(network, params, batch, key):
+        def all_components(network, params, batch, key):
             key_init, key_x, key_g = jax.random.split(key, 3)
             if init == "kaiming_normal":
                 params = gradients.reinitialize(params, key_init, "kaiming_normal")
             x = batch["x"]
             if gaussian_input:
                 x = jax.random.normal(key_x, x.shape, jnp.float32)
-            return components(network, params, x, key_g, blocks_pattern)[index]
+            return components(network, params, x, key_g, blocks_pattern)
+
+        def proxy_fn(network, params, batch, key):
+            # Stacked (`base.stack`), the three components of one setting are one
+            # computation: the forward and backward passes dominate, not the statistics.
+            setting = f"az_components({init}, {gaussian_input}, {blocks_pattern})"
+            values = base.shared(setting, all_components, network, params, batch, key)
+            return values[index]
 
         proxy_fn.__name__ = f"az_{name}_fn"
         return proxy_fn
