@@ -320,6 +320,33 @@ def test_stacked_proxies_equal_the_proxies_one_by_one():
         np.testing.assert_allclose(got[m], _scorer(name)(genotype, params), rtol=1e-5)
 
 
+def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_backward_pass(monkeypatch):
+    """snip and jacob_cov stacked take both gradients from one vmapped backward pass; on
+    their own, or in stacks of one kind, each takes only its own gradient."""
+    passes = []
+    for name in ("both_gradients", "_loss_gradients", "_input_jacobian"):
+        original = getattr(layerwise, name)
+
+        def counted(*args, _name=name, _original=original):
+            passes.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(layerwise, name, counted)
+    space, params, batch = _case()
+    net = space.network(jnp.asarray(_fixture()[0]["genotypes"][1]))
+    key = jax.random.key(0)
+
+    def traced(*names):
+        passes.clear()
+        stacked = proxies.stack(*[proxies.get_proxy(n) for n in names])
+        jax.eval_shape(lambda p: stacked(net, p, batch, key), params)
+        return sorted(passes)
+
+    assert traced("snip", "grad_norm", "jacob_cov", "epe_nas") == ["both_gradients"]
+    assert traced("snip", "grad_norm") == ["_loss_gradients"]
+    assert traced("jacob_cov", "epe_nas") == ["_input_jacobian"]
+
+
 def test_shared_traces_each_computation_once_per_stack_only():
     calls = []
 

@@ -39,17 +39,44 @@ def network_overrides(proxy: types.ProxyFn) -> dict[str, Any]:
     return dict(getattr(proxy, "network_overrides", {}))
 
 
+def with_shared_requests(proxy: types.ProxyFn, *names: str) -> types.ProxyFn:
+    """Declares the `shared` results a proxy asks for; returns `proxy`.
+
+    A `stack` tells its proxies (`requested`) what the others will ask for, so that two
+    results computable together are computed together (the loss gradient and the input
+    gradient from one forward pass and one backward pass over both cotangents).
+    """
+    proxy.shared_requests = tuple(names)
+    return proxy
+
+
+def shared_requests(proxy: types.ProxyFn) -> tuple[str, ...]:
+    """The `shared` results `proxy` declared (usually none)."""
+    return tuple(getattr(proxy, "shared_requests", ()))
+
+
 _SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("shared", default=None)
+_REQUESTED: contextvars.ContextVar[frozenset] = contextvars.ContextVar(
+    "requested", default=frozenset()
+)
 
 
 @contextlib.contextmanager
-def sharing():
-    """Within this context `shared` traces each distinct computation once."""
+def sharing(requests=()):
+    """Within this context `shared` traces each distinct computation once; `requests`
+    are the shared results the proxies traced in it declared (`requested`)."""
     token = _SHARED.set({})
+    requested_token = _REQUESTED.set(frozenset(requests))
     try:
         yield
     finally:
+        _REQUESTED.reset(requested_token)
         _SHARED.reset(token)
+
+
+def requested(name: str) -> bool:
+    """Whether a proxy traced in the current `sharing()` context declared `name`."""
+    return name in _REQUESTED.get()
 
 
 def shared(name: str, fn: Callable[..., Any], *args) -> Any:
@@ -90,8 +117,10 @@ def stack(*proxy_fns: types.ProxyFn) -> types.ProxyFn:
             f"{[network_overrides(p) for p in proxy_fns]}"
         )
 
+    requests = {name for p in proxy_fns for name in shared_requests(p)}
+
     def stacked(network, params, batch, key):
-        with sharing():
+        with sharing(requests):
             scores = [jnp.asarray(p(network, params, batch, key), jnp.float32) for p in proxy_fns]
         return jnp.stack(scores)
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import jacob_cov, layerwise
+from jaxnas.proxies import base, jacob_cov, layerwise
 
 K = 1e-5
 MANY_CLASSES = 100
@@ -62,9 +62,9 @@ def epe_nas(*, k: float = K) -> types.ProxyFn:
             raise errors.ShapeError("epe_nas needs labels: batch['y'] int32[B]")
         x = batch["x"]
         num_classes = jax.eval_shape(network.apply, params, x).shape[-1]
-        jacobian = layerwise.input_jacobian(network, params, x)
+        jacobian = layerwise.input_jacobian(network, params, batch)
         score = epe_score(jacobian, batch["y"], num_classes, k)
         score = jnp.asarray(score, jnp.float32)
         return jnp.where(jnp.isfinite(score), score, jnp.nan)
 
-    return epe_nas_fn
+    return base.with_shared_requests(epe_nas_fn, layerwise.INPUT_JACOBIAN)

@@ -7,7 +7,7 @@ mean cross-entropy of one batch, BatchNorm in train mode.
 """
 
 from jaxnas import types
-from jaxnas.proxies import layerwise
+from jaxnas.proxies import base, layerwise
 
 
 def grad_norm() -> types.ProxyFn:
@@ -19,4 +19,4 @@ def grad_norm() -> types.ProxyFn:
         mask = layerwise.weight_mask(network, params)
         return layerwise.finite_or_nan(layerwise.layer_sum(layerwise.frobenius, mask, grads))
 
-    return grad_norm_fn
+    return base.with_shared_requests(grad_norm_fn, layerwise.LOSS_GRADIENTS)

@@ -18,7 +18,7 @@ reference then fails inside NumPy (NaN); so does this proxy.
 import jax.numpy as jnp
 
 from jaxnas import types
-from jaxnas.proxies import layerwise
+from jaxnas.proxies import base, layerwise
 
 K = 1e-5
 
@@ -58,7 +58,7 @@ def jacob_cov(*, k: float = K) -> types.ProxyFn:
 
     def jacob_cov_fn(network, params, batch, key):
         del key
-        jacobian = layerwise.input_jacobian(network, params, batch["x"])
+        jacobian = layerwise.input_jacobian(network, params, batch)
         return layerwise.finite_or_nan(eigen_score(correlation_eigenvalues(jacobian), k))
 
-    return jacob_cov_fn
+    return base.with_shared_requests(jacob_cov_fn, layerwise.INPUT_JACOBIAN)

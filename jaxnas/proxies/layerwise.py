@@ -87,32 +87,59 @@ def loss_fn(network: Network, batch: types.Batch) -> Callable[[types.Params], ja
     return loss
 
 
+LOSS_GRADIENTS = "loss_gradients"
+INPUT_JACOBIAN = "input_jacobian"
+
+
 def loss_gradients(network: Network, params: types.Params, batch: types.Batch) -> types.Params:
     """dL/dparams of the batch's mean cross-entropy, a pytree like `params`.
 
-    Shared (`base.shared`) between the proxies of one `stack`.
+    Shared (`base.shared`) between the proxies of one `stack`; computed together with
+    `input_jacobian` when a proxy of the stack declared that too (`both_gradients`).
     """
-    return base.shared("loss_gradients", _loss_gradients, network, params, batch)
+    if base.requested(INPUT_JACOBIAN):
+        return base.shared("both_gradients", both_gradients, network, params, batch)[0]
+    return base.shared(LOSS_GRADIENTS, _loss_gradients, network, params, batch)
 
 
 def _loss_gradients(network, params, batch):
     return jax.grad(loss_fn(network, batch))(params)
 
 
-def input_jacobian(network: Network, params: types.Params, x: jax.Array) -> jax.Array:
-    """d(sum of all logits)/dx per image (the reference's `y.backward(ones)`): f32[B, D].
+def input_jacobian(network: Network, params: types.Params, batch: types.Batch) -> jax.Array:
+    """d(sum of all logits)/dx per image of `batch["x"]` (the reference's
+    `y.backward(ones)`): f32[B, D].
 
     BatchNorm uses batch statistics, so the images are coupled exactly as in the
     reference; the rows are not per-image Jacobians of independent networks. Shared
-    (`base.shared`) between the proxies of one `stack`.
+    (`base.shared`) between the proxies of one `stack`; computed together with
+    `loss_gradients` when a proxy of the stack declared that too (`both_gradients`).
     """
-
-    return base.shared("input_jacobian", _input_jacobian, network, params, x)
+    if base.requested(LOSS_GRADIENTS) and "y" in batch:
+        return base.shared("both_gradients", both_gradients, network, params, batch)[1]
+    return base.shared(INPUT_JACOBIAN, _input_jacobian, network, params, batch["x"])
 
 
 def _input_jacobian(network, params, x):
     grad = jax.grad(lambda inputs: jnp.sum(network.apply(params, inputs)))(x)
     return grad.reshape(x.shape[0], -1)
+
+
+def both_gradients(
+    network: Network, params: types.Params, batch: types.Batch
+) -> tuple[types.Params, jax.Array]:
+    """`(loss_gradients, input_jacobian)` from one forward pass and one backward pass.
+
+    The backward pass is vmapped over the two cotangents of the logits (the loss's and
+    all ones): one program, where two separate gradients trace and compile the network's
+    backward twice (XLA's compile time grows faster than the program).
+    """
+    x = batch["x"]
+    logits, backward = jax.vjp(network.apply, params, x)
+    loss_cotangent = jax.grad(lambda z: losses.cross_entropy(z, gradients.labels(batch)))(logits)
+    cotangents = jnp.stack([loss_cotangent, jnp.ones_like(logits)])
+    param_grads, input_grads = jax.vmap(backward)(cotangents)
+    return jax.tree.map(lambda g: g[0], param_grads), input_grads[1].reshape(x.shape[0], -1)
 
 
 def finite_or_nan(score: jax.Array) -> jax.Array:

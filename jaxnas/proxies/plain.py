@@ -10,7 +10,7 @@ negatively with accuracy on NB201.
 import jax.numpy as jnp
 
 from jaxnas import types
-from jaxnas.proxies import layerwise
+from jaxnas.proxies import base, layerwise
 
 
 def plain() -> types.ProxyFn:
@@ -23,4 +23,4 @@ def plain() -> types.ProxyFn:
         score = layerwise.layer_sum(lambda w, g: jnp.sum(w * g), mask, params, grads)
         return layerwise.finite_or_nan(score)
 
-    return plain_fn
+    return base.with_shared_requests(plain_fn, layerwise.LOSS_GRADIENTS)

@@ -10,7 +10,7 @@ batch, BatchNorm in train mode.
 import jax.numpy as jnp
 
 from jaxnas import types
-from jaxnas.proxies import layerwise
+from jaxnas.proxies import base, layerwise
 
 
 def snip() -> types.ProxyFn:
@@ -23,4 +23,4 @@ def snip() -> types.ProxyFn:
         score = layerwise.layer_sum(lambda w, g: jnp.sum(jnp.abs(w * g)), mask, params, grads)
         return layerwise.finite_or_nan(score)
 
-    return snip_fn
+    return base.with_shared_requests(snip_fn, layerwise.LOSS_GRADIENTS)
