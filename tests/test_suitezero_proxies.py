@@ -320,9 +320,9 @@ def test_stacked_proxies_equal_the_proxies_one_by_one():
         np.testing.assert_allclose(got[m], _scorer(name)(genotype, params), rtol=1e-5)
 
 
-def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_backward_pass(monkeypatch):
-    """snip and jacob_cov stacked take both gradients from one vmapped backward pass; on
-    their own, or in stacks of one kind, each takes only its own gradient."""
+def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkeypatch):
+    """snip and jacob_cov stacked take both gradients from one forward pass; in stacks of
+    one kind each takes only its own gradient."""
     passes = []
     for name in ("both_gradients", "_loss_gradients", "_input_jacobian"):
         original = getattr(layerwise, name)

@@ -128,18 +128,17 @@ def _input_jacobian(network, params, x):
 def both_gradients(
     network: Network, params: types.Params, batch: types.Batch
 ) -> tuple[types.Params, jax.Array]:
-    """`(loss_gradients, input_jacobian)` from one forward pass and one backward pass.
+    """`(loss_gradients, input_jacobian)` from one forward pass and two backward passes.
 
-    The backward pass is vmapped over the two cotangents of the logits (the loss's and
-    all ones): one program, where two separate gradients trace and compile the network's
-    backward twice (XLA's compile time grows faster than the program).
+    The backward passes (the loss's cotangent of the logits, then all ones) share the
+    forward pass, which two separate gradients would each trace and run.
     """
     x = batch["x"]
     logits, backward = jax.vjp(network.apply, params, x)
     loss_cotangent = jax.grad(lambda z: losses.cross_entropy(z, gradients.labels(batch)))(logits)
-    cotangents = jnp.stack([loss_cotangent, jnp.ones_like(logits)])
-    param_grads, input_grads = jax.vmap(backward)(cotangents)
-    return jax.tree.map(lambda g: g[0], param_grads), input_grads[1].reshape(x.shape[0], -1)
+    param_grads = backward(loss_cotangent)[0]
+    input_grads = backward(jnp.ones_like(logits))[1]
+    return param_grads, input_grads.reshape(x.shape[0], -1)
 
 
 def finite_or_nan(score: jax.Array) -> jax.Array:
