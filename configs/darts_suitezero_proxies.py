@@ -23,14 +23,12 @@ Proxies (our name -> its column): epe_nas, fisher, flops, grad_norm, grasp, jaco
 counts what tensorwatch counted on that network (its BatchNorms without affine
 parameters 1 per element, the others 2) and equals the column.
 
-Cost on the 2-core CPU (one core): naswot + params + l2_norm 1.1 s per cell, synflow
-31 ms; `proxies=snip+grad_norm+plain+jacob_cov+epe_nas,fuse=1` compiles in ~15 min and
-then takes 8.1 s per cell (~10.7 GB resident; before the XLA:CPU memory schedule and
-the rematerialised depthwise convolutions it asked for 55 GB, WORKSPACE_NOTES.md).
-fisher 3.2 s per cell after an 8-min compile; flops 15 s for all 363 cells (it depends
-only on shapes and the genotype). `proxies=grasp,batch=32` compiles in ~25 min (15 GB
-resident while compiling) and then takes 7.2 s per cell: Spearman vs val_acc 0.324,
-column 0.401, rho(ours, column) 0.434 (WORKSPACE_NOTES.md).
+Cost on the 2-core CPU: docs/performance.md (`scripts/bench_all.py --spaces darts`);
+e.g. `proxies=snip+grad_norm+plain+jacob_cov+epe_nas,fuse=1` compiles in ~5 min and
+then takes ~5 s per cell (5.9 GB peak; 2026-12-04). flops takes 15 s for all 363 cells
+(it depends only on shapes and the genotype). `proxies=grasp,batch=32` (2026-11-22, before
+the cells' edges were scanned: ~25 min compile, 7.2 s per cell): Spearman vs val_acc
+0.324, column 0.401, rho(ours, column) 0.434 (WORKSPACE_NOTES.md).
 
 Published (shared/docs/reference.md §C.4, NB301 CIFAR-10, 1,000 cells): Spearman vs
 val_acc nwot 0.47, params 0.46, l2_norm 0.45, synflow 0.18, grasp 0.34, epe_nas 0.00,

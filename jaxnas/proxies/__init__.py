@@ -45,6 +45,7 @@ from jaxnas.proxies.base import (
     sharing,
     stack,
     with_network_overrides,
+    with_shared_requests,
 )
 from jaxnas.proxies.protocols import Dataset, Protocol, Proxy
 
@@ -164,4 +165,5 @@ __all__ = [
     "sharing",
     "stack",
     "with_network_overrides",
+    "with_shared_requests",
 ]
