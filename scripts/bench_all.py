@@ -92,6 +92,14 @@ def protocol_settings(spec, space, small, batch_size):
     return kwargs, batch_size or protocol.batch_size, protocol.num_inits, protocol.crop_size
 
 
+def _oracle_call(name):
+    """The oracle call that times proxy `name`: one call gives all three AZ-NAS
+    components ("az"), one both params and flops ("params")."""
+    if name.startswith("az_"):
+        return "az"
+    return "params" if name == "flops" else name
+
+
 def torch_seconds_per_cell(spec, cells, settings, threads):
     """Seconds per NB201 cell of the PyTorch oracles of `spec` (a fused `a+b`: each
     proxy scored on its own, as zero-cost-nas scores every measure on a fresh copy of
@@ -126,12 +134,15 @@ def torch_seconds_per_cell(spec, cells, settings, threads):
     }
     if net_kwargs:
         raise SystemExit(f"{spec}: no PyTorch network for the settings {net_kwargs}")
-    first = tuple(int(g) for g in cells[0])
-    block_shapes = [f.shape for f in kernel.TenasNetwork(first, **tenas).train().blocks(x)[1:]]
+    calls = dict.fromkeys(_oracle_call(name) for name in names)
+    if "az" in calls:
+        first = tuple(int(g) for g in cells[0])
+        blocks = kernel.TenasNetwork(first, **tenas).train().blocks(x)
+        block_shapes = [f.shape for f in blocks[1:]]
 
     def score(name, genotype):
         genotype = tuple(int(g) for g in genotype)
-        if name in ("ntk_cond", "linear_regions", "meco") or name.startswith("az_"):
+        if name in ("ntk_cond", "linear_regions", "meco", "az"):
             model = kernel.TenasNetwork(genotype, **tenas).train()
         else:
             model = nb201.build(
@@ -148,7 +159,7 @@ def torch_seconds_per_cell(spec, cells, settings, threads):
                 return float("nan")
         if name == "l2_norm":
             return suitezero.l2_norm(model)
-        if name in ("params", "flops"):
+        if name == "params":
             return suitezero.stats(model, x.shape)
         if name == "zen":
             return suitezero.zen(model, x, torch.randn(x.shape, generator=generator))
@@ -164,14 +175,10 @@ def torch_seconds_per_cell(spec, cells, settings, threads):
             return kernel.swap(model, x)
         if name == "meco":
             return kernel.meco(model, x)
-        if name.startswith("az_"):
+        if name == "az":
             signs = [torch.randint(0, 2, s, generator=generator) * 2.0 - 1 for s in block_shapes]
             return kernel.az_components(model, x, [g.numpy() for g in signs])
         return getattr(suitezero, name)(model, x, y)
-
-    # One oracle call gives all three AZ-NAS components, one both params and flops.
-    calls = dict.fromkeys("az_" if n.startswith("az_") else n for n in names)
-    calls = dict.fromkeys("params" if n == "flops" else n for n in calls)
 
     def score_cell(genotype):
         for name in calls:

@@ -97,7 +97,7 @@ def loss_gradients(network: Network, params: types.Params, batch: types.Batch) -
     Shared (`base.shared`) between the proxies of one `stack`; computed together with
     `input_jacobian` when a proxy of the stack declared that too (`both_gradients`).
     """
-    if base.requested(INPUT_JACOBIAN):
+    if _both_requested(batch):
         return base.shared("both_gradients", both_gradients, network, params, batch)[0]
     return base.shared(LOSS_GRADIENTS, _loss_gradients, network, params, batch)
 
@@ -115,7 +115,7 @@ def input_jacobian(network: Network, params: types.Params, batch: types.Batch) -
     (`base.shared`) between the proxies of one `stack`; computed together with
     `loss_gradients` when a proxy of the stack declared that too (`both_gradients`).
     """
-    if base.requested(LOSS_GRADIENTS) and "y" in batch:
+    if _both_requested(batch):
         return base.shared("both_gradients", both_gradients, network, params, batch)[1]
     return base.shared(INPUT_JACOBIAN, _input_jacobian, network, params, batch["x"])
 
@@ -123,6 +123,12 @@ def input_jacobian(network: Network, params: types.Params, batch: types.Batch) -
 def _input_jacobian(network, params, x):
     grad = jax.grad(lambda inputs: jnp.sum(network.apply(params, inputs)))(x)
     return grad.reshape(x.shape[0], -1)
+
+
+def _both_requested(batch: types.Batch) -> bool:
+    # Both kinds declared (and labels for the loss): a proxy that asks for one gradient
+    # without declaring it takes it on its own, never both plus a second copy.
+    return base.requested(LOSS_GRADIENTS) and base.requested(INPUT_JACOBIAN) and "y" in batch
 
 
 def both_gradients(
