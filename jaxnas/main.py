@@ -12,9 +12,11 @@ exit status 2, not a stack trace.
 """
 
 import os
+import re
 import shlex
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -80,6 +82,22 @@ def fail(message: str) -> None:
     lines = message.strip().splitlines() or ["failed"]
     print(f"error: {lines[0]}", file=sys.stderr)
     sys.exit(2)
+
+
+def out_of_memory_message(exc: Exception, config) -> str | None:
+    """One line for XLA's RESOURCE_EXHAUSTED error, naming the settings that size a
+    call; None for any other error."""
+    text = str(exc)
+    if "RESOURCE_EXHAUSTED" not in text:
+        return None
+    asked = re.search(r"allocating (\d+) bytes", text)
+    size = f" ({int(asked.group(1)) / 1e9:.1f} GB asked for)" if asked else ""
+    return (
+        f"out of memory{size}: a compiled call holds chunk_size architectures x "
+        "num_inits initialisations x data.batch_size images at once (here "
+        f"{config.chunk_size} x {config.num_inits} x {config.data.batch_size}; "
+        "chunk_size 0 is 1 with switch dispatch); lower one of them"
+    )
 
 
 def _flag_error_message(exc: Exception) -> str:
@@ -158,6 +176,11 @@ def run_cli(
         experiment.run(config, workdir)
     except errors.JaxnasError as exc:
         fail(str(exc))
+    except jax.errors.JaxRuntimeError as exc:
+        message = out_of_memory_message(exc, config)
+        if message is None:
+            raise
+        fail(message)
     except KeyboardInterrupt:
         print(
             f"interrupted: the scores saved in {workdir} are kept; run the same command "

@@ -254,6 +254,33 @@ def test_cli_bad_config_end_to_end(tmp_path):
     )
 
 
+def test_out_of_memory_is_one_line_naming_the_settings(tmp_path, monkeypatch, capsys):
+    def exhausted(config, workdir):
+        raise jax.errors.JaxRuntimeError(
+            "RESOURCE_EXHAUSTED: Out of memory allocating 45639099712 bytes."
+        )
+
+    monkeypatch.setattr(experiment, "run", exhausted)
+    config = configs.default_config()
+    config.num_inits = 32
+    with pytest.raises(SystemExit) as info:
+        main.run_cli(config, str(tmp_path), cache="none")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: out of memory (45.6 GB asked for): ")
+    assert "(here 0 x 32 x 128;" in err[0]
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(tmp_path, monkeypatch):
+    def broken(config, workdir):
+        raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+
+    monkeypatch.setattr(experiment, "run", broken)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        main.run_cli(configs.default_config(), str(tmp_path), cache="none")
+
+
 def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
     def interrupted(config, workdir):
         raise KeyboardInterrupt
