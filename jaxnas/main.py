@@ -27,6 +27,7 @@ from jaxnas import (
     distributed,
     errors,
     experiment,
+    inputs,
     xla_settings,
 )
 
@@ -95,8 +96,8 @@ def out_of_memory_message(exc: Exception, config) -> str | None:
     return (
         f"out of memory{size}: a compiled call holds chunk_size architectures x "
         "num_inits initialisations x data.batch_size images at once (here "
-        f"{config.chunk_size} x {config.num_inits} x {config.data.batch_size}; "
-        "chunk_size 0 is 1 with switch dispatch); lower one of them"
+        f"{inputs.chunk_size(config)} x {config.num_inits} x {config.data.batch_size}); "
+        "lower one of them"
     )
 
 
