@@ -27,6 +27,7 @@ AT_LEAST_ZERO = (0, "an integer >= 0")
 RANGES: dict[str, tuple[int, str]] = {
     "num_inits": AT_LEAST_ONE,
     "chunk_size": AT_LEAST_ZERO,  # 0: chosen per backend (`jaxnas.dispatch`)
+    "init_chunk_size": AT_LEAST_ZERO,  # 0: chosen per backend (`jaxnas.dispatch`)
     "archs_per_call": AT_LEAST_ONE,
     "data.max_examples": AT_LEAST_ONE,
     "data.crop_padding": AT_LEAST_ZERO,

@@ -24,6 +24,9 @@ def default_config() -> ml_collections.ConfigDict:
     # mask on GPU/TPU (`jaxnas.dispatch`).
     c.dispatch = "auto"
     c.chunk_size = 0  # architectures vmapped together in a call; 0: by dispatch (1 for switch)
+    # Initialisations of an architecture vmapped together; 0: by backend (1 on a CPU, all
+    # num_inits on a GPU/TPU: `dispatch.init_chunk`).
+    c.init_chunk_size = 0
     c.archs_per_call = 16  # architectures per compiled call (progress granularity)
     # Score proxies with the same network overrides in one compiled program
     # (`proxies.stack`): shared subexpressions (a loss gradient, an input gradient) are

@@ -14,6 +14,13 @@ wins there (crossover measured with `scripts/bench_dispatch.py`, WORKSPACE_NOTES
 "Scale out (issue 18)"); a GPU or TPU is mostly idle on one small network, so "mask"
 with chunks of architectures wins there. `inputs` resolves `config.dispatch="auto"`
 and `config.chunk_size=0` with `resolve`; explicit values are kept.
+
+The K initialisations of one architecture follow the same rule (`init_chunk`): one at a
+time on a CPU, all K vmapped on a GPU or TPU. Vmapping over per-initialisation kernels
+turns each convolution into a batched-kernel one, which XLA:CPU runs slower than K plain
+ones (NB201 swap, 32 initialisations of 16 images: 15.8 s per cell vmapped, 7.7 s one at
+a time; ntk_cond, K=3 at 72 images: 12.3 s and 9.5 s, with half the memory;
+WORKSPACE_NOTES.md, Session 25), and the memory of a call grows with K.
 """
 
 import inspect
@@ -85,6 +92,24 @@ def resolve(
     if chunk_size == 0:
         chunk_size = min(per_call, ACCELERATOR_CHUNK) if mode == "mask" else 1
     return kwargs, chunk_size
+
+
+def init_chunk(num_inits: int, init_chunk_size: int = 0, backend: str | None = None) -> int:
+    """Initialisations of one architecture vmapped together: `init_chunk_size` (at most
+    `num_inits`), or (0 = auto) by backend: 1 on a CPU, all `num_inits` on a GPU or TPU
+    (default: JAX's default backend).
+
+    Raises:
+      ConfigError: a negative `init_chunk_size`.
+    """
+    if init_chunk_size < 0:
+        raise errors.ConfigError(
+            f"init_chunk_size must be 0 (auto) or positive, got {init_chunk_size}"
+        )
+    if init_chunk_size == 0:
+        backend = jax.default_backend() if backend is None else backend
+        init_chunk_size = 1 if backend == "cpu" else num_inits
+    return min(init_chunk_size, num_inits)
 
 
 def fit_chunk_size(

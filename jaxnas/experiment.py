@@ -108,7 +108,12 @@ def _score(config, workdir, resume=False) -> dict:
         fns = list(group.values())
         proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)
         scorer = scoring.make_scorer(
-            proxy, space, chunk_size=inputs.chunk_size(config), batch_per_arch=per_arch, mesh=mesh
+            proxy,
+            space,
+            chunk_size=inputs.chunk_size(config),
+            init_chunk_size=config.init_chunk_size,
+            batch_per_arch=per_arch,
+            mesh=mesh,
         )
         progress = None
 
@@ -274,10 +279,18 @@ def _fitness_source(config, space, spec, what):
         )
     if spec.source == "proxy":
         proxy = proxies.get_proxy(config.proxies[0])
-        chunk, how = config.chunk_size, config.aggregate
+        chunk, init_chunk, how = config.chunk_size, config.init_chunk_size, config.aggregate
 
         def live(batch, keys):
-            return fitness.live_proxy(proxy, space, batch, keys, aggregate=how, chunk_size=chunk)
+            return fitness.live_proxy(
+                proxy,
+                space,
+                batch,
+                keys,
+                aggregate=how,
+                chunk_size=chunk,
+                init_chunk_size=init_chunk,
+            )
 
         return live, True
     if spec.source == "benchmark":

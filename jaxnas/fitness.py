@@ -128,6 +128,7 @@ def live_proxy(
     *,
     aggregate: str = "mean",
     chunk_size: int | None = None,
+    init_chunk_size: int = 0,
 ) -> Fitness:
     """Fitness by scoring each population with a proxy under K initialisation keys.
 
@@ -141,6 +142,7 @@ def live_proxy(
       keys: key[K], the initialisations.
       aggregate: how the K scores reduce (`proxies.aggregate`).
       chunk_size: architectures vmapped together (`proxies.score_population`).
+      init_chunk_size: initialisations vmapped together (0: by backend).
 
     Returns:
       `(key, int32[P, D]) -> f32[P]` (f32[P, M] for a stack of M proxies).
@@ -149,7 +151,13 @@ def live_proxy(
     def fitness(key, population):
         del key
         scores = proxies.score_population(
-            proxy, space, population, batch, keys, chunk_size=chunk_size
+            proxy,
+            space,
+            population,
+            batch,
+            keys,
+            chunk_size=chunk_size,
+            init_chunk_size=init_chunk_size,
         )
         if scores.ndim == 3:
             return jnp.stack(

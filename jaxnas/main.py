@@ -24,6 +24,7 @@ from jaxnas import (
     compilation_cache,
     config_checks,
     configs,
+    dispatch,
     distributed,
     errors,
     experiment,
@@ -95,9 +96,10 @@ def out_of_memory_message(exc: Exception, config) -> str | None:
     size = f" ({int(asked.group(1)) / 1e9:.1f} GB asked for)" if asked else ""
     return (
         f"out of memory{size}: a compiled call holds chunk_size architectures x "
-        "num_inits initialisations x data.batch_size images at once (here "
-        f"{inputs.chunk_size(config)} x {config.num_inits} x {config.data.batch_size}); "
-        "lower one of them"
+        "init_chunk_size initialisations x data.batch_size images at once (here "
+        f"{inputs.chunk_size(config)} x "
+        f"{dispatch.init_chunk(config.num_inits, config.init_chunk_size)} x "
+        f"{config.data.batch_size}); lower one of them"
     )
 
 

@@ -17,6 +17,7 @@ def make_scorer(
     space: SearchSpace,
     *,
     chunk_size: int | None = None,
+    init_chunk_size: int = 0,
     batch_per_arch: bool = False,
     mesh=None,
 ):
@@ -33,6 +34,7 @@ def make_scorer(
             batch,
             keys,
             chunk_size=chunk_size,
+            init_chunk_size=init_chunk_size,
             batch_per_arch=batch_per_arch,
             mesh=mesh,
         )

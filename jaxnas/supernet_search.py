@@ -387,7 +387,10 @@ def _pool_scores(config, space, spec, population, key_data, key_init, path) -> n
     batch = images.batch(key_data)
     keys = jax.random.split(key_init, config.num_inits)
     scorer = scoring.make_scorer(
-        proxies.get_proxy(spec), space, chunk_size=inputs.chunk_size(config)
+        proxies.get_proxy(spec),
+        space,
+        chunk_size=inputs.chunk_size(config),
+        init_chunk_size=config.init_chunk_size,
     )
     done = 0 if previous is None else previous.shape[0]
     progress = Progress(population.shape[0], f"score pool {spec}", done=done)

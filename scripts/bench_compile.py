@@ -4,12 +4,15 @@
       [--batch-size 64] [--num-inits 1] [--crop-size 0] [--num-archs 12] \
       [--archs-per-call 4] [--baseline DIR] \
       [--compare-kwargs '{"scan_cells": false}'] \
-      [--compare-xla-flags=--xla_backend_optimization_level=1 ...]
+      [--compare-xla-flags=--xla_backend_optimization_level=1 ...] \
+      [--compare-init-chunks 32 ...]
 
 For each proxy, one worker process per variant (this tree; `--baseline`, a checkout of an
 older commit, e.g. `git worktree add ../jaxnas-before <commit>`; `--compare-kwargs`, this
 tree with other space arguments, e.g. NB201's cells unrolled; each `--compare-xla-flags`,
-this tree with those XLA flags added, e.g. a lower LLVM optimisation level) jits `score_population`
+this tree with those XLA flags added, e.g. a lower LLVM optimisation level; each
+`--compare-init-chunks`, this tree with that many initialisations vmapped together
+instead of the backend's default, `dispatch.init_chunk`) jits `score_population`
 over a seeded sample of the space's cells on one synthetic batch (labels included; with
 `--crop-size`, one-channel crops of that size) under `--num-inits` initialisations (a
 `+`-joined spec is one fused `proxies.stack` program) and measures, with JAX's
@@ -58,7 +61,9 @@ def worker(args):
     proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)
 
     def score(population, batch, keys):
-        return proxies.score_population(proxy, space, population, batch, keys)
+        return proxies.score_population(
+            proxy, space, population, batch, keys, **json.loads(args.score_kwargs)
+        )
 
     n = args.archs_per_call
     chunks = [cells[i : i + n] for i in range(0, len(cells) - n + 1, n)]
@@ -111,7 +116,7 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def run_worker(tree, args, proxy, extra_kwargs="{}", xla_flags=""):
+def run_worker(tree, args, proxy, extra_kwargs="{}", xla_flags="", score_kwargs="{}"):
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -119,6 +124,7 @@ def run_worker(tree, args, proxy, extra_kwargs="{}", xla_flags=""):
         "--proxy",
         proxy,
         f"--extra-kwargs={extra_kwargs}",
+        f"--score-kwargs={score_kwargs}",
         *[f"--{k.replace('_', '-')}={v}" for k, v in _shared(args).items()],
     ]
     env = {**os.environ, "PYTHONPATH": tree, "JAXNAS_COMPILATION_CACHE": "none"}
@@ -181,7 +187,15 @@ def main():
         default=[],
         help="XLA flags for one more variant of this tree (repeatable; write it with '=')",
     )
+    parser.add_argument(
+        "--compare-init-chunks",
+        type=int,
+        action="append",
+        default=[],
+        help="initialisations vmapped together, for one more variant of this tree (repeatable)",
+    )
     parser.add_argument("--extra-kwargs", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--score-kwargs", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -189,17 +203,21 @@ def main():
         return
     if args.num_archs < args.archs_per_call or args.archs_per_call < 1:
         parser.error("need --num-archs >= --archs-per-call >= 1")
-    variants = [("this tree", ROOT, "{}", "")]
+    variants = [("this tree", ROOT, "{}", "", "{}")]
     if args.baseline:
-        variants.insert(0, ("baseline", os.path.abspath(args.baseline), "{}", ""))
+        variants.insert(0, ("baseline", os.path.abspath(args.baseline), "{}", "", "{}"))
     if args.compare_kwargs:
-        variants.append((args.compare_kwargs, ROOT, args.compare_kwargs, ""))
-    variants += [(flags, ROOT, "{}", flags) for flags in args.compare_xla_flags]
+        variants.append((args.compare_kwargs, ROOT, args.compare_kwargs, "", "{}"))
+    variants += [(flags, ROOT, "{}", flags, "{}") for flags in args.compare_xla_flags]
+    variants += [
+        (f"init_chunk_size={n}", ROOT, "{}", "", json.dumps({"init_chunk_size": n}))
+        for n in args.compare_init_chunks
+    ]
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {_shared(args)}")
     for proxy in args.proxies:
         results = {}
-        for label, tree, extra, flags in variants:
-            r = run_worker(tree, args, proxy, extra, flags)
+        for label, tree, extra, flags, score_kwargs in variants:
+            r = run_worker(tree, args, proxy, extra, flags, score_kwargs)
             results[label] = r
             print(
                 f"{args.space} {proxy:>10} {label:>9}: trace {r['trace_s']:6.1f} s  "

@@ -82,3 +82,12 @@ def test_the_chunk_is_halved_until_the_program_fits_the_device():
     tried.clear()
     assert dispatch.fit_chunk_size(compile_for, 16, Device(None))[0] == 16 and tried == [16]
     assert dispatch.fit_chunk_size(compile_for, 16, Device(10**8))[0] == 1
+
+
+def test_initialisations_are_one_at_a_time_on_cpu_and_all_at_once_on_accelerators():
+    assert dispatch.init_chunk(32, backend="cpu") == 1
+    assert dispatch.init_chunk(32, backend="gpu") == 32
+    assert dispatch.init_chunk(32, 8, backend="gpu") == 8
+    assert dispatch.init_chunk(3, 8, backend="cpu") == 3
+    with pytest.raises(errors.ConfigError, match="init_chunk_size must be 0"):
+        dispatch.init_chunk(3, -1)

@@ -133,3 +133,25 @@ def test_a_concrete_invalid_population_is_refused_before_scoring(tiny_space, tin
             tiny_batch,
             jax.random.split(jax.random.key(0), 1),
         )
+
+
+@pytest.mark.parametrize("own_keys", [False, True])
+def test_initialisations_in_chunks_equal_all_at_once(tiny_space, tiny_batch, own_keys):
+    proxy = proxies.get_proxy("snip")
+    population = tiny_space.sample(jax.random.key(9), 2)
+    keys = jax.random.split(jax.random.key(10), 3)
+    keys = jnp.broadcast_to(keys, (2, 3)) if own_keys else keys
+
+    def scores(init_chunk_size):
+        return jax.jit(
+            lambda p: proxies.score_population(
+                proxy, tiny_space, p, tiny_batch, keys, init_chunk_size=init_chunk_size
+            )
+        )(population)
+
+    together = scores(3)
+    chex.assert_shape(together, (2, 3))
+    assert len(np.unique(np.asarray(together))) == 6
+    # One at a time (the CPU default), chunks of 2 with a remainder of 1, and more than K.
+    for size in (0, 1, 2, 5):
+        np.testing.assert_allclose(scores(size), together, rtol=1e-5, err_msg=f"chunk {size}")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from jaxnas import errors, types
+from jaxnas import dispatch, errors, types
 from jaxnas.network import Network, initial_params, rescaled_init
 from jaxnas.spaces.base import SearchSpace
 
@@ -141,10 +141,33 @@ def score_network(
 
 
 def score_inits(
-    proxy: types.ProxyFn, network: Network, batch: types.Batch, keys: types.PRNGKey
+    proxy: types.ProxyFn,
+    network: Network,
+    batch: types.Batch,
+    keys: types.PRNGKey,
+    *,
+    init_chunk_size: int = 0,
 ) -> jax.Array:
-    """Scores one network under K initialisations, vmapped over `keys` (key[K]): f32[K]."""
-    return jax.vmap(lambda key: score_network(proxy, network, batch, key))(keys)
+    """Scores one network under K initialisations (key[K]): f32[K], evaluated
+    `init_chunk_size` at a time (`map_inits`)."""
+    return map_inits(
+        lambda key: score_network(proxy, network, batch, key), (keys,), init_chunk_size
+    )
+
+
+def map_inits(fn, per_init, init_chunk_size: int = 0, backend: str | None = None) -> jax.Array:
+    """`fn(*item)` for every item along the leading (initialisation) axis of the arrays in
+    `per_init`, `lax.map`ped in chunks of `init_chunk_size` vmapped together (at least
+    the number of items: all vmapped at once; 0: `dispatch.init_chunk`'s default for
+    `backend`, one at a time on a CPU, all at once on an accelerator). The results are
+    the same for every chunk size; chunks bound a call's memory to that many networks'
+    activations (swap's 32 initialisations of an NB101 network need 45.6 GB at once).
+    """
+    num = jax.tree.leaves(per_init)[0].shape[0]
+    chunk = dispatch.init_chunk(num, init_chunk_size, backend)
+    if chunk == num:
+        return jax.vmap(fn)(*per_init)
+    return jax.lax.map(lambda item: fn(*item), per_init, batch_size=None if chunk == 1 else chunk)
 
 
 POPULATION_AXIS = "population"
@@ -166,6 +189,7 @@ def score_population(
     *,
     network_kwargs: Mapping[str, Any] | None = None,
     chunk_size: int | None = None,
+    init_chunk_size: int = 0,
     batch_per_arch: bool = False,
     mesh: Mesh | None = None,
 ) -> jax.Array:
@@ -229,6 +253,8 @@ def score_population(
             f"{tuple(mesh.shape)}"
         )
 
+    backend = mesh.devices.flat[0].platform
+
     def network(genotype):
         return space.network(genotype, **kwargs)
 
@@ -244,7 +270,7 @@ def score_population(
             def score(p, k):
                 return jnp.asarray(proxy(net, rescaled_init(net, p), arch_batch, k), jnp.float32)
 
-            return jax.vmap(score)(params, proxy_keys)
+            return map_inits(score, (params, proxy_keys), init_chunk_size, backend)
 
         # The initial parameters are drawn once and replicated (common random numbers).
         replicated = ({} if batch_per_arch else batch, params, key_pairs[:, 1])
@@ -261,7 +287,8 @@ def score_population(
             genotype, arch_batch, arch_keys = item
         else:
             (genotype, arch_keys), arch_batch = item, shared_batch
-        return score_inits(proxy, network(genotype), arch_batch, arch_keys)
+        chunk = dispatch.init_chunk(arch_keys.shape[0], init_chunk_size, backend)
+        return score_inits(proxy, network(genotype), arch_batch, arch_keys, init_chunk_size=chunk)
 
     per_arch = (population, batch, keys) if batch_per_arch else (population, keys)
     replicated = ({} if batch_per_arch else batch,)
