@@ -16,11 +16,12 @@ with chunks of architectures wins there. `inputs` resolves `config.dispatch="aut
 and `config.chunk_size=0` with `resolve`; explicit values are kept.
 
 The K initialisations of one architecture follow the same rule (`init_chunk`): one at a
-time on a CPU, all K vmapped on a GPU or TPU. Vmapping over per-initialisation kernels
-turns each convolution into a batched-kernel one, which XLA:CPU runs slower than K plain
-ones (NB201 swap, 32 initialisations of 16 images: 15.8 s per cell vmapped, 7.7 s one at
-a time; ntk_cond, K=3 at 72 images: 12.3 s and 9.5 s, with half the memory;
-WORKSPACE_NOTES.md, Session 25), and the memory of a call grows with K.
+time on a CPU, all K vmapped on a GPU or TPU. Vmapped over per-initialisation kernels, a
+convolution becomes one grouped convolution (`feature_group_count=K`), which XLA:CPU runs
+slower than K plain ones, and a call holds K networks' activations. NB201 swap (K=32, 16
+images): 13.6 s per cell and 2.6 GB vmapped, 6.3 s and 0.7 GB one at a time; ntk_cond
+(K=3, 72 images): 9.9 s and 3.9 GB, 7.5 s and 1.9 GB (`scripts/bench_compile.py
+--compare-init-chunks`, WORKSPACE_NOTES.md Session 25).
 """
 
 import inspect

@@ -167,7 +167,7 @@ def map_inits(fn, per_init, init_chunk_size: int = 0, backend: str | None = None
     chunk = dispatch.init_chunk(num, init_chunk_size, backend)
     if chunk == num:
         return jax.vmap(fn)(*per_init)
-    return jax.lax.map(lambda item: fn(*item), per_init, batch_size=None if chunk == 1 else chunk)
+    return jax.lax.map(lambda item: fn(*item), per_init, batch_size=chunk)
 
 
 POPULATION_AXIS = "population"
