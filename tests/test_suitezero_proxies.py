@@ -155,6 +155,20 @@ class GoldenTest(chex.TestCase):
 # ----------------------------------------------------------------- robustness
 
 
+def test_leaf_values_by_shape_come_back_in_leaf_order():
+    rng = np.random.default_rng(0)
+    shapes = [(3, 3, 2, 4), (4,), (3, 3, 2, 4), (1, 1, 4, 8), (4,), (3, 3, 2, 4)]
+    a = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
+    b = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
+
+    def fn(x, y):
+        return jnp.sum(x * y) + x.size
+
+    got = layerwise.leaf_values(fn, a, b)
+    chex.assert_shape(got, (len(shapes),))
+    np.testing.assert_allclose(got, [fn(x, y) for x, y in zip(a, b)], rtol=1e-6)
+
+
 def test_synflow_in_log_space_equals_float64_where_float32_overflows():
     f, _ = _fixture()
     space, params, batch = _case()
