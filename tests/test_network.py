@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from jaxnas import network, proxies, types
@@ -91,3 +92,17 @@ def test_rescale_fan_out_scales_conv_rows_by_their_selected_outputs():
     row_factor = np.asarray([np.sqrt(2.0), np.sqrt(2.0), 1.0, 1.0])  # 9 of 18 outputs; none
     np.testing.assert_allclose(out["conv"]["kernel"][0, 0, :, 0], row_factor, rtol=1e-6)
     chex.assert_trees_all_equal(out["classifier"], params["classifier"])
+
+
+@pytest.mark.parametrize("rescale", [init_rules.rescale_fan_in, init_rules.rescale_fan_out])
+def test_whole_layer_masks_leave_the_draw_as_it_is(rescale):
+    rng = np.random.default_rng(0)
+    params = {
+        f"op{i}": {"kernel": jnp.asarray(rng.normal(size=(3, 3, 4, 2)), jnp.float32)}
+        for i in range(2)
+    }
+    mask = {"op0": {"kernel": jnp.ones(())}, "op1": {"kernel": jnp.zeros((1, 1, 1, 1))}}
+    chex.assert_trees_all_equal(rescale(params, mask), params)
+    # The same selection written out entry by entry gives the same (unit) factors.
+    full = jax.tree.map(lambda m, p: jnp.broadcast_to(m, p.shape), mask, params)
+    chex.assert_trees_all_close(rescale(params, full), params, rtol=1e-6)

@@ -19,7 +19,7 @@ writes sqrt(Var(|g|)); this follows the code.
 import jax.numpy as jnp
 
 from jaxnas import types
-from jaxnas.proxies import gradients, protocols
+from jaxnas.proxies import gradients, layerwise, protocols
 
 # AZ-NAS's NB201 protocol: the benchmark network, 2 batches of 64 images as one of 128.
 PROTOCOL = protocols.Protocol(batch_size=128, reference="AZ-NAS NB201 port, batch_iter=2")
@@ -38,15 +38,15 @@ def zico(*, num_batches: int = 2) -> types.ProxyFn:
         sel, grads = gradients.split_gradients(
             network, params, batch, gradients.is_kernel, num_batches
         )
-        score = jnp.zeros((), jnp.float32)
-        finite = jnp.ones((), bool)
-        for g, present in zip(grads, sel.present()):
+        def layer(g, present):
             std = jnp.std(g, axis=0)
             ratio = jnp.mean(jnp.abs(g), axis=0) / jnp.where(std > 0, std, 1.0)
             total = jnp.sum(jnp.where(std > 0, ratio, 0.0))
             used = present & (total > 0)
-            score = score + jnp.where(used, jnp.log(jnp.where(used, total, 1.0)), 0.0)
-            finite = finite & jnp.all(jnp.isfinite(g))
-        return jnp.where(finite, score, jnp.nan)
+            term = jnp.where(used, jnp.log(jnp.where(used, total, 1.0)), 0.0)
+            return jnp.stack([term, jnp.all(jnp.isfinite(g)).astype(term.dtype)])
+
+        terms = layerwise.leaf_values(layer, grads, sel.present())
+        return jnp.where(jnp.all(terms[:, 1] > 0), jnp.sum(terms[:, 0]), jnp.nan)
 
     return zico_fn

@@ -138,7 +138,10 @@ def _rescale_kernels(params, mask, rule, scale_bias: bool):
         else leaf
         for name, leaf in params.items()
     }
-    factor = rule(params["kernel"], mask["kernel"]) if "kernel" in params else None
+    factor = None
+    # A whole-layer mask (one entry) selects all of the layer's fan or none: factor 1.
+    if "kernel" in params and jnp.size(mask["kernel"]) > 1:
+        factor = rule(params["kernel"], mask["kernel"])
     if factor is not None:
         out["kernel"] = params["kernel"] * factor
         if scale_bias and "bias" in params:
