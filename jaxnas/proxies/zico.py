@@ -38,6 +38,7 @@ def zico(*, num_batches: int = 2) -> types.ProxyFn:
         sel, grads = gradients.split_gradients(
             network, params, batch, gradients.is_kernel, num_batches
         )
+
         def layer(g, present):
             std = jnp.std(g, axis=0)
             ratio = jnp.mean(jnp.abs(g), axis=0) / jnp.where(std > 0, std, 1.0)
