@@ -87,6 +87,24 @@ def leaf_values(fn: Callable[..., jax.Array], *leaf_lists) -> jax.Array:
     return jnp.concatenate(values)[np.argsort(order)]
 
 
+def sum_of_logs(
+    total_fn: Callable[[jax.Array], jax.Array], grads: list[jax.Array], used: list[jax.Array]
+) -> tuple[jax.Array, jax.Array]:
+    """ZiCo's and L-SWAG's per-layer sum: `sum_l log(total_fn(g_l))` over the layers that
+    are `used` (bool[] each) and have a positive total, and whether every gradient is
+    finite: `(f32[], bool[])`. Layers of one shape are reduced together (`leaf_values`).
+    """
+
+    def layer(g, use):
+        total = total_fn(g)
+        use = use & (total > 0)
+        term = jnp.where(use, jnp.log(jnp.where(use, total, 1.0)), 0.0)
+        return jnp.stack([term, jnp.all(jnp.isfinite(g)).astype(term.dtype)])
+
+    terms = leaf_values(layer, grads, used)
+    return jnp.sum(terms[:, 0]), jnp.all(terms[:, 1] > 0)
+
+
 def frobenius(x: jax.Array) -> jax.Array:
     """‖x‖₂ over all elements (PyTorch's `Tensor.norm()`), with a zero gradient at 0."""
     squared = jnp.sum(jnp.square(x))

@@ -26,7 +26,7 @@ Choices where the paper leaves room, each an option:
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import gradients, patterns, protocols
+from jaxnas.proxies import gradients, layerwise, patterns, protocols
 
 # The benchmark network on 64 images (2 mini-batches of 32).
 PROTOCOL = protocols.Protocol(batch_size=64, reference="reference.md §A.5")
@@ -67,16 +67,14 @@ def lswag(
         rank = {leaf: r for r, leaf in enumerate(order)}
         depth = sorted(range(len(grads)), key=lambda n: rank[sel.indices[n]])
         present = sel.present()
-        bins = _bins([present[n] for n in depth], num_bins)
-        lam = jnp.zeros((), jnp.float32)
-        finite = jnp.ones((), bool)
-        for n, layer_bin in zip(depth, bins):
-            var = jnp.var(jnp.abs(grads[n]), axis=0)
-            inverse = jnp.where(var > 0, 1.0 / jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)
-            total = jnp.sum(inverse)
-            used = present[n] & (total > 0) & (layer_bin >= lo) & (layer_bin <= hi)
-            lam = lam + jnp.where(used, jnp.log(jnp.where(used, total, 1.0)), 0.0)
-            finite = finite & jnp.all(jnp.isfinite(grads[n]))
+        bin_of = dict(zip(depth, _bins([present[n] for n in depth], num_bins)))
+
+        def inverse_std_sum(g):
+            var = jnp.var(jnp.abs(g), axis=0)
+            return jnp.sum(jnp.where(var > 0, 1.0 / jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0))
+
+        used = [present[n] & (bin_of[n] >= lo) & (bin_of[n] <= hi) for n in range(len(grads))]
+        lam, finite = layerwise.sum_of_logs(inverse_std_sum, grads, used)
 
         logits, taps = network.apply(params, batch["x"], taps=True)
         distinct = patterns.distinct_taps(taps)

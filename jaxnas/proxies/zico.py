@@ -39,15 +39,12 @@ def zico(*, num_batches: int = 2) -> types.ProxyFn:
             network, params, batch, gradients.is_kernel, num_batches
         )
 
-        def layer(g, present):
+        def snr_sum(g):
             std = jnp.std(g, axis=0)
             ratio = jnp.mean(jnp.abs(g), axis=0) / jnp.where(std > 0, std, 1.0)
-            total = jnp.sum(jnp.where(std > 0, ratio, 0.0))
-            used = present & (total > 0)
-            term = jnp.where(used, jnp.log(jnp.where(used, total, 1.0)), 0.0)
-            return jnp.stack([term, jnp.all(jnp.isfinite(g)).astype(term.dtype)])
+            return jnp.sum(jnp.where(std > 0, ratio, 0.0))
 
-        terms = layerwise.leaf_values(layer, grads, sel.present())
-        return jnp.where(jnp.all(terms[:, 1] > 0), jnp.sum(terms[:, 0]), jnp.nan)
+        score, finite = layerwise.sum_of_logs(snr_sum, grads, sel.present())
+        return jnp.where(finite, score, jnp.nan)
 
     return zico_fn
