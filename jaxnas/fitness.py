@@ -150,15 +150,8 @@ def live_proxy(
 
     def fitness(key, population):
         del key
-        scores = proxies.score_population(
-            proxy,
-            space,
-            population,
-            batch,
-            keys,
-            chunk_size=chunk_size,
-            init_chunk_size=init_chunk_size,
-        )
+        sizes = {"chunk_size": chunk_size, "init_chunk_size": init_chunk_size}
+        scores = proxies.score_population(proxy, space, population, batch, keys, **sizes)
         if scores.ndim == 3:
             return jnp.stack(
                 [proxies.aggregate(scores[..., m], aggregate) for m in range(scores.shape[-1])],
