@@ -147,11 +147,12 @@ def score_inits(
     keys: types.PRNGKey,
     *,
     init_chunk_size: int = 0,
+    backend: str | None = None,
 ) -> jax.Array:
     """Scores one network under K initialisations (key[K]): f32[K], evaluated
-    `init_chunk_size` at a time (`map_inits`)."""
+    `init_chunk_size` at a time (`map_inits`; 0: by `backend`)."""
     return map_inits(
-        lambda key: score_network(proxy, network, batch, key), (keys,), init_chunk_size
+        lambda key: score_network(proxy, network, batch, key), (keys,), init_chunk_size, backend
     )
 
 
@@ -287,8 +288,14 @@ def score_population(
             genotype, arch_batch, arch_keys = item
         else:
             (genotype, arch_keys), arch_batch = item, shared_batch
-        chunk = dispatch.init_chunk(arch_keys.shape[0], init_chunk_size, backend)
-        return score_inits(proxy, network(genotype), arch_batch, arch_keys, init_chunk_size=chunk)
+        return score_inits(
+            proxy,
+            network(genotype),
+            arch_batch,
+            arch_keys,
+            init_chunk_size=init_chunk_size,
+            backend=backend,
+        )
 
     per_arch = (population, batch, keys) if batch_per_arch else (population, keys)
     replicated = ({} if batch_per_arch else batch,)
