@@ -62,6 +62,20 @@ def fast_compile():
     jax.config.update("jax_disable_most_optimizations", previous)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def release_compiled_programs():
+    """Drops JAX's compiled executables when a test module ends.
+
+    XLA:CPU maps every compiled kernel into its own memory regions (about 15 per small
+    program, thousands for a DARTS network), and a worker that ran hundreds of tests
+    kept them all: it passed Linux's 65,530 mappings per process (`vm.max_map_count`)
+    and LLVM segfaulted in the next compile. A module's programs are not reused by the
+    next module (`--dist loadfile` gives whole files to a worker in no fixed order).
+    """
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """The shared ground-truth directory; tests needing it skip when it is absent
