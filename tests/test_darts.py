@@ -17,7 +17,7 @@ from flax import traverse_util
 from jaxnas import errors, proxies
 from jaxnas.spaces import darts
 
-from conftest import assert_scoring_compiles_once
+from conftest import assert_scoring_compiles_once, probe_scores
 
 DARTS_V2 = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
@@ -255,6 +255,31 @@ def test_scanned_edges_equal_unrolled_edges(concat):
         got, want = (_loss_and_grads(net, params, x) for net in (scanned, unrolled))
         chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
         assert float(got[0]) > 0
+
+
+def test_scanned_edges_record_the_unrolled_edges_probes():
+    # Probes recorded after the scan: the names and values the unrolled edges record
+    # (layers, BatchNorm statistics, FLOPs; float32 sums in another order, as above),
+    # and the same fisher / flops / Zen scores (fisher differentiates the gates
+    # through the scan).
+    space = darts.space(**TINY_CELLS)
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    batch = {"x": x, "y": jnp.arange(4) % 10}
+    mixed = x + 0.01 * jax.random.normal(jax.random.key(3), x.shape)
+    for genotype in (space.from_string(EVERY_OP), space.sample(jax.random.key(2), 1)[0]):
+        scanned = space.network(jnp.asarray(genotype))
+        unrolled = space.network(jnp.asarray(genotype), scan_edges=False)
+        params = scanned.init(jax.random.key(1), x)
+        got, want = (
+            jax.jit(lambda p, net=net: net.apply(p, x, probes=True)[1])(params)
+            for net in (scanned, unrolled)
+        )
+        chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
+        got, want = (
+            jax.jit(lambda p, net=net: probe_scores(batch, mixed)(net, p))(params)
+            for net in (scanned, unrolled)
+        )
+        chex.assert_trees_all_close(got, want, rtol=1e-4)
 
 
 def _loss_and_grads(net, params, x):

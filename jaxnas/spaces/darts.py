@@ -46,14 +46,16 @@ parameters do not depend on the genotype. Loose-end concatenation keeps all
 masked out of taps (`Tap.weight`) and of `param_mask` (the next layer's input rows), so
 the network equals the materialised one, whose concatenation has only the loose nodes.
 
-**Edges under one scan.** With `scan_edges` (default) and nothing probed or tapped, a
+**Edges under one scan.** With `scan_edges` (default) and no taps requested, a
 cell applies its `2 * num_nodes` edges under one `lax.scan` over their stacked
 parameters: every edge of a cell runs the same code on states of one shape (the inputs
 and nodes of a normal cell; in a reduction cell the inputs at stride 2 or the nodes at
 stride 1), so the program holds one edge per cell instead of eight, and XLA compiles
 and schedules a fraction of what the unrolled edges cost. The result equals the
-unrolled edges (tests/test_darts.py); proxies that record taps or probes get the
-unrolled edges, which sow them per edge.
+unrolled edges (tests/test_darts.py). Probes (and gates) go through the scan: its
+switch branches also return their BatchNorm variances, and each edge records its
+probes after the scan under the names the unrolled edge gives them. Proxies that read
+taps get the unrolled edges, which sow them per edge.
 
 **Taps.** Each cell state (preprocessed inputs, nodes) is tapped once with weight =
 number of selected ops whose first layer is a ReLU reading it; a separable conv's
@@ -288,10 +290,19 @@ class _MixedEdge(nn.Module):
 
     @nn.compact
     def __call__(
-        self, inputs, nodes, which_input: jax.Array, which_op: jax.Array, weights_only=False
+        self,
+        inputs,
+        nodes,
+        which_input: jax.Array,
+        which_op: jax.Array,
+        weights_only=False,
+        recorded=None,
     ):
-        """`(out, mid or None)`; with `weights_only`, only every op's weights (the
-        scanned edges' parameters, see `_scanned_nodes`), nothing applied."""
+        """`(out, mid or None)`. Two modes for the scanned edges (`_scanned_nodes`),
+        which apply nothing: `weights_only` returns `(weights, gates, num_bn)` of every
+        op (`num_bn`: op -> its BatchNorm count, for `_variance_slots`); `recorded` =
+        `(slots, which_op, variants, out_shape)` records the probes of an edge the scan
+        applied (see `_record`)."""
         s = self.settings._replace(track=False)
         stride = 2 if self.reduction else 1
         modules = {}
@@ -300,20 +311,23 @@ class _MixedEdge(nn.Module):
             if module is not None:
                 modules[name] = module
         weights = {name: m.weights() for name, m in modules.items()}
+        gates = {
+            name: () if isinstance(m, op_layers.BatchNorm) else m.gates()
+            for name, m in modules.items()
+        }
+        num_bn = {name: 2 if isinstance(m, op_layers.SepConv) else 1 for name, m in modules.items()}
         if weights_only:
-            return weights
+            return weights, gates, num_bn
+        if recorded is not None:
+            self._record(modules, *recorded)
+            return None
         with_mid = any(_has_mid(name) for name in self.ops)
         if self.is_initializing():
             # Only the parameters matter during `init`; tracing every branch of the
             # switch there would double the trace time of a network.
             x = inputs[0][:, ::stride, ::stride]
             return x, (x if with_mid else None)
-        gates = {
-            name: () if isinstance(m, op_layers.BatchNorm) else m.gates()
-            for name, m in modules.items()
-        }
         probing = net_lib.probing(self, *(g for gs in gates.values() for g in gs))
-        num_bn = {name: 2 if isinstance(m, op_layers.SepConv) else 1 for name, m in modules.items()}
 
         def branch(name, stride, operand):
             def run(h_inputs, h_nodes):
@@ -325,13 +339,7 @@ class _MixedEdge(nn.Module):
                 if with_mid:
                     result += (out * 0.0 if mid is None else mid,)
                 if probing:
-                    empty = jnp.zeros((self.channels,), out.dtype)
-                    result += (
-                        tuple(
-                            variances if o == name and variances else (empty,) * num_bn[o]
-                            for o in modules
-                        ),
-                    )
+                    result += (_variance_slots(name, variances, num_bn, self.channels, out.dtype),)
                 return result
 
             return run
@@ -340,23 +348,23 @@ class _MixedEdge(nn.Module):
             x = _select(which_input, (*inputs, *nodes))
             branches = [branch(name, 1, 0) for name in self.ops]
             result = functional.switch(which_op, branches, x, x)
-            variants = [(1.0, x.shape, 1)]
         else:
             x_inputs = _select(which_input, inputs)
             branches = [branch(name, 2, 0) for name in self.ops]
             if not nodes:
                 result = functional.switch(which_op, branches, x_inputs, x_inputs)
-                variants = [(1.0, x_inputs.shape, 2)]
             else:
                 x_nodes = _select(which_input - NUM_INPUTS, nodes)
                 branches += [branch(name, 1, 1) for name in self.ops]
                 from_nodes = which_input >= NUM_INPUTS
                 index = which_op + len(self.ops) * from_nodes.astype(which_op.dtype)
                 result = functional.switch(index, branches, x_inputs, x_nodes)
-                from_nodes = from_nodes.astype(jnp.float32)
-                variants = [(1.0 - from_nodes, x_inputs.shape, 2), (from_nodes, x_nodes.shape, 1)]
         out = result[0]
         if probing:
+            node_shape = nodes[0].shape if nodes else None
+            variants = _edge_variants(
+                self.reduction, self.node, which_input, inputs[0].shape, node_shape
+            )
             self._record(modules, result[-1], which_op, variants, out.shape)
         return out, (result[1] if with_mid else None)
 
@@ -385,6 +393,27 @@ class _MixedEdge(nn.Module):
         net_lib.sow_cost(self, "pool_flops", pool_flops)
 
 
+def _variance_slots(name: str, variances, num_bn: dict, channels: int, dtype):
+    """One structure of BatchNorm variances for every branch of an edge's switch: op
+    `name`'s own where it has any, zeros [C] for each BatchNorm of every other op."""
+    empty = jnp.zeros((channels,), dtype)
+    return tuple(
+        variances if o == name and variances else (empty,) * count for o, count in num_bn.items()
+    )
+
+
+def _edge_variants(reduction: bool, node: int, which_input, p0_shape, node_shape):
+    """The input kinds `(weight, x_shape, stride)` an edge's switch chose among (see
+    `_MixedEdge._record`): one in a normal cell and on a reduction cell's first node,
+    else the cell inputs at stride 2 or the nodes at stride 1, by `which_input`."""
+    if not reduction:
+        return [(1.0, p0_shape, 1)]
+    if node == 0:
+        return [(1.0, p0_shape, 2)]
+    from_nodes = (which_input >= NUM_INPUTS).astype(jnp.float32)
+    return [(1.0 - from_nodes, p0_shape, 2), (from_nodes, node_shape, 1)]
+
+
 def _select(which: jax.Array, candidates):
     """The candidate at a traced index (clipped to the candidates)."""
     if len(candidates) == 1:
@@ -392,63 +421,80 @@ def _select(which: jax.Array, candidates):
     return jax.lax.select_n(jnp.clip(which, 0, len(candidates) - 1), *candidates)
 
 
-def _scanned_nodes(weights, p0, p1, choices, ops, reduction: bool, s: _Settings):
+def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, probing: bool):
     """The nodes of a data-driven cell, its edges applied under one `lax.scan`.
 
     Args:
-      weights: every edge's op weights (`_MixedEdge(..., weights_only=True)`), edge by
-        edge; stacked here on a leading axis f32[2 * num_nodes, ...].
+      edges: every edge's `(weights, gates, num_bn)` (`_MixedEdge(...,
+        weights_only=True)`), edge by edge; weights and gates are stacked here on a
+        leading axis [2 * num_nodes, ...].
       p0, p1: the preprocessed cell inputs f32[B, H, W, C].
       choices: int32[num_nodes, 2, 2] (node, edge, (input, op)).
+      probing: also return every edge's BatchNorm variances (`_variance_slots`) and
+        apply the gates.
 
     Returns:
-      The nodes, f32[num_nodes, B, H', W', C] (H' = H / 2 in a reduction cell).
+      The nodes, f32[num_nodes, B, H', W', C] (H' = H / 2 in a reduction cell), and
+      with `probing` the variance slots stacked over the edges (else None).
 
     Each edge reads the state that the unrolled cell's `_select` gives it (indices
     clipped to the states that exist) and adds its op's output to its node, so every
     node equals the unrolled cell's `out_0 + out_1`.
     """
     num_nodes = choices.shape[0]
+    num_bn = edges[0][2]
+    stacked = jax.tree.map(lambda *w: jnp.stack(w), *[(w, g) for w, g, _ in edges])
     xs = (
-        jax.tree.map(lambda *w: jnp.stack(w), *weights),
+        stacked if probing else (stacked[0], None),
         jnp.repeat(jnp.arange(num_nodes), 2),
         choices[:, :, 0].reshape(-1),
         choices[:, :, 1].reshape(-1),
     )
+    channels = p0.shape[-1]
 
     def branch(name, stride, operand):
-        def run(w, x_inputs, x_nodes):
-            return _run_op(name, w.get(name), (x_inputs, x_nodes)[operand], stride, s)[0]
+        def run(wg, x_inputs, x_nodes):
+            w, g = wg
+            x = (x_inputs, x_nodes)[operand]
+            out, _, variances = _run_op(name, w.get(name), x, stride, s, g and g.get(name))
+            if not probing:
+                return out
+            return out, _variance_slots(name, variances, num_bn, channels, out.dtype)
 
         return run
+
+    def apply(index, branches, wg, x_inputs, x_nodes):
+        result = functional.switch(index, branches, wg, x_inputs, x_nodes)
+        return result if probing else (result, None)
 
     if not reduction:
         # Inputs and nodes share one shape: one buffer of states, nodes filled in order.
         branches = [branch(name, 1, 0) for name in ops]
 
         def edge(states, edge_xs):
-            w, j, i, op = edge_xs
+            wg, j, i, op = edge_xs
             x = states[jnp.clip(i, 0, NUM_INPUTS + j - 1)]
-            out = functional.switch(op, branches, w, x, x)
-            return states.at[NUM_INPUTS + j].add(out), None
+            out, slots = apply(op, branches, wg, x, x)
+            return states.at[NUM_INPUTS + j].add(out), slots
 
         states = jnp.concatenate([jnp.stack([p0, p1]), jnp.zeros((num_nodes, *p0.shape), p0.dtype)])
-        return jax.lax.scan(edge, states, xs)[0][NUM_INPUTS:]
+        states, slots = jax.lax.scan(edge, states, xs)
+        return states[NUM_INPUTS:], slots
 
     inputs = jnp.stack([p0, p1])
     branches = [branch(name, 2, 0) for name in ops] + [branch(name, 1, 1) for name in ops]
 
     def reduction_edge(nodes, edge_xs):
-        w, j, i, op = edge_xs
+        wg, j, i, op = edge_xs
         from_nodes = (i >= NUM_INPUTS) & (j > 0)
         x_inputs = inputs[jnp.clip(i, 0, NUM_INPUTS - 1)]
         x_nodes = nodes[jnp.clip(i - NUM_INPUTS, 0, jnp.maximum(j - 1, 0))]
         index = op + len(ops) * from_nodes.astype(op.dtype)
-        out = functional.switch(index, branches, w, x_inputs, x_nodes)
-        return nodes.at[j].add(out), None
+        out, slots = apply(index, branches, wg, x_inputs, x_nodes)
+        return nodes.at[j].add(out), slots
 
     nodes = jnp.zeros((num_nodes, *p0[:, ::2, ::2].shape), p0.dtype)
-    return jax.lax.scan(reduction_edge, nodes, xs)[0]
+    return jax.lax.scan(reduction_edge, nodes, xs)
 
 
 class _MixedCell(_CellBase):
@@ -461,20 +507,10 @@ class _MixedCell(_CellBase):
         s, c = self.settings, self.channels
         p0 = _preprocess(self, 0, s0, m0, self.in_features[0], c, self.reduction_prev, s)
         p1 = _preprocess(self, 1, s1, m1, self.in_features[1], c, False, s)
-        recording = any(
-            self.is_mutable_collection(name) for name in (net_lib.TAPS, *net_lib.PROBE_COLLECTIONS)
-        )
         if self.scan_edges and not (
-            self.is_initializing() or recording or net_lib.GATES in self.variables
+            self.is_initializing() or self.is_mutable_collection(net_lib.TAPS)
         ):
-            weights = [
-                _MixedEdge(c, self.reduction, e // 2, self.ops, s, name=f"edge_{e}")(
-                    None, None, None, None, weights_only=True
-                )
-                for e in range(2 * self.num_nodes)
-            ]
-            nodes = list(_scanned_nodes(weights, p0, p1, choices, self.ops, self.reduction, s))
-            return self._output(nodes, choices)
+            return self._scanned(p0, p1, choices)
         states = [p0, p1]
         relu_2, relu_1, mid = (
             jnp.asarray([f(name) for name in self.ops], jnp.float32)
@@ -500,6 +536,27 @@ class _MixedCell(_CellBase):
         for i in range(NUM_INPUTS + self.num_nodes - 1):  # the last node feeds no edge
             sow_tap(self, f"state{i}", states[i], readers[i])
         return self._output(states[NUM_INPUTS:], choices)
+
+    def _scanned(self, p0, p1, choices):
+        """The cell with its edges under one scan (`_scanned_nodes`); probes, when
+        requested, are recorded per edge after the scan under the unrolled edges' names."""
+        s, c = self.settings, self.channels
+        edges = [
+            _MixedEdge(c, self.reduction, e // 2, self.ops, s, name=f"edge_{e}")
+            for e in range(2 * self.num_nodes)
+        ]
+        parts = [edge(None, None, None, None, weights_only=True) for edge in edges]
+        gates = [g for _, gs, _ in parts for g in gs.values()]
+        probing = self.is_mutable_collection(net_lib.LAYERS) or bool(jax.tree.leaves(gates))
+        nodes, slots = _scanned_nodes(parts, p0, p1, choices, self.ops, self.reduction, s, probing)
+        if probing:
+            node_shape = nodes.shape[1:]
+            for e, edge in enumerate(edges):
+                which_input, which_op = choices[e // 2, e % 2, 0], choices[e // 2, e % 2, 1]
+                variants = _edge_variants(self.reduction, e // 2, which_input, p0.shape, node_shape)
+                edge_slots = jax.tree.map(lambda v, e=e: v[e], slots)
+                edge(None, None, None, None, recorded=(edge_slots, which_op, variants, node_shape))
+        return self._output(list(nodes), choices)
 
     def _output(self, nodes, choices):
         """The cell output (the nodes concatenated) and its channel mask (or None)."""
