@@ -430,12 +430,11 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
         leading axis [2 * num_nodes, ...].
       p0, p1: the preprocessed cell inputs f32[B, H, W, C].
       choices: int32[num_nodes, 2, 2] (node, edge, (input, op)).
-      probing: also return every edge's BatchNorm variances (`_variance_slots`) and
-        apply the gates.
+      probing: also return every edge's BatchNorm variances (`_variance_slots`).
 
     Returns:
       The nodes, f32[num_nodes, B, H', W', C] (H' = H / 2 in a reduction cell), and
-      with `probing` the variance slots stacked over the edges (else None).
+      with `probing` the variance slots stacked over the edges (else `()`).
 
     Each edge reads the state that the unrolled cell's `_select` gives it (indices
     clipped to the states that exist) and adds its op's output to its node, so every
@@ -443,9 +442,8 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
     """
     num_nodes = choices.shape[0]
     num_bn = edges[0][2]
-    stacked = jax.tree.map(lambda *w: jnp.stack(w), *[(w, g) for w, g, _ in edges])
     xs = (
-        stacked if probing else (stacked[0], None),
+        jax.tree.map(lambda *wg: jnp.stack(wg), *[(w, g) for w, g, _ in edges]),
         jnp.repeat(jnp.arange(num_nodes), 2),
         choices[:, :, 0].reshape(-1),
         choices[:, :, 1].reshape(-1),
@@ -456,16 +454,12 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
         def run(wg, x_inputs, x_nodes):
             w, g = wg
             x = (x_inputs, x_nodes)[operand]
-            out, _, variances = _run_op(name, w.get(name), x, stride, s, g and g.get(name))
+            out, _, variances = _run_op(name, w.get(name), x, stride, s, g.get(name))
             if not probing:
-                return out
+                return out, ()
             return out, _variance_slots(name, variances, num_bn, channels, out.dtype)
 
         return run
-
-    def apply(index, branches, wg, x_inputs, x_nodes):
-        result = functional.switch(index, branches, wg, x_inputs, x_nodes)
-        return result if probing else (result, None)
 
     if not reduction:
         # Inputs and nodes share one shape: one buffer of states, nodes filled in order.
@@ -474,7 +468,7 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
         def edge(states, edge_xs):
             wg, j, i, op = edge_xs
             x = states[jnp.clip(i, 0, NUM_INPUTS + j - 1)]
-            out, slots = apply(op, branches, wg, x, x)
+            out, slots = functional.switch(op, branches, wg, x, x)
             return states.at[NUM_INPUTS + j].add(out), slots
 
         states = jnp.concatenate([jnp.stack([p0, p1]), jnp.zeros((num_nodes, *p0.shape), p0.dtype)])
@@ -490,7 +484,7 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
         x_inputs = inputs[jnp.clip(i, 0, NUM_INPUTS - 1)]
         x_nodes = nodes[jnp.clip(i - NUM_INPUTS, 0, jnp.maximum(j - 1, 0))]
         index = op + len(ops) * from_nodes.astype(op.dtype)
-        out, slots = apply(index, branches, wg, x_inputs, x_nodes)
+        out, slots = functional.switch(index, branches, wg, x_inputs, x_nodes)
         return nodes.at[j].add(out), slots
 
     nodes = jnp.zeros((num_nodes, *p0[:, ::2, ::2].shape), p0.dtype)
@@ -546,8 +540,9 @@ class _MixedCell(_CellBase):
             for e in range(2 * self.num_nodes)
         ]
         parts = [edge(None, None, None, None, weights_only=True) for edge in edges]
-        gates = [g for _, gs, _ in parts for g in gs.values()]
-        probing = self.is_mutable_collection(net_lib.LAYERS) or bool(jax.tree.leaves(gates))
+        probing = net_lib.probing(
+            self, *(g for _, gates, _ in parts for gs in gates.values() for g in gs)
+        )
         nodes, slots = _scanned_nodes(parts, p0, p1, choices, self.ops, self.reduction, s, probing)
         if probing:
             node_shape = nodes.shape[1:]
