@@ -61,7 +61,22 @@ def fisher() -> types.ProxyFn:
             return losses.cross_entropy(logits, y), probes.layers
 
         grads, layers = jax.grad(loss, has_aux=True)(zeros)
-        score = sum(layer_fisher(layers[name], grads[name]) for name in sorted(layers))
+        names = sorted(layers)
+
+        def term(gate_grad, weight, fan_in):
+            return layer_fisher(types.LayerProbe(None, weight, fan_in), gate_grad)
+
+        # Layers of one gate shape are reduced together (`layerwise.leaf_values`).
+        score = jnp.sum(
+            layerwise.leaf_values(
+                term,
+                [grads[name] for name in names],
+                *(
+                    [jnp.asarray(getattr(layers[name], f), jnp.float32) for name in names]
+                    for f in ("weight", "fan_in")
+                ),
+            )
+        )
         return layerwise.finite_or_nan(score)
 
     return fisher_fn

@@ -78,11 +78,30 @@ def zen_score(network, params: types.Params, x: jax.Array, x_mixed: jax.Array) -
     layerwise.require_probes("zen", params, first.norms, "scale", "stats")
     diff = jnp.abs(first.features["pre_gap"] - second.features["pre_gap"])
     delta = jnp.mean(jnp.sum(diff.reshape(diff.shape[0], -1), axis=1))
-    bn_terms = [
-        _log_std(running_variance(first.norms[name], second.norms[name]), first.norms[name].weight)
-        for name in sorted(first.norms)
+    names = sorted(first.norms)
+
+    def bn_term(variance_1, count_1, variance_2, count_2, weight):
+        probe_1 = types.NormProbe(variance_1, count_1, weight)
+        probe_2 = types.NormProbe(variance_2, count_2, weight)
+        return _log_std(running_variance(probe_1, probe_2), weight)
+
+    def fields(probes):
+        norms = [probes.norms[name] for name in names]
+        return [jnp.asarray(p.variance, jnp.float32) for p in norms], [
+            jnp.asarray(p.count, jnp.float32) for p in norms
+        ]
+
+    # `_log_std` broadcasts a layer's weight per channel; doing it here lets the
+    # BatchNorm layers of one width be reduced together (`layerwise.leaf_values`): a
+    # DARTS network has hundreds, each its own small kernel otherwise.
+    weights = [
+        jnp.broadcast_to(jnp.asarray(first.norms[name].weight, jnp.float32), v.shape)
+        for name, v in zip(names, fields(first)[0])
     ]
-    return jnp.log(delta) + sum(bn_terms, jnp.zeros((), jnp.float32))
+    if not names:
+        return jnp.log(delta)
+    bn_terms = layerwise.leaf_values(bn_term, *fields(first), *fields(second), weights)
+    return jnp.log(delta) + jnp.sum(bn_terms)
 
 
 def _log_std(variance: jax.Array, weight: jax.Array) -> jax.Array:
