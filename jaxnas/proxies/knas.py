@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import gradients, protocols
+from jaxnas.proxies import gradients, layerwise, protocols
 
 VARIANTS = ("paper", "code")
 CODE_MAX_TENSORS = 11
@@ -59,9 +59,13 @@ def knas(*, variant: str = "paper") -> types.ProxyFn:
         sel, grads = gradients.split_gradients(
             network, params, batch, lambda names: True, num_splits=b
         )
-        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in grads]))
+        finite = jnp.all(
+            layerwise.leaf_values(lambda g: jnp.all(jnp.isfinite(g)).astype(jnp.float32), grads) > 0
+        )
         if variant == "paper":
-            score = sum(jnp.sum(jnp.square(jnp.mean(g, axis=0))) for g in grads)
+            score = jnp.sum(
+                layerwise.leaf_values(lambda g: jnp.sum(jnp.square(jnp.mean(g, axis=0))), grads)
+            )
         else:
             score = _code_statistic(network, params, batch, sel, grads)
         return jnp.where(finite, score, jnp.nan)
@@ -76,21 +80,25 @@ def _code_statistic(network, params, batch, sel, grads):
     order = gradients.first_use_order(lambda p: network.apply(p, batch["x"][:1]), params)
     # Selection indices follow jax.tree.leaves order; rank them by first use.
     rank = {leaf: r for r, leaf in enumerate(order)}
-    selected = sorted(range(len(grads)), key=lambda n: rank[sel.indices[n]])
-    taken = jnp.zeros((), jnp.int32)
-    score = jnp.zeros((), jnp.float32)
-    for n in selected:
-        g = grads[n]
-        if g[0].size < CODE_MIN_ENTRIES:
-            continue
-        eligible = sel.present()[n]
-        keep = eligible & (taken < CODE_MAX_TENSORS)
-        taken = taken + eligible.astype(jnp.int32)
+    selected = [
+        n
+        for n in sorted(range(len(grads)), key=lambda n: rank[sel.indices[n]])
+        if grads[n][0].size >= CODE_MIN_ENTRIES
+    ]
+    if not selected:
+        return jnp.zeros((), jnp.float32)
+    eligible = jnp.stack([sel.present()[n] for n in selected]).astype(jnp.int32)
+    # The first CODE_MAX_TENSORS eligible tensors in the network's order.
+    keep = (eligible > 0) & (jnp.cumsum(eligible) - eligible < CODE_MAX_TENSORS)
+
+    def value(g):
         entries = _torch_layout(g)[:, :CODE_ENTRIES]
         first = entries[:half] - jnp.mean(entries[:half], axis=0, keepdims=True)
         second = entries[half : 2 * half] - jnp.mean(
             entries[half : 2 * half], axis=0, keepdims=True
         )
-        value = jnp.sum(first * second) / float((2 * half) ** 2)
-        score = score + jnp.where(keep, value, 0.0)
-    return score
+        return jnp.sum(first * second) / float((2 * half) ** 2)
+
+    # Tensors of one shape are reduced together (`layerwise.leaf_values`).
+    values = layerwise.leaf_values(value, [grads[n] for n in selected])
+    return jnp.sum(jnp.where(keep, values, 0.0))
