@@ -16,7 +16,7 @@ from absl.testing import parameterized
 from flax import traverse_util
 
 from jaxnas import errors, network, proxies
-from jaxnas.proxies import epe_nas, jacob_cov, layerwise, zen
+from jaxnas.proxies import epe_nas, gradients, jacob_cov, layerwise, zen
 from jaxnas.spaces import nb201
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "suitezero_nb201_golden.npz")
@@ -164,7 +164,7 @@ def test_leaf_values_by_shape_come_back_in_leaf_order():
     def fn(x, y):
         return jnp.sum(x * y) + x.size
 
-    got = layerwise.leaf_values(fn, a, b)
+    got = gradients.leaf_values(fn, a, b)
     chex.assert_shape(got, (len(shapes),))
     np.testing.assert_allclose(got, [fn(x, y) for x, y in zip(a, b)], rtol=1e-6)
 

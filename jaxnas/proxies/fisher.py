@@ -24,7 +24,7 @@ from flax import traverse_util
 
 from jaxnas import errors, losses, types
 from jaxnas.network import GATES
-from jaxnas.proxies import layerwise
+from jaxnas.proxies import gradients, layerwise
 
 
 def layer_fisher(probe: types.LayerProbe, gate_grad: jax.Array) -> jax.Array:
@@ -66,9 +66,9 @@ def fisher() -> types.ProxyFn:
         def term(gate_grad, weight, fan_in):
             return layer_fisher(types.LayerProbe(None, weight, fan_in), gate_grad)
 
-        # Layers of one gate shape are reduced together (`layerwise.leaf_values`).
+        # Layers of one gate shape are reduced together (`gradients.leaf_values`).
         score = jnp.sum(
-            layerwise.leaf_values(
+            gradients.leaf_values(
                 term,
                 [grads[name] for name in names],
                 *(

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas import errors, types
-from jaxnas.proxies import gradients, layerwise, protocols
+from jaxnas.proxies import gradients, protocols
 
 VARIANTS = ("paper", "code")
 CODE_MAX_TENSORS = 11
@@ -60,11 +60,11 @@ def knas(*, variant: str = "paper") -> types.ProxyFn:
             network, params, batch, lambda names: True, num_splits=b
         )
         finite = jnp.all(
-            layerwise.leaf_values(lambda g: jnp.all(jnp.isfinite(g)).astype(jnp.float32), grads) > 0
+            gradients.leaf_values(lambda g: jnp.all(jnp.isfinite(g)).astype(jnp.float32), grads) > 0
         )
         if variant == "paper":
             score = jnp.sum(
-                layerwise.leaf_values(lambda g: jnp.sum(jnp.square(jnp.mean(g, axis=0))), grads)
+                gradients.leaf_values(lambda g: jnp.sum(jnp.square(jnp.mean(g, axis=0))), grads)
             )
         else:
             score = _code_statistic(network, params, batch, sel, grads)
@@ -99,6 +99,6 @@ def _code_statistic(network, params, batch, sel, grads):
         )
         return jnp.sum(first * second) / float((2 * half) ** 2)
 
-    # Tensors of one shape are reduced together (`layerwise.leaf_values`).
-    values = layerwise.leaf_values(value, [grads[n] for n in selected])
+    # Tensors of one shape are reduced together (`gradients.leaf_values`).
+    values = gradients.leaf_values(value, [grads[n] for n in selected])
     return jnp.sum(jnp.where(keep, values, 0.0))

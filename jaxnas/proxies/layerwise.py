@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import traverse_util
 
 from jaxnas import errors, losses, types
@@ -64,35 +63,16 @@ def layer_sum(fn: Callable[..., jax.Array], mask: types.PyTree, *trees) -> jax.A
     """
     masks = jax.tree.leaves(mask)
     masked_leaves = [[masked(leaf, m) for leaf, m in zip(jax.tree.leaves(t), masks)] for t in trees]
-    return jnp.sum(leaf_values(fn, *masked_leaves))
-
-
-def leaf_values(fn: Callable[..., jax.Array], *leaf_lists) -> jax.Array:
-    """`fn` of the i-th leaf of every list, for each i in order: f[L] (`fn`'s dtype).
-
-    Leaves of one shape and dtype go through one vmapped call of `fn` on their stack, so
-    the compiled program holds one reduction per distinct shape instead of one per leaf
-    (DARTS' 855 parameter arrays have 23 shapes: l2_norm's reduction compiled in 39 s
-    per leaf, 4.4 s by shape; WORKSPACE_NOTES.md, Session 25).
-    """
-    first = leaf_lists[0]
-    groups: dict[tuple, list[int]] = {}
-    for i, leaf in enumerate(first):
-        groups.setdefault((leaf.shape, leaf.dtype), []).append(i)
-    values, order = [], []
-    for indices in groups.values():
-        stacked = [jnp.stack([leaves[i] for i in indices]) for leaves in leaf_lists]
-        values.append(jax.vmap(fn)(*stacked))
-        order += indices
-    return jnp.concatenate(values)[np.argsort(order)]
+    return jnp.sum(gradients.leaf_values(fn, *masked_leaves))
 
 
 def sum_of_logs(
-    total_fn: Callable[[jax.Array], jax.Array], grads: list[jax.Array], used: list[jax.Array]
+    total_fn: Callable[[jax.Array], jax.Array], grads: list[jax.Array], used: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """ZiCo's and L-SWAG's per-layer sum: `sum_l log(total_fn(g_l))` over the layers that
-    are `used` (bool[] each) and have a positive total, and whether every gradient is
-    finite: `(f32[], bool[])`. Layers of one shape are reduced together (`leaf_values`).
+    are `used` (bool[L]) and have a positive total, and whether every gradient is
+    finite: `(f32[], bool[])`. Layers of one shape are reduced together
+    (`gradients.leaf_values`).
     """
 
     def layer(g, use):
@@ -101,7 +81,7 @@ def sum_of_logs(
         term = jnp.where(use, jnp.log(jnp.where(use, total, 1.0)), 0.0)
         return jnp.stack([term, jnp.all(jnp.isfinite(g)).astype(term.dtype)])
 
-    terms = leaf_values(layer, grads, used)
+    terms = gradients.leaf_values(layer, grads, used)
     return jnp.sum(terms[:, 0]), jnp.all(terms[:, 1] > 0)
 
 

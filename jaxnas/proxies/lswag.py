@@ -23,7 +23,9 @@ Choices where the paper leaves room, each an option:
   * Psi uses the units of the taps (ReLU / GeLU inputs, binarised > 0), as `swap`.
 """
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnas import errors, types
 from jaxnas.proxies import gradients, layerwise, patterns, protocols
@@ -32,13 +34,13 @@ from jaxnas.proxies import gradients, layerwise, patterns, protocols
 PROTOCOL = protocols.Protocol(batch_size=64, reference="reference.md §A.5")
 
 
-def _bins(present: list, num_bins: int) -> list:
-    """Depth bin (traced i32[]) of each layer among the present ones, in order."""
-    flags = jnp.stack(present).astype(jnp.int32)
+def _bins(present: jax.Array, num_bins: int) -> jax.Array:
+    """Depth bin of each layer among the present ones (bool[L], in depth order): i32[L]."""
+    flags = present.astype(jnp.int32)
     position = jnp.cumsum(flags) - 1
     total = jnp.maximum(jnp.sum(flags), 1)
     percent = (100 * position) // total
-    return list(percent // (100 // num_bins))
+    return percent // (100 // num_bins)
 
 
 def lswag(
@@ -65,20 +67,21 @@ def lswag(
         )
         order = gradients.first_use_order(lambda p: network.apply(p, batch["x"][:1]), params)
         rank = {leaf: r for r, leaf in enumerate(order)}
-        depth = sorted(range(len(grads)), key=lambda n: rank[sel.indices[n]])
+        depth = np.asarray(sorted(range(len(grads)), key=lambda n: rank[sel.indices[n]]))
         present = sel.present()
-        bin_of = dict(zip(depth, _bins([present[n] for n in depth], num_bins)))
+        # One vector op per step, not one per layer: a supernet has hundreds of layers.
+        bins = _bins(present[depth], num_bins)[np.argsort(depth)]
 
         def inverse_std_sum(g):
             var = jnp.var(jnp.abs(g), axis=0)
             return jnp.sum(jnp.where(var > 0, 1.0 / jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0))
 
-        used = [present[n] & (bin_of[n] >= lo) & (bin_of[n] <= hi) for n in range(len(grads))]
+        used = present & (bins >= lo) & (bins <= hi)
         lam, finite = layerwise.sum_of_logs(inverse_std_sum, grads, used)
 
         logits, taps = network.apply(params, batch["x"], taps=True)
         distinct = patterns.distinct_taps(taps)
-        tap_bins = _bins([jnp.any(t.weight > 0) for t in distinct], num_bins)
+        tap_bins = _bins(jnp.stack([jnp.any(t.weight > 0) for t in distinct]), num_bins)
         codes, units = patterns.unit_codes(distinct)
         in_window = jnp.concatenate(
             [jnp.broadcast_to(b <= hi, (t.value[0].size,)) for t, b in zip(distinct, tap_bins)]

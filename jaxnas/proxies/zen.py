@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import errors, types
-from jaxnas.proxies import layerwise
+from jaxnas.proxies import gradients, layerwise
 
 MIXUP_GAMMA = 1e-2
 BN_MOMENTUM = 0.1
@@ -92,7 +92,7 @@ def zen_score(network, params: types.Params, x: jax.Array, x_mixed: jax.Array) -
         ]
 
     # `_log_std` broadcasts a layer's weight per channel; doing it here lets the
-    # BatchNorm layers of one width be reduced together (`layerwise.leaf_values`): a
+    # BatchNorm layers of one width be reduced together (`gradients.leaf_values`): a
     # DARTS network has hundreds, each its own small kernel otherwise.
     weights = [
         jnp.broadcast_to(jnp.asarray(first.norms[name].weight, jnp.float32), v.shape)
@@ -100,7 +100,7 @@ def zen_score(network, params: types.Params, x: jax.Array, x_mixed: jax.Array) -
     ]
     if not names:
         return jnp.log(delta)
-    bn_terms = layerwise.leaf_values(bn_term, *fields(first), *fields(second), weights)
+    bn_terms = gradients.leaf_values(bn_term, *fields(first), *fields(second), weights)
     return jnp.log(delta) + jnp.sum(bn_terms)
 
 
