@@ -323,7 +323,7 @@ def test_stacked_proxies_equal_the_proxies_one_by_one():
     """The shared loss and input gradients give each proxy its own value, jitted."""
     f, _ = _fixture()
     space, params, batch = _case()
-    names = ("snip", "grad_norm", "plain", "jacob_cov", "epe_nas", "fisher")
+    names = ("snip", "grad_norm", "plain", "grasp", "jacob_cov", "epe_nas", "fisher")
     stacked = proxies.stack(*[proxies.get_proxy(n) for n in names])
     genotype = jnp.asarray(f["genotypes"][1])
     got = jax.jit(lambda g, p: stacked(space.network(g), p, batch, jax.random.key(0)))(
@@ -336,7 +336,7 @@ def test_stacked_proxies_equal_the_proxies_one_by_one():
 
 def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkeypatch):
     """snip and jacob_cov stacked take both gradients from one forward pass; in stacks of
-    one kind each takes only its own gradient."""
+    one kind each takes only its own gradient (grasp's first gradient is snip's)."""
     passes = []
     for name in ("both_gradients", "_loss_gradients", "_input_jacobian"):
         original = getattr(layerwise, name)
@@ -358,6 +358,7 @@ def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkey
 
     assert traced("snip", "grad_norm", "jacob_cov", "epe_nas") == ["both_gradients"]
     assert traced("snip", "grad_norm") == ["_loss_gradients"]
+    assert traced("grasp", "plain") == ["_loss_gradients"]
     assert traced("jacob_cov", "epe_nas") == ["_input_jacobian"]
 
 

@@ -13,7 +13,7 @@ product (`jax.jvp` of `jax.grad`), which equals the reference's double backward.
 import jax
 
 from jaxnas import types
-from jaxnas.proxies import layerwise
+from jaxnas.proxies import base, layerwise
 
 
 def grasp() -> types.ProxyFn:
@@ -23,10 +23,11 @@ def grasp() -> types.ProxyFn:
         del key
         grad_fn = jax.grad(layerwise.loss_fn(network, batch))
         mask = layerwise.weight_mask(network, params)
-        grads = grad_fn(params)
+        # The loss gradient snip / grad_norm / plain take: computed once in a stack.
+        grads = layerwise.loss_gradients(network, params, batch)
         direction = jax.tree.map(layerwise.masked, grads, mask)
         _, hg = jax.jvp(grad_fn, (params,), (direction,))
         score = -layerwise.layer_sum(lambda w, h: (w * h).sum(), mask, params, hg)
         return layerwise.finite_or_nan(score)
 
-    return grasp_fn
+    return base.with_shared_requests(grasp_fn, layerwise.LOSS_GRADIENTS)
