@@ -52,6 +52,8 @@ def no_weights_message(params: types.Params, what: str) -> str:
 def leaf_values(fn: Callable[..., jax.Array], *leaf_lists) -> jax.Array:
     """`fn` of the i-th leaf of every list, for each i in order: f[L] (`fn`'s dtype).
 
+    A list may also be one array whose leading axis runs over the leaves (e.g. bool[L]).
+
     Leaves of one shape and dtype go through one vmapped call of `fn` on their stack, so
     the compiled program holds one reduction per distinct shape instead of one per leaf
     (DARTS' 855 parameter arrays have 23 shapes: l2_norm's reduction compiled in 39 s
@@ -63,7 +65,12 @@ def leaf_values(fn: Callable[..., jax.Array], *leaf_lists) -> jax.Array:
         groups.setdefault((leaf.shape, leaf.dtype), []).append(i)
     values, order = [], []
     for indices in groups.values():
-        stacked = [jnp.stack([leaves[i] for i in indices]) for leaves in leaf_lists]
+        stacked = [
+            leaves[np.asarray(indices)]
+            if isinstance(leaves, jax.Array)  # one gather, not a slice per leaf
+            else jnp.stack([leaves[i] for i in indices])
+            for leaves in leaf_lists
+        ]
         values.append(jax.vmap(fn)(*stacked))
         order += indices
     return jnp.concatenate(values)[np.argsort(order)]

@@ -21,6 +21,7 @@ that one image), vectorised with `vmap(grad)`. Higher is better. Two variants
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnas import errors, types
 from jaxnas.proxies import gradients, protocols
@@ -87,7 +88,7 @@ def _code_statistic(network, params, batch, sel, grads):
     ]
     if not selected:
         return jnp.zeros((), jnp.float32)
-    eligible = jnp.stack([sel.present()[n] for n in selected]).astype(jnp.int32)
+    eligible = sel.present()[np.asarray(selected)].astype(jnp.int32)
     # The first CODE_MAX_TENSORS eligible tensors in the network's order.
     keep = (eligible > 0) & (jnp.cumsum(eligible) - eligible < CODE_MAX_TENSORS)
 
