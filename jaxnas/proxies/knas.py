@@ -60,18 +60,24 @@ def knas(*, variant: str = "paper") -> types.ProxyFn:
         sel, grads = gradients.split_gradients(
             network, params, batch, lambda names: True, num_splits=b
         )
-        finite = jnp.all(
-            gradients.leaf_values(lambda g: jnp.all(jnp.isfinite(g)).astype(jnp.float32), grads) > 0
-        )
         if variant == "paper":
-            score = jnp.sum(
-                gradients.leaf_values(lambda g: jnp.sum(jnp.square(jnp.mean(g, axis=0))), grads)
+            # One pass over the stacked gradients for both the score and the finite check.
+            terms = gradients.leaf_values(
+                lambda g: jnp.stack([jnp.sum(jnp.square(jnp.mean(g, axis=0))), _finite(g)]),
+                grads,
             )
+            score, finite = jnp.sum(terms[:, 0]), jnp.all(terms[:, 1] > 0)
         else:
+            finite = jnp.all(gradients.leaf_values(_finite, grads) > 0)
             score = _code_statistic(network, params, batch, sel, grads)
         return jnp.where(finite, score, jnp.nan)
 
     return knas_fn
+
+
+def _finite(g: jax.Array) -> jax.Array:
+    """1.0 if every entry of `g` is finite, else 0.0: f32[]."""
+    return jnp.all(jnp.isfinite(g)).astype(jnp.float32)
 
 
 def _code_statistic(network, params, batch, sel, grads):

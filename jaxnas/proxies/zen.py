@@ -79,6 +79,8 @@ def zen_score(network, params: types.Params, x: jax.Array, x_mixed: jax.Array) -
     diff = jnp.abs(first.features["pre_gap"] - second.features["pre_gap"])
     delta = jnp.mean(jnp.sum(diff.reshape(diff.shape[0], -1), axis=1))
     names = sorted(first.norms)
+    if not names:
+        return jnp.log(delta)
 
     def bn_term(variance_1, count_1, variance_2, count_2, weight):
         probe_1 = types.NormProbe(variance_1, count_1, weight)
@@ -91,16 +93,15 @@ def zen_score(network, params: types.Params, x: jax.Array, x_mixed: jax.Array) -
             jnp.asarray(p.count, jnp.float32) for p in norms
         ]
 
+    first_fields = fields(first)
     # `_log_std` broadcasts a layer's weight per channel; doing it here lets the
     # BatchNorm layers of one width be reduced together (`gradients.leaf_values`): a
     # DARTS network has hundreds, each its own small kernel otherwise.
     weights = [
         jnp.broadcast_to(jnp.asarray(first.norms[name].weight, jnp.float32), v.shape)
-        for name, v in zip(names, fields(first)[0])
+        for name, v in zip(names, first_fields[0])
     ]
-    if not names:
-        return jnp.log(delta)
-    bn_terms = gradients.leaf_values(bn_term, *fields(first), *fields(second), weights)
+    bn_terms = gradients.leaf_values(bn_term, *first_fields, *fields(second), weights)
     return jnp.log(delta) + jnp.sum(bn_terms)
 
 
