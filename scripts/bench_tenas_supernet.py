@@ -1,14 +1,17 @@
 """Seconds for one TE-NAS supernet evaluation (NTK + linear regions) on this machine.
 
-  python scripts/bench_tenas_supernet.py [--ntk-batch 8 24 72] [--crops 3000]
+  python scripts/bench_tenas_supernet.py [--ntk-batch 8 24 72] [--crops 3000] \
+      [--rows-per-chunk 2 72]
 
 Scores the NB201 supernet with every op but `none` on all edges (op weights 1/4,
 "mask" dispatch) as one round of `configs/nb201_tenas_search.py` scores each
 candidate: -log kappa on TE-NAS's C=3/N=1 network with `--ntk-batch` real CIFAR-10
 training images and the linear-region count on the thin C=1 network with `--crops`
-random 3x3 crops, each proxy timed on its own (one NTK line per `--ntk-batch`: the
-Jacobian of batch-statistics BatchNorm needs one backward pass per image through the
-whole batch, so its cost grows as the square of the batch). Prints the first call (with
+random 3x3 crops, each proxy timed on its own (one NTK line per `--ntk-batch` and
+`--rows-per-chunk`, the backward passes vmapped together; default: the TE-NAS search's
+`tenas.NTK_ROWS_PER_CHUNK`. The Jacobian of batch-statistics BatchNorm needs one
+backward pass per image through the whole batch, so its cost grows as the square of the
+batch). Prints the first call (with
 compilation), a second call, and the peak resident memory. A TE-NAS NB201 run costs
 about 180 such evaluations (57 candidates and 3 supernets over 3 rounds, 3 repeats each).
 """
@@ -31,6 +34,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ntk-batch", type=int, nargs="+", default=[72])
     parser.add_argument("--crops", type=int, default=3000)
+    parser.add_argument("--rows-per-chunk", type=int, nargs="+", default=[tenas.NTK_ROWS_PER_CHUNK])
     args = parser.parse_args()
     path = f"{benchmarks.shared_data_dir()}/images/cifar10_jpeg_yoongikim_train1280_test1000.npz"
     images, labels = data.load_npz(path, "train_images", "train_labels")
@@ -41,10 +45,14 @@ def main():
     active[:, 0] = False
     weights = tenas.op_weights(active)
 
-    @jax.jit
-    def kappa(weights, x):
-        a = space.network(weights, dispatch="mask", **ntk.TENAS_NTK_NETWORK)
-        return ntk.ntk_cond()(a, a.init(key, x), {"x": x}, key)
+    def kappa_fn(rows_per_chunk):
+        @jax.jit
+        def kappa(weights, x):
+            a = space.network(weights, dispatch="mask", **ntk.TENAS_NTK_NETWORK)
+            proxy = ntk.ntk_cond(rows_per_chunk=rows_per_chunk)
+            return proxy(a, a.init(key, x), {"x": x}, key)
+
+        return kappa
 
     @jax.jit
     def region_count(weights, crops):
@@ -60,7 +68,9 @@ def main():
 
     for batch in args.ntk_batch:
         x = data.sample_batch(key, images, labels, batch)["x"]
-        timed(f"-log kappa, {batch} images", kappa, weights, x)
+        for chunk in args.rows_per_chunk:
+            name = f"-log kappa, {batch} images, rows in chunks of {chunk}"
+            timed(name, kappa_fn(chunk), weights, x)
     timed(f"regions, {args.crops} crops", region_count, weights, crops)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 

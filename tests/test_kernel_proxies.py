@@ -233,6 +233,9 @@ class NtkImplementationsTest(parameterized.TestCase):
                     out[f"free/{name}"] = fn(free_params, x)
                     fn = ntk.ntk_fn(logit_sum(bn), impl=impl, per_example=per_example)
                     out[f"bn/{name}"] = fn(bn_params, x)
+                # Rows two at a time: chunks of 2, 2 and 1 for the batch of 5.
+                fn = ntk.ntk_fn(logit_sum(bn), impl=impl, rows_per_chunk=2)
+                out[f"bn/{impl.name}/per_example=False/rows_per_chunk=2"] = fn(bn_params, x)
             return out
 
         values = kernels(free_params, bn_params)
@@ -248,6 +251,10 @@ class NtkImplementationsTest(parameterized.TestCase):
 
 
 class RobustnessTest(parameterized.TestCase):
+    def test_rows_per_chunk_below_one_is_rejected(self):
+        with self.assertRaisesRegex(errors.ConfigError, "rows_per_chunk must be None or >= 1"):
+            ntk.ntk_cond(rows_per_chunk=0)
+
     def test_log_condition_number_edge_cases(self):
         cap = np.log(1.0 / (4 * np.finfo(np.float32).eps))
         self.assertAlmostEqual(float(ntk.log_condition_number(jnp.eye(4))), 0.0, places=5)

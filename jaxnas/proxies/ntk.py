@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import types
+from jaxnas import errors, types
 from jaxnas.proxies import gradients, protocols
 
 # TE-NAS's NB201 NTK network (`prune_tenas.py`): `space.network(g, **TENAS_NTK_NETWORK)`.
@@ -70,6 +70,7 @@ def ntk_fn(
     *,
     impl: NtkImpl = NtkImpl.JACOBIAN_CONTRACTION,
     per_example: bool = False,
+    rows_per_chunk: int | None = None,
 ) -> Callable[[types.Params, jax.Array], jax.Array]:
     """Returns `ntk(params, x) -> f32[B, B]`, the empirical NTK of a scalar-per-sample f.
 
@@ -83,11 +84,27 @@ def ntk_fn(
         but it equals the batched NTK only for networks without interaction between
         batch elements (no batch-statistics normalisation); with BatchNorm it silently
         computes a different quantity (each image normalised by its own statistics).
+      rows_per_chunk: how many of the B vector products (Jacobian rows, or kernel
+        columns) run vmapped together, chunks one after another (`lax.map`); None =
+        all B at once. The kernel does not depend on it. On a CPU small chunks pay
+        where the network's activations are large: TE-NAS's NB201 supernet NTK at 72
+        images runs 2x faster in chunks of 2 and in a fifth of the memory, while one
+        cell of the C=3 network runs 4 % slower (WORKSPACE_NOTES.md, Session 28).
 
     Returns:
       The NTK function; both implementations and both modes give f32[B, B].
+
+    Raises:
+      ConfigError: `rows_per_chunk` below 1.
     """
     impl = NtkImpl(impl)
+    _check_chunk(rows_per_chunk)
+
+    def over_rows(fn, batch_size):
+        eye = jnp.eye(batch_size, dtype=jnp.float32)
+        if rows_per_chunk is None or rows_per_chunk >= batch_size:
+            return jax.vmap(fn)(eye)
+        return jax.lax.map(fn, eye, batch_size=rows_per_chunk)
 
     def outputs(params, x):
         if per_example:
@@ -99,7 +116,7 @@ def ntk_fn(
             jac = jax.vmap(jax.grad(lambda p, xi: f(p, xi[None])[0]), in_axes=(None, 0))(params, x)
         else:
             _, vjp = jax.vjp(lambda p: outputs(p, x), params)
-            jac = jax.vmap(vjp)(jnp.eye(x.shape[0], dtype=jnp.float32))[0]
+            jac = over_rows(lambda e: vjp(e)[0], x.shape[0])
         b = x.shape[0]
         kernel = jnp.zeros((b, b), jnp.float32)
         for leaf in jax.tree.leaves(jac):
@@ -114,9 +131,14 @@ def ntk_fn(
             # Theta e = J (J^T e): a VJP, then a JVP along the resulting parameter vector.
             return jax.jvp(lambda p: outputs(p, x), (params,), vjp(e))[1]
 
-        return jax.vmap(column)(jnp.eye(x.shape[0], dtype=jnp.float32))
+        return over_rows(column, x.shape[0])
 
     return contraction if impl == NtkImpl.JACOBIAN_CONTRACTION else vector_products
+
+
+def _check_chunk(rows_per_chunk: int | None):
+    if rows_per_chunk is not None and rows_per_chunk < 1:
+        raise errors.ConfigError(f"rows_per_chunk must be None or >= 1, got {rows_per_chunk}")
 
 
 def log_condition_number(kernel: jax.Array) -> jax.Array:
@@ -147,17 +169,20 @@ def ntk_cond(
     *,
     impl: int = NtkImpl.JACOBIAN_CONTRACTION,
     per_example: bool = False,
+    rows_per_chunk: int | None = None,
 ) -> types.ProxyFn:
     """Returns the NTK condition-number proxy: -log(kappa), higher is better.
 
     Args:
       impl: `NtkImpl` value (1 = Jacobian contraction, 2 = NTK-vector products).
       per_example: see `ntk_fn`; keep False for networks with BatchNorm.
+      rows_per_chunk: see `ntk_fn` (None = all rows at once).
 
     The gradient is taken with respect to TE-NAS's "weight" parameters (conv / linear
     kernels, BatchNorm gains) of the architecture (`network.param_mask`).
     """
     impl = NtkImpl(impl)
+    _check_chunk(rows_per_chunk)
 
     def ntk_cond_fn(network, params, batch, key):
         del key
@@ -167,7 +192,9 @@ def ntk_cond(
         def f(leaves, x):
             return out(sel.merge(sel.masked(leaves)), x)
 
-        kernel = ntk_fn(f, impl=impl, per_example=per_example)(sel.leaves, batch["x"])
+        kernel = ntk_fn(f, impl=impl, per_example=per_example, rows_per_chunk=rows_per_chunk)(
+            sel.leaves, batch["x"]
+        )
         return -log_condition_number(kernel)
 
     return ntk_cond_fn
