@@ -335,10 +335,11 @@ def test_stacked_proxies_equal_the_proxies_one_by_one():
 
 
 def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkeypatch):
-    """snip and jacob_cov stacked take both gradients from one forward pass; in stacks of
-    one kind each takes only its own gradient (grasp's first gradient is snip's)."""
+    """snip, jacob_cov and fisher stacked take their gradients from one forward pass; in
+    stacks of one kind each takes only its own gradient (grasp's first gradient is
+    snip's; fisher without a loss-gradient proxy takes its gate gradients alone)."""
     passes = []
-    for name in ("both_gradients", "_loss_gradients", "_input_jacobian"):
+    for name in ("loss_pass", "_loss_gradients", "_input_jacobian"):
         original = getattr(layerwise, name)
 
         def counted(*args, _name=name, _original=original):
@@ -356,7 +357,10 @@ def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkey
         jax.eval_shape(lambda p: stacked(net, p, batch, key), params)
         return sorted(passes)
 
-    assert traced("snip", "grad_norm", "jacob_cov", "epe_nas") == ["both_gradients"]
+    assert traced("snip", "grad_norm", "jacob_cov", "epe_nas") == ["loss_pass"]
+    assert traced("snip", "fisher", "jacob_cov") == ["loss_pass"]
+    assert traced("fisher", "plain") == ["loss_pass"]
+    assert traced("fisher", "jacob_cov") == ["_input_jacobian"]
     assert traced("snip", "grad_norm") == ["_loss_gradients"]
     assert traced("grasp", "plain") == ["_loss_gradients"]
     assert traced("jacob_cov", "epe_nas") == ["_input_jacobian"]

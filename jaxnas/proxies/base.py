@@ -44,7 +44,7 @@ def with_shared_requests(proxy: types.ProxyFn, *names: str) -> types.ProxyFn:
 
     A `stack` tells its proxies (`requested`) what the others will ask for, so that two
     results computable together are computed together (the loss gradient and the input
-    gradient from one forward pass, `layerwise.both_gradients`).
+    gradient from one forward pass, `layerwise.loss_pass`).
     """
     proxy.shared_requests = tuple(names)
     return proxy

@@ -20,11 +20,9 @@ activations. Only layers of the architecture count (probe weight 1).
 
 import jax
 import jax.numpy as jnp
-from flax import traverse_util
 
-from jaxnas import errors, losses, types
-from jaxnas.network import GATES
-from jaxnas.proxies import gradients, layerwise
+from jaxnas import types
+from jaxnas.proxies import base, gradients, layerwise
 
 
 def layer_fisher(probe: types.LayerProbe, gate_grad: jax.Array) -> jax.Array:
@@ -36,6 +34,9 @@ def layer_fisher(probe: types.LayerProbe, gate_grad: jax.Array) -> jax.Array:
 def fisher() -> types.ProxyFn:
     """Returns the fisher proxy (higher is better; NaN if not finite).
 
+    In a `stack` with a loss-gradient proxy (snip, grad_norm, ...) the gate gradients
+    come from the stack's one loss pass (`layerwise.gate_gradients`).
+
     Raises:
       errors.ConfigError: the network records no layer probes, or some of its conv /
         linear layers record none (a space not instrumented through `jaxnas.spaces.op_layers`).
@@ -43,24 +44,7 @@ def fisher() -> types.ProxyFn:
 
     def fisher_fn(network, params, batch, key):
         del key
-        if "y" not in batch:
-            raise errors.ShapeError("fisher needs labels: batch['y'] int32[B]")
-        x, y = batch["x"], batch["y"]
-        shapes = jax.eval_shape(lambda p: network.apply(p, x, probes=True)[1].layers, params)
-        if not shapes:
-            raise errors.ConfigError(
-                "fisher: the network records no conv/linear layer probes; build it from "
-                "jaxnas.spaces.op_layers (Conv, ConvBN, Dense)"
-            )
-        layerwise.require_probes("fisher", params, shapes, layerwise.WEIGHT_LEAF, "out")
-        zeros = {name: jnp.zeros(s.gate.shape, s.gate.dtype) for name, s in shapes.items()}
-
-        def loss(flat_gates):
-            variables = {**params, GATES: traverse_util.unflatten_dict(flat_gates, sep="/")}
-            logits, probes = network.apply(variables, x, probes=True)
-            return losses.cross_entropy(logits, y), probes.layers
-
-        grads, layers = jax.grad(loss, has_aux=True)(zeros)
+        grads, layers = layerwise.gate_gradients("fisher", network, params, batch)
         names = sorted(layers)
 
         def term(gate_grad, weight, fan_in):
@@ -79,4 +63,4 @@ def fisher() -> types.ProxyFn:
         )
         return layerwise.finite_or_nan(score)
 
-    return fisher_fn
+    return base.with_shared_requests(fisher_fn, layerwise.GATE_GRADIENTS)

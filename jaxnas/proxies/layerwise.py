@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from jaxnas import errors, losses, types
-from jaxnas.network import Network
+from jaxnas.network import GATES, Network
 from jaxnas.proxies import base, gradients
 
 WEIGHT_LEAF = "kernel"
@@ -105,16 +105,18 @@ def loss_fn(network: Network, batch: types.Batch) -> Callable[[types.Params], ja
 
 LOSS_GRADIENTS = "loss_gradients"
 INPUT_JACOBIAN = "input_jacobian"
+GATE_GRADIENTS = "gate_gradients"
 
 
 def loss_gradients(network: Network, params: types.Params, batch: types.Batch) -> types.Params:
     """dL/dparams of the batch's mean cross-entropy, a pytree like `params`.
 
-    Shared (`base.shared`) between the proxies of one `stack`; computed together with
-    `input_jacobian` when a proxy of the stack declared that too (`both_gradients`).
+    Shared (`base.shared`) between the proxies of one `stack`; computed in one pass with
+    `input_jacobian` and `gate_gradients` when a proxy of the stack declared those too
+    (`loss_pass`).
     """
-    if _both_requested(batch):
-        return base.shared("both_gradients", both_gradients, network, params, batch)[0]
+    if _pass_shared(batch):
+        return base.shared("loss_pass", loss_pass, network, params, batch)["params"]
     return base.shared(LOSS_GRADIENTS, _loss_gradients, network, params, batch)
 
 
@@ -128,11 +130,11 @@ def input_jacobian(network: Network, params: types.Params, batch: types.Batch) -
 
     BatchNorm uses batch statistics, so the images are coupled exactly as in the
     reference; the rows are not per-image Jacobians of independent networks. Shared
-    (`base.shared`) between the proxies of one `stack`; computed together with
-    `loss_gradients` when a proxy of the stack declared that too (`both_gradients`).
+    (`base.shared`) between the proxies of one `stack`; computed in one pass with
+    `loss_gradients` when a proxy of the stack declared that too (`loss_pass`).
     """
-    if _both_requested(batch):
-        return base.shared("both_gradients", both_gradients, network, params, batch)[1]
+    if _pass_shared(batch) and base.requested(INPUT_JACOBIAN):
+        return base.shared("loss_pass", loss_pass, network, params, batch)["input"]
     return base.shared(INPUT_JACOBIAN, _input_jacobian, network, params, batch["x"])
 
 
@@ -141,26 +143,90 @@ def _input_jacobian(network, params, x):
     return grad.reshape(x.shape[0], -1)
 
 
-def _both_requested(batch: types.Batch) -> bool:
-    # Both kinds declared (and labels for the loss): a proxy that asks for one gradient
-    # without declaring it takes it on its own, never both plus a second copy.
-    return base.requested(LOSS_GRADIENTS) and base.requested(INPUT_JACOBIAN) and "y" in batch
+def gate_gradients(
+    proxy: str, network: Network, params: types.Params, batch: types.Batch
+) -> tuple[dict[str, jax.Array], dict[str, types.LayerProbe]]:
+    """dL/d(gate) of every layer probe (f32[B, C] by probe name) and the layer probes.
+
+    The gates are zeros that scale each conv / linear output by (1 + gate), so
+    dL/d(gate_nk) is the sum over positions of a * dL/da (fisher). Computed in the
+    stack's one loss pass (`loss_pass`) when a proxy of the stack declared
+    `LOSS_GRADIENTS` too; otherwise a backward pass to the gates alone.
+
+    Raises:
+      errors.ConfigError: the network records no layer probes, or some of its conv /
+        linear layers record none; the message names `proxy`.
+    """
+    if _pass_shared(batch) and base.requested(GATE_GRADIENTS):
+        out = base.shared("loss_pass", loss_pass, network, params, batch)
+        return out["gates"], out["layers"]
+    if "y" not in batch:
+        raise errors.ShapeError(f"{proxy} needs labels: batch['y'] int32[B]")
+    gates = zero_gates(proxy, network, params, batch["x"])
+
+    def loss(gates):
+        logits, layers = _gated_apply(network, params, gates, batch["x"])
+        return losses.cross_entropy(logits, batch["y"]), layers
+
+    return jax.grad(loss, has_aux=True)(gates)
 
 
-def both_gradients(
-    network: Network, params: types.Params, batch: types.Batch
-) -> tuple[types.Params, jax.Array]:
-    """`(loss_gradients, input_jacobian)` from one forward pass and two backward passes.
+def zero_gates(proxy: str, network: Network, params: types.Params, x: jax.Array) -> dict:
+    """Zero gates f32[B, C] for every layer probe of the network, by probe name.
 
-    The backward passes (the loss's cotangent of the logits, then all ones) share the
-    forward pass, which two separate gradients would each trace and run.
+    Raises:
+      errors.ConfigError: as `gate_gradients`.
+    """
+    shapes = jax.eval_shape(lambda p: network.apply(p, x, probes=True)[1].layers, params)
+    if not shapes:
+        raise errors.ConfigError(
+            f"{proxy}: the network records no conv/linear layer probes; build it from "
+            "jaxnas.spaces.op_layers (Conv, ConvBN, Dense)"
+        )
+    require_probes(proxy, params, shapes, WEIGHT_LEAF, "out")
+    return {name: jnp.zeros(s.gate.shape, s.gate.dtype) for name, s in shapes.items()}
+
+
+def _gated_apply(network, params, gates, x):
+    variables = {**params, GATES: traverse_util.unflatten_dict(gates, sep="/")}
+    logits, probes = network.apply(variables, x, probes=True)
+    return logits, probes.layers
+
+
+def _pass_shared(batch: types.Batch) -> bool:
+    # The loss gradient and another declared gradient (and labels for the loss): a proxy
+    # that asks for a gradient without declaring it takes it on its own, never the whole
+    # pass plus a second copy.
+    others = base.requested(INPUT_JACOBIAN) or base.requested(GATE_GRADIENTS)
+    return base.requested(LOSS_GRADIENTS) and others and "y" in batch
+
+
+def loss_pass(network: Network, params: types.Params, batch: types.Batch) -> dict:
+    """The stack's declared gradients from one forward pass, a dict of:
+
+    params: `loss_gradients`;
+    input: `input_jacobian`, when declared (a second backward pass, all-ones
+      cotangent, sharing the forward pass);
+    gates, layers: `gate_gradients`, when declared (the forward pass then runs with
+      zero gates and probes; its values, and so the other gradients, are unchanged).
     """
     x = batch["x"]
-    logits, backward = jax.vjp(network.apply, params, x)
+    with_gates = base.requested(GATE_GRADIENTS)
+    # fisher is the proxy that declares GATE_GRADIENTS: errors name it.
+    gates = zero_gates("fisher", network, params, x) if with_gates else {}
+
+    def forward(p, g, inputs):
+        if with_gates:
+            return _gated_apply(network, p, g, inputs)
+        return network.apply(p, inputs), {}
+
+    logits, backward, layers = jax.vjp(forward, params, gates, x, has_aux=True)
     loss_cotangent = jax.grad(lambda z: losses.cross_entropy(z, gradients.labels(batch)))(logits)
-    param_grads = backward(loss_cotangent)[0]
-    input_grads = backward(jnp.ones_like(logits))[1]
-    return param_grads, input_grads.reshape(x.shape[0], -1)
+    param_grads, gate_grads, _ = backward(loss_cotangent)
+    out = {"params": param_grads, "gates": gate_grads, "layers": layers}
+    if base.requested(INPUT_JACOBIAN):
+        out["input"] = backward(jnp.ones_like(logits))[2].reshape(x.shape[0], -1)
+    return out
 
 
 def finite_or_nan(score: jax.Array) -> jax.Array:
