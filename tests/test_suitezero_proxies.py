@@ -317,6 +317,35 @@ def test_probe_proxies_raise_on_spaces_that_record_no_probes():
             )
             with np.testing.assert_raises_regex(errors.ConfigError, message, msg=space_name):
                 jax.eval_shape(score, params)
+        # In a stack, snip asks first for the loss pass that carries fisher's gates.
+        stacked = proxies.stack(proxies.get_proxy("snip"), proxies.get_proxy("fisher"))
+        score = functools.partial(stacked, net, batch=batch, key=jax.random.key(0))
+        with np.testing.assert_raises_regex(errors.ConfigError, expected["fisher"]):
+            jax.eval_shape(score, params)
+
+
+def test_grasp_equals_theta_dot_the_hessian_gradient_product():
+    """grasp's forward-over-forward second derivative equals -sum theta * (H g) with H g
+    from `jax.jvp` of `jax.grad` (the reference's double backward), on a masked cell."""
+    f, _ = _fixture()
+    space, params, batch = _case()
+    net = space.network(jnp.asarray(f["genotypes"][1]))
+    loss = layerwise.loss_fn(net, batch)
+    mask = layerwise.weight_mask(net, params)
+
+    @jax.jit
+    def both(params):
+        g = jax.tree.map(layerwise.masked, jax.grad(loss)(params), mask)
+        _, hg = jax.jvp(jax.grad(loss), (params,), (g,))
+        leaves = zip(*(jax.tree.leaves(t) for t in (params, hg, mask)))
+        expected = -sum(
+            jnp.sum(layerwise.masked(w, m) * layerwise.masked(h, m)) for w, h, m in leaves
+        )
+        return proxies.get_proxy("grasp")(net, params, batch, jax.random.key(0)), expected
+
+    got, expected = both(params)
+    assert abs(float(expected)) > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
 def test_stacked_proxies_equal_the_proxies_one_by_one():
@@ -339,7 +368,7 @@ def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkey
     stacks of one kind each takes only its own gradient (grasp's first gradient is
     snip's; fisher without a loss-gradient proxy takes its gate gradients alone)."""
     passes = []
-    for name in ("loss_pass", "_loss_gradients", "_input_jacobian"):
+    for name in ("loss_pass", "_loss_gradients", "_input_jacobian", "_gate_gradients"):
         original = getattr(layerwise, name)
 
         def counted(*args, _name=name, _original=original):
@@ -360,7 +389,8 @@ def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkey
     assert traced("snip", "grad_norm", "jacob_cov", "epe_nas") == ["loss_pass"]
     assert traced("snip", "fisher", "jacob_cov") == ["loss_pass"]
     assert traced("fisher", "plain") == ["loss_pass"]
-    assert traced("fisher", "jacob_cov") == ["_input_jacobian"]
+    assert traced("fisher", "jacob_cov") == ["_gate_gradients", "_input_jacobian"]
+    assert traced("fisher") == ["_gate_gradients"]
     assert traced("snip", "grad_norm") == ["_loss_gradients"]
     assert traced("grasp", "plain") == ["_loss_gradients"]
     assert traced("jacob_cov", "epe_nas") == ["_input_jacobian"]

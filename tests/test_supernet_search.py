@@ -78,6 +78,12 @@ def test_equal_rank_sums_prune_the_larger_dkappa_first():
     np.testing.assert_array_equal(out, [[False, False, True, False]])
 
 
+def test_supernet_ntk_rows_run_in_pairs_on_a_cpu_only():
+    assert tenas.ntk_rows_per_chunk("cpu") == 2
+    assert tenas.ntk_rows_per_chunk("gpu") is None
+    assert tenas.ntk_rows_per_chunk("tpu") is None
+
+
 def test_edge_groups_keep_the_two_most_important_inputs_per_node():
     # One cell of 3 nodes (edges 0-1 -> node 0, 2-4 -> node 1, 5-8 -> node 2), one op
     # (index 1) left on every edge. Removing edge e scores -log kappa = table[e] and

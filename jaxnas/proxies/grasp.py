@@ -9,8 +9,8 @@ correlates negatively with it"). One batch, mean cross-entropy, temperature 1,
 BatchNorm in train mode. The score theta^T H g is computed as the mixed second
 derivative d^2 L(theta + e g + d theta) / de dd at 0, forward mode over forward mode
 (two nested `jax.jvp`s, after the one shared gradient g): by the symmetry of the
-Hessian it equals the reference's double backward summed against theta, without a
-second backward pass through the network.
+Hessian it equals the reference's double backward summed against theta (the
+architecture masks are 0 / 1), without a second backward pass through the network.
 """
 
 import jax

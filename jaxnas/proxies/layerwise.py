@@ -156,12 +156,17 @@ def gate_gradients(
     Raises:
       errors.ConfigError: the network records no layer probes, or some of its conv /
         linear layers record none; the message names `proxy`.
+      errors.ShapeError: the batch has no labels.
     """
     if _pass_shared(batch) and base.requested(GATE_GRADIENTS):
         out = base.shared("loss_pass", loss_pass, network, params, batch)
         return out["gates"], out["layers"]
     if "y" not in batch:
         raise errors.ShapeError(f"{proxy} needs labels: batch['y'] int32[B]")
+    return _gate_gradients(proxy, network, params, batch)
+
+
+def _gate_gradients(proxy, network, params, batch):
     gates = zero_gates(proxy, network, params, batch["x"])
 
     def loss(gates):

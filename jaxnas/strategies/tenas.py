@@ -169,9 +169,13 @@ def nb201_network_fn(space, num_classes: int = 10) -> Callable:
     return network_fn
 
 
-# The supernet NTK's backward passes, two at a time: at TE-NAS's 72 images on a CPU, 2x
-# faster and a fifth of the memory of all 72 vmapped (WORKSPACE_NOTES.md, Session 28).
-NTK_ROWS_PER_CHUNK = 2
+def ntk_rows_per_chunk(backend: str | None = None) -> int | None:
+    """How many of the supernet NTK's backward passes run vmapped together: 2 on a CPU
+    (at TE-NAS's 72 images 1.9x faster than all 72 vmapped, in a fifth of the memory;
+    WORKSPACE_NOTES.md, Session 28), all of them (None) on a GPU or TPU, as
+    `dispatch.init_chunk` decides for initialisations. `backend` defaults to JAX's."""
+    backend = jax.default_backend() if backend is None else backend
+    return 2 if backend == "cpu" else None
 
 
 def supernet_scorer(
@@ -195,7 +199,7 @@ def supernet_scorer(
     thin_kwargs = dict(
         regions.TENAS_REGIONS_NETWORK if regions_network is None else regions_network
     )
-    ntk_fn = ntk.ntk_cond(rows_per_chunk=NTK_ROWS_PER_CHUNK)
+    ntk_fn = ntk.ntk_cond(rows_per_chunk=ntk_rows_per_chunk())
     regions_fn = regions.linear_regions()
 
     def net(kind_kwargs, mask):
