@@ -86,8 +86,8 @@ def ntk_fn(
         computes a different quantity (each image normalised by its own statistics).
       rows_per_chunk: how many of the B vector products (Jacobian rows, or kernel
         columns) run vmapped together, chunks one after another (`lax.map`); None =
-        all B at once. The per-example mode computes its B gradients vmapped and
-        ignores it. The kernel does not depend on it. On a CPU small chunks pay
+        all B at once. The Jacobian contraction's per-example mode (B single-image
+        gradients, vmapped) ignores it. The kernel does not depend on it. On a CPU small chunks pay
         where the network's activations are large: TE-NAS's NB201 supernet NTK at 72
         images runs 2x faster in chunks of 2 and in a fifth of the memory, while one
         cell of the C=3 network runs 4 % slower (WORKSPACE_NOTES.md, Session 28).
