@@ -282,6 +282,32 @@ def test_scanned_edges_record_the_unrolled_edges_probes():
         chex.assert_trees_all_close(got, want, rtol=1e-4)
 
 
+@pytest.mark.usefixtures("fast_compile")
+def test_scanned_edges_sow_the_unrolled_edges_taps():
+    # States and separable-conv mid values leave the scan under the unrolled cell's
+    # names and weights, so NASWOT (which merges taps by array identity) scores equal.
+    space = darts.space(**TINY_CELLS)
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    naswot = proxies.get_proxy("naswot")
+    for genotype in (space.from_string(EVERY_OP), space.sample(jax.random.key(2), 1)[0]):
+        scanned = space.network(jnp.asarray(genotype))
+        unrolled = space.network(jnp.asarray(genotype), scan_edges=False)
+        params = scanned.init(jax.random.key(1), x)
+        got, want = (
+            jax.jit(lambda p, net=net: net.apply(p, x, taps=True)[1])(params)
+            for net in (scanned, unrolled)
+        )
+        assert sorted(got) == sorted(want)
+        assert any(name.endswith("_mid") for name in got)
+        chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
+        got, want = (
+            jax.jit(lambda p, net=net: naswot(net, p, {"x": x}, None))(params)
+            for net in (scanned, unrolled)
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        assert np.isfinite(got)
+
+
 def _loss_and_grads(net, params, x):
     return jax.jit(jax.value_and_grad(lambda p: jnp.sum(net.apply(p, x) ** 2)))(params)
 

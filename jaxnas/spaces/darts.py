@@ -46,7 +46,7 @@ parameters do not depend on the genotype. Loose-end concatenation keeps all
 masked out of taps (`Tap.weight`) and of `param_mask` (the next layer's input rows), so
 the network equals the materialised one, whose concatenation has only the loose nodes.
 
-**Edges under one scan.** With `scan_edges` (default) and no taps requested, a
+**Edges under one scan.** With `scan_edges` (default), a
 cell applies its `2 * num_nodes` edges under one `lax.scan` over their stacked
 parameters: every edge of a cell runs the same code on states of one shape (the inputs
 and nodes of a normal cell; in a reduction cell the inputs at stride 2 or the nodes at
@@ -54,8 +54,9 @@ stride 1), so the program holds one edge per cell instead of eight, and XLA comp
 and schedules a fraction of what the unrolled edges cost. The result equals the
 unrolled edges (tests/test_darts.py). Probes (and gates) go through the scan: its
 switch branches also return their BatchNorm variances, and each edge records its
-probes after the scan under the names the unrolled edge gives them. Proxies that read
-taps get the unrolled edges, which sow them per edge.
+probes after the scan under the names the unrolled edge gives them. Taps too: the
+scan returns each edge's separable-conv mid value, and the cell sows the states and
+those values after the scan under the unrolled cell's names and weights.
 
 **Taps.** Each cell state (preprocessed inputs, nodes) is tapped once with weight =
 number of selected ops whose first layer is a ReLU reading it; a separable conv's
@@ -421,7 +422,9 @@ def _select(which: jax.Array, candidates):
     return jax.lax.select_n(jnp.clip(which, 0, len(candidates) - 1), *candidates)
 
 
-def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, probing: bool):
+def _scanned_nodes(
+    edges, p0, p1, choices, ops, reduction: bool, s: _Settings, probing: bool, with_mid: bool
+):
     """The nodes of a data-driven cell, its edges applied under one `lax.scan`.
 
     Args:
@@ -431,10 +434,13 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
       p0, p1: the preprocessed cell inputs f32[B, H, W, C].
       choices: int32[num_nodes, 2, 2] (node, edge, (input, op)).
       probing: also return every edge's BatchNorm variances (`_variance_slots`).
+      with_mid: also return every edge's mid value (a separable conv's second ReLU
+        input; zeros from the other ops).
 
     Returns:
-      The nodes, f32[num_nodes, B, H', W', C] (H' = H / 2 in a reduction cell), and
-      with `probing` the variance slots stacked over the edges (else `()`).
+      `(nodes, (mids, slots))`: the nodes, f32[num_nodes, B, H', W', C] (H' = H / 2 in
+      a reduction cell); with `with_mid` the mid values f32[2 * num_nodes, B, H', W', C]
+      (else `()`); with `probing` the variance slots stacked over the edges (else `()`).
 
     Each edge reads the state that the unrolled cell's `_select` gives it (indices
     clipped to the states that exist) and adds its op's output to its node, so every
@@ -454,10 +460,11 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
         def run(wg, x_inputs, x_nodes):
             w, g = wg
             x = (x_inputs, x_nodes)[operand]
-            out, _, variances = _run_op(name, w.get(name), x, stride, s, g.get(name))
+            out, mid, variances = _run_op(name, w.get(name), x, stride, s, g.get(name))
+            mids = (out * 0.0 if mid is None else mid) if with_mid else ()
             if not probing:
-                return out, ()
-            return out, _variance_slots(name, variances, num_bn, channels, out.dtype)
+                return out, (mids, ())
+            return out, (mids, _variance_slots(name, variances, num_bn, channels, out.dtype))
 
         return run
 
@@ -468,12 +475,12 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
         def edge(states, edge_xs):
             wg, j, i, op = edge_xs
             x = states[jnp.clip(i, 0, NUM_INPUTS + j - 1)]
-            out, slots = functional.switch(op, branches, wg, x, x)
-            return states.at[NUM_INPUTS + j].add(out), slots
+            out, per_edge = functional.switch(op, branches, wg, x, x)
+            return states.at[NUM_INPUTS + j].add(out), per_edge
 
         states = jnp.concatenate([jnp.stack([p0, p1]), jnp.zeros((num_nodes, *p0.shape), p0.dtype)])
-        states, slots = jax.lax.scan(edge, states, xs)
-        return states[NUM_INPUTS:], slots
+        states, per_edge = jax.lax.scan(edge, states, xs)
+        return states[NUM_INPUTS:], per_edge
 
     inputs = jnp.stack([p0, p1])
     branches = [branch(name, 2, 0) for name in ops] + [branch(name, 1, 1) for name in ops]
@@ -484,8 +491,8 @@ def _scanned_nodes(edges, p0, p1, choices, ops, reduction: bool, s: _Settings, p
         x_inputs = inputs[jnp.clip(i, 0, NUM_INPUTS - 1)]
         x_nodes = nodes[jnp.clip(i - NUM_INPUTS, 0, jnp.maximum(j - 1, 0))]
         index = op + len(ops) * from_nodes.astype(op.dtype)
-        out, slots = functional.switch(index, branches, wg, x_inputs, x_nodes)
-        return nodes.at[j].add(out), slots
+        out, per_edge = functional.switch(index, branches, wg, x_inputs, x_nodes)
+        return nodes.at[j].add(out), per_edge
 
     nodes = jnp.zeros((num_nodes, *p0[:, ::2, ::2].shape), p0.dtype)
     return jax.lax.scan(reduction_edge, nodes, xs)
@@ -501,16 +508,10 @@ class _MixedCell(_CellBase):
         s, c = self.settings, self.channels
         p0 = _preprocess(self, 0, s0, m0, self.in_features[0], c, self.reduction_prev, s)
         p1 = _preprocess(self, 1, s1, m1, self.in_features[1], c, False, s)
-        if self.scan_edges and not (
-            self.is_initializing() or self.is_mutable_collection(net_lib.TAPS)
-        ):
+        if self.scan_edges and not self.is_initializing():
             return self._scanned(p0, p1, choices)
         states = [p0, p1]
-        relu_2, relu_1, mid = (
-            jnp.asarray([f(name) for name in self.ops], jnp.float32)
-            for f in (lambda n: _reads_relu(n, 2), lambda n: _reads_relu(n, 1), _has_mid)
-        )
-        readers = [jnp.zeros((), jnp.float32) for _ in range(NUM_INPUTS + self.num_nodes)]
+        mids = []
         for j in range(self.num_nodes):
             total = None
             for k in range(2):
@@ -519,21 +520,37 @@ class _MixedCell(_CellBase):
                 out, mid_value = edge(
                     states[:NUM_INPUTS], states[NUM_INPUTS:], which_input, which_op
                 )
-                if mid_value is not None:
-                    sow_tap(self, f"edge_{e}_mid", mid_value, mid[which_op])
-                strided = self.reduction & (which_input < NUM_INPUTS)
-                reads = jnp.where(strided, relu_2[which_op], relu_1[which_op])
-                for i in range(NUM_INPUTS + j):
-                    readers[i] = readers[i] + (which_input == i).astype(jnp.float32) * reads
+                mids.append(mid_value)
                 total = out if total is None else total + out
             states.append(total)
-        for i in range(NUM_INPUTS + self.num_nodes - 1):  # the last node feeds no edge
-            sow_tap(self, f"state{i}", states[i], readers[i])
+        self._sow_taps(states, mids, choices)
         return self._output(states[NUM_INPUTS:], choices)
 
+    def _sow_taps(self, states, mids, choices) -> None:
+        """Taps every state but the last node with weight = the number of selected ops
+        whose first layer is a ReLU reading it, and every edge's mid value (None: no op
+        has one) with weight 1 where its op is a separable conv."""
+        if not self.is_mutable_collection(net_lib.TAPS):
+            return
+        relu_2, relu_1, has_mid = (
+            jnp.asarray([f(name) for name in self.ops], jnp.float32)
+            for f in (lambda n: _reads_relu(n, 2), lambda n: _reads_relu(n, 1), _has_mid)
+        )
+        readers = [jnp.zeros((), jnp.float32) for _ in range(NUM_INPUTS + self.num_nodes)]
+        for e, mid_value in enumerate(mids):
+            j, (which_input, which_op) = e // 2, choices[e // 2, e % 2]
+            if mid_value is not None:
+                sow_tap(self, f"edge_{e}_mid", mid_value, has_mid[which_op])
+            strided = self.reduction & (which_input < NUM_INPUTS)
+            reads = jnp.where(strided, relu_2[which_op], relu_1[which_op])
+            for i in range(NUM_INPUTS + j):
+                readers[i] = readers[i] + (which_input == i).astype(jnp.float32) * reads
+        for i in range(NUM_INPUTS + self.num_nodes - 1):  # the last node feeds no edge
+            sow_tap(self, f"state{i}", states[i], readers[i])
+
     def _scanned(self, p0, p1, choices):
-        """The cell with its edges under one scan (`_scanned_nodes`); probes, when
-        requested, are recorded per edge after the scan under the unrolled edges' names."""
+        """The cell with its edges under one scan (`_scanned_nodes`); probes and taps,
+        when requested, are recorded after the scan under the unrolled edges' names."""
         s, c = self.settings, self.channels
         edges = [
             _MixedEdge(c, self.reduction, e // 2, self.ops, s, name=f"edge_{e}")
@@ -543,7 +560,11 @@ class _MixedCell(_CellBase):
         probing = net_lib.probing(
             self, *(g for _, gates, _ in parts for gs in gates.values() for g in gs)
         )
-        nodes, slots = _scanned_nodes(parts, p0, p1, choices, self.ops, self.reduction, s, probing)
+        with_mid = self.is_mutable_collection(net_lib.TAPS) and any(map(_has_mid, self.ops))
+        nodes, (mids, slots) = _scanned_nodes(
+            parts, p0, p1, choices, self.ops, self.reduction, s, probing, with_mid
+        )
+        self._sow_taps([p0, p1, *nodes], list(mids) if with_mid else [None] * len(edges), choices)
         if probing:
             node_shape = nodes.shape[1:]
             for e, edge in enumerate(edges):
