@@ -352,7 +352,7 @@ def test_stacked_proxies_equal_the_proxies_one_by_one():
     """The shared loss and input gradients give each proxy its own value, jitted."""
     f, _ = _fixture()
     space, params, batch = _case()
-    names = ("snip", "grad_norm", "plain", "grasp", "jacob_cov", "epe_nas", "fisher")
+    names = ("snip", "grad_norm", "plain", "grasp", "jacob_cov", "epe_nas", "fisher", "naswot")
     stacked = proxies.stack(*[proxies.get_proxy(n) for n in names])
     genotype = jnp.asarray(f["genotypes"][1])
     got = jax.jit(lambda g, p: stacked(space.network(g), p, batch, jax.random.key(0)))(
@@ -364,11 +364,13 @@ def test_stacked_proxies_equal_the_proxies_one_by_one():
 
 
 def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkeypatch):
-    """snip, jacob_cov and fisher stacked take their gradients from one forward pass; in
-    stacks of one kind each takes only its own gradient (grasp's first gradient is
-    snip's; fisher without a loss-gradient proxy takes its gate gradients alone)."""
+    """snip, jacob_cov, fisher and naswot stacked take their gradients and taps from one
+    forward pass; in stacks of one kind each takes only its own gradient (grasp's first
+    gradient is snip's; fisher without a loss-gradient proxy takes its gate gradients
+    alone; naswot and lswag share one forward pass with taps)."""
     passes = []
-    for name in ("loss_pass", "_loss_gradients", "_input_jacobian", "_gate_gradients"):
+    names = ("loss_pass", "_loss_gradients", "_input_jacobian", "_gate_gradients", "_forward_taps")
+    for name in names:
         original = getattr(layerwise, name)
 
         def counted(*args, _name=name, _original=original):
@@ -394,6 +396,10 @@ def test_a_stack_of_loss_and_input_gradient_proxies_runs_one_forward_pass(monkey
     assert traced("snip", "grad_norm") == ["_loss_gradients"]
     assert traced("grasp", "plain") == ["_loss_gradients"]
     assert traced("jacob_cov", "epe_nas") == ["_input_jacobian"]
+    assert traced("naswot", "snip", "fisher", "jacob_cov") == ["loss_pass"]
+    assert traced("naswot", "plain") == ["loss_pass"]
+    assert traced("naswot", "jacob_cov") == ["_forward_taps", "_input_jacobian"]
+    assert traced("naswot", "lswag") == ["_forward_taps"]
 
 
 def test_shared_traces_each_computation_once_per_stack_only():

@@ -106,6 +106,7 @@ def loss_fn(network: Network, batch: types.Batch) -> Callable[[types.Params], ja
 LOSS_GRADIENTS = "loss_gradients"
 INPUT_JACOBIAN = "input_jacobian"
 GATE_GRADIENTS = "gate_gradients"
+FORWARD_TAPS = "forward_taps"
 
 
 def loss_gradients(network: Network, params: types.Params, batch: types.Batch) -> types.Params:
@@ -166,6 +167,26 @@ def gate_gradients(
     return _gate_gradients(proxy, network, params, batch)
 
 
+def forward_taps(
+    network: Network, params: types.Params, batch: types.Batch
+) -> tuple[jax.Array, dict[str, types.Tap]]:
+    """`network.apply(params, batch["x"], taps=True)`: the logits f32[B, classes] and
+    the taps by name.
+
+    Shared (`base.shared`) between the proxies of one `stack`; taken from the stack's
+    one loss pass (`loss_pass`) when a proxy of the stack declared `LOSS_GRADIENTS` and
+    the batch has labels: that pass's forward is the same network on the same batch.
+    """
+    if _pass_shared(batch) and base.requested(FORWARD_TAPS):
+        out = base.shared("loss_pass", loss_pass, network, params, batch)
+        return out["logits"], out["taps"]
+    return base.shared(FORWARD_TAPS, _forward_taps, network, params, batch["x"])
+
+
+def _forward_taps(network, params, x):
+    return network.apply(params, x, taps=True)
+
+
 def _gate_gradients(proxy, network, params, batch):
     gates = zero_gates(proxy, network, params, batch["x"])
 
@@ -202,7 +223,7 @@ def _pass_shared(batch: types.Batch) -> bool:
     # The loss gradient and another declared gradient (and labels for the loss): a proxy
     # that asks for a gradient without declaring it takes it on its own, never the whole
     # pass plus a second copy.
-    others = base.requested(INPUT_JACOBIAN) or base.requested(GATE_GRADIENTS)
+    others = any(base.requested(name) for name in (INPUT_JACOBIAN, GATE_GRADIENTS, FORWARD_TAPS))
     return base.requested(LOSS_GRADIENTS) and others and "y" in batch
 
 
@@ -213,22 +234,27 @@ def loss_pass(network: Network, params: types.Params, batch: types.Batch) -> dic
     input: `input_jacobian`, when declared (a second backward pass, all-ones
       cotangent, sharing the forward pass);
     gates, layers: `gate_gradients`, when declared (the forward pass then runs with
-      zero gates and probes; its values, and so the other gradients, are unchanged).
+      zero gates and probes; its values, and so the other gradients, are unchanged);
+    logits, taps: `forward_taps`, when declared (the forward pass's own).
     """
     x = batch["x"]
-    with_gates = base.requested(GATE_GRADIENTS)
+    with_gates, with_taps = base.requested(GATE_GRADIENTS), base.requested(FORWARD_TAPS)
     # fisher is the proxy that declares GATE_GRADIENTS: errors name it.
     gates = zero_gates("fisher", network, params, x) if with_gates else {}
 
     def forward(p, g, inputs):
+        variables = {**p, GATES: traverse_util.unflatten_dict(g, sep="/")} if with_gates else p
+        out = network.apply(variables, inputs, taps=with_taps, probes=with_gates)
+        logits, *extra = out if with_taps or with_gates else (out,)
+        aux = {"taps": extra.pop(0)} if with_taps else {}
         if with_gates:
-            return _gated_apply(network, p, g, inputs)
-        return network.apply(p, inputs), {}
+            aux["layers"] = extra.pop(0).layers
+        return logits, aux
 
-    logits, backward, layers = jax.vjp(forward, params, gates, x, has_aux=True)
+    logits, backward, aux = jax.vjp(forward, params, gates, x, has_aux=True)
     loss_cotangent = jax.grad(lambda z: losses.cross_entropy(z, gradients.labels(batch)))(logits)
     param_grads, gate_grads, _ = backward(loss_cotangent)
-    out = {"params": param_grads, "gates": gate_grads, "layers": layers}
+    out = {"params": param_grads, "gates": gate_grads, "logits": logits, **aux}
     if base.requested(INPUT_JACOBIAN):
         out["input"] = backward(jnp.ones_like(logits))[2].reshape(x.shape[0], -1)
     return out

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import errors, types
-from jaxnas.proxies import gradients, layerwise, patterns, protocols
+from jaxnas.proxies import base, gradients, layerwise, patterns, protocols
 
 # The benchmark network on 64 images (2 mini-batches of 32).
 PROTOCOL = protocols.Protocol(batch_size=64, reference="reference.md §A.5")
@@ -79,7 +79,7 @@ def lswag(
         used = present & (bins >= lo) & (bins <= hi)
         lam, finite = layerwise.sum_of_logs(inverse_std_sum, grads, used)
 
-        logits, taps = network.apply(params, batch["x"], taps=True)
+        logits, taps = layerwise.forward_taps(network, params, batch)
         distinct = patterns.distinct_taps(taps)
         tap_bins = _bins(jnp.stack([jnp.any(t.weight > 0) for t in distinct]), num_bins)
         codes, units = patterns.unit_codes(distinct)
@@ -90,4 +90,4 @@ def lswag(
         finite = finite & jnp.all(jnp.isfinite(logits))
         return jnp.where(finite, lam * psi, jnp.nan)
 
-    return lswag_fn
+    return base.with_shared_requests(lswag_fn, layerwise.FORWARD_TAPS)

@@ -14,7 +14,7 @@ zeros) scores -inf: the worst score, but not a failure.
 import jax.numpy as jnp
 
 from jaxnas import types
-from jaxnas.proxies import kernels
+from jaxnas.proxies import base, kernels, layerwise
 
 REFERENCE_DOUBLE_COUNT = "relu_conv_bn"
 
@@ -38,8 +38,8 @@ def naswot(*, count_relu_conv_bn_twice: bool = False) -> types.ProxyFn:
 
     def naswot_fn(network, params, batch, key):
         del key
-        logits, taps = network.apply(params, batch["x"], taps=True)
+        logits, taps = layerwise.forward_taps(network, params, batch)
         score = kernels.logdet(kernels.hamming_kernel(taps, tap_weight))
         return jnp.where(jnp.all(jnp.isfinite(logits)), score, jnp.nan)
 
-    return naswot_fn
+    return base.with_shared_requests(naswot_fn, layerwise.FORWARD_TAPS)
