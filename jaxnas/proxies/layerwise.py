@@ -173,9 +173,11 @@ def forward_taps(
     """`network.apply(params, batch["x"], taps=True)`: the logits f32[B, classes] and
     the taps by name.
 
-    Shared (`base.shared`) between the proxies of one `stack`; taken from the stack's
-    one loss pass (`loss_pass`) when a proxy of the stack declared `LOSS_GRADIENTS` and
-    the batch has labels: that pass's forward is the same network on the same batch.
+    Shared (`base.shared`) between the proxies of one `stack`. Taken from the stack's
+    one loss pass (`loss_pass`) when the stack's proxies declared `FORWARD_TAPS` and
+    `LOSS_GRADIENTS` and the batch has labels: that pass's forward is the same network
+    on the same batch (BatchNorm with batch statistics, zero gates where fisher adds
+    them), so the taps and logits are the same values.
     """
     if _pass_shared(batch) and base.requested(FORWARD_TAPS):
         out = base.shared("loss_pass", loss_pass, network, params, batch)
