@@ -246,13 +246,8 @@ def test_scanned_edges_equal_unrolled_edges(concat):
     # inputs (EVERY_OP), then a sampled cell.
     space = darts.space(**TINY_CELLS, concat=concat)
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
-    every_op = darts.space(**TINY_CELLS).from_string(EVERY_OP)  # same layout in both
-    for genotype in (every_op, space.sample(jax.random.key(2), 1)[0]):
-        scanned = space.network(jnp.asarray(genotype))
-        unrolled = space.network(jnp.asarray(genotype), scan_edges=False)
-        params = scanned.init(jax.random.key(1), x)
-
-        got, want = (_loss_and_grads(net, params, x) for net in (scanned, unrolled))
+    for nets, params in _scanned_and_unrolled(space, x):
+        got, want = _both(nets, params, lambda net, p: jnp.sum(net.apply(p, x) ** 2), grad=True)
         chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
         assert float(got[0]) > 0
 
@@ -266,19 +261,10 @@ def test_scanned_edges_record_the_unrolled_edges_probes():
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
     batch = {"x": x, "y": jnp.arange(4) % 10}
     mixed = x + 0.01 * jax.random.normal(jax.random.key(3), x.shape)
-    for genotype in (space.from_string(EVERY_OP), space.sample(jax.random.key(2), 1)[0]):
-        scanned = space.network(jnp.asarray(genotype))
-        unrolled = space.network(jnp.asarray(genotype), scan_edges=False)
-        params = scanned.init(jax.random.key(1), x)
-        got, want = (
-            jax.jit(lambda p, net=net: net.apply(p, x, probes=True)[1])(params)
-            for net in (scanned, unrolled)
-        )
+    for nets, params in _scanned_and_unrolled(space, x):
+        got, want = _both(nets, params, lambda net, p: net.apply(p, x, probes=True)[1])
         chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
-        got, want = (
-            jax.jit(lambda p, net=net: probe_scores(batch, mixed)(net, p))(params)
-            for net in (scanned, unrolled)
-        )
+        got, want = _both(nets, params, probe_scores(batch, mixed))
         chex.assert_trees_all_close(got, want, rtol=1e-4)
 
 
@@ -289,27 +275,29 @@ def test_scanned_edges_sow_the_unrolled_edges_taps():
     space = darts.space(**TINY_CELLS)
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
     naswot = proxies.get_proxy("naswot")
-    for genotype in (space.from_string(EVERY_OP), space.sample(jax.random.key(2), 1)[0]):
-        scanned = space.network(jnp.asarray(genotype))
-        unrolled = space.network(jnp.asarray(genotype), scan_edges=False)
-        params = scanned.init(jax.random.key(1), x)
-        got, want = (
-            jax.jit(lambda p, net=net: net.apply(p, x, taps=True)[1])(params)
-            for net in (scanned, unrolled)
-        )
+    for nets, params in _scanned_and_unrolled(space, x):
+        got, want = _both(nets, params, lambda net, p: net.apply(p, x, taps=True)[1])
         assert sorted(got) == sorted(want)
         assert any(name.endswith("_mid") for name in got)
         chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
-        got, want = (
-            jax.jit(lambda p, net=net: naswot(net, p, {"x": x}, None))(params)
-            for net in (scanned, unrolled)
-        )
+        got, want = _both(nets, params, lambda net, p: naswot(net, p, {"x": x}, None))
         np.testing.assert_allclose(got, want, rtol=1e-5)
         assert np.isfinite(got)
 
 
-def _loss_and_grads(net, params, x):
-    return jax.jit(jax.value_and_grad(lambda p: jnp.sum(net.apply(p, x) ** 2)))(params)
+def _scanned_and_unrolled(space, x):
+    """Yields `((scanned, unrolled), params)` for EVERY_OP and a sampled cell."""
+    every_op = darts.space(**TINY_CELLS).from_string(EVERY_OP)  # one layout for every concat
+    for genotype in (every_op, space.sample(jax.random.key(2), 1)[0]):
+        scanned = space.network(jnp.asarray(genotype))
+        unrolled = space.network(jnp.asarray(genotype), scan_edges=False)
+        yield (scanned, unrolled), scanned.init(jax.random.key(1), x)
+
+
+def _both(nets, params, fn, grad=False):
+    """`fn(net, params)` jitted for each network (with `grad`: its value and gradient)."""
+    transform = jax.value_and_grad if grad else lambda f: f
+    return tuple(jax.jit(transform(lambda p, net=net: fn(net, p)))(params) for net in nets)
 
 
 def test_loss_gradients_equal_the_materialised_network_gradients(one_cell):
