@@ -286,7 +286,7 @@ def from_linen(
             return module.apply(params, x, *args, **kwargs)
         out, state = module.apply(params, x, *args, mutable=collections, **kwargs)
         if stacks is not None:
-            state = stacks.unstack(state)
+            state = stacks.unstack(state, keep_order=True)
         extra = []
         if taps:
             extra.append(collect_taps(state.get(TAPS, {})))

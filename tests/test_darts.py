@@ -276,6 +276,8 @@ def test_scanned_edges_sow_the_unrolled_edges_taps():
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
     naswot = proxies.get_proxy("naswot")
     for nets, params in _scanned_and_unrolled(space, x):
+        jaxpr = jax.make_jaxpr(lambda p, net=nets[0]: net.apply(p, x, taps=True))(params)
+        assert "scan" in str(jaxpr)
         got, want = _both(nets, params, lambda net, p: net.apply(p, x, taps=True)[1])
         assert sorted(got) == sorted(want)
         assert any(name.endswith("_mid") for name in got)

@@ -352,7 +352,11 @@ def test_stacked_proxies_equal_the_proxies_one_by_one():
     """The shared loss and input gradients give each proxy its own value, jitted."""
     f, _ = _fixture()
     space, params, batch = _case()
-    names = ("snip", "grad_norm", "plain", "grasp", "jacob_cov", "epe_nas", "fisher", "naswot")
+    # lswag with a window reads its taps by position: the shared pass keeps their order.
+    names = (
+        *("snip", "grad_norm", "plain", "grasp", "jacob_cov", "epe_nas", "fisher", "naswot"),
+        "lswag(layers=(0, 4))",
+    )
     stacked = proxies.stack(*[proxies.get_proxy(n) for n in names])
     genotype = jnp.asarray(f["genotypes"][1])
     got = jax.jit(lambda g, p: stacked(space.network(g), p, batch, jax.random.key(0)))(

@@ -113,8 +113,8 @@ def loss_gradients(network: Network, params: types.Params, batch: types.Batch) -
     """dL/dparams of the batch's mean cross-entropy, a pytree like `params`.
 
     Shared (`base.shared`) between the proxies of one `stack`; computed in one pass with
-    `input_jacobian` and `gate_gradients` when a proxy of the stack declared those too
-    (`loss_pass`).
+    `input_jacobian`, `gate_gradients` and `forward_taps` when a proxy of the stack
+    declared those too (`loss_pass`).
     """
     if _pass_shared(batch):
         return base.shared("loss_pass", loss_pass, network, params, batch)["params"]
@@ -177,7 +177,7 @@ def forward_taps(
     one loss pass (`loss_pass`) when the stack's proxies declared `FORWARD_TAPS` and
     `LOSS_GRADIENTS` and the batch has labels: that pass's forward is the same network
     on the same batch (BatchNorm with batch statistics, zero gates where fisher adds
-    them), so the taps and logits are the same values.
+    them), so the taps and logits are the same values, the taps in forward order.
     """
     if _pass_shared(batch) and base.requested(FORWARD_TAPS):
         out = base.shared("loss_pass", loss_pass, network, params, batch)
@@ -222,9 +222,9 @@ def _gated_apply(network, params, gates, x):
 
 
 def _pass_shared(batch: types.Batch) -> bool:
-    # The loss gradient and another declared gradient (and labels for the loss): a proxy
-    # that asks for a gradient without declaring it takes it on its own, never the whole
-    # pass plus a second copy.
+    # The loss gradient and another declared result of the same forward pass (input
+    # Jacobian, gate gradients, taps), and labels for the loss: a proxy that asks for a
+    # result without declaring it takes it on its own, never the whole pass plus a copy.
     others = any(base.requested(name) for name in (INPUT_JACOBIAN, GATE_GRADIENTS, FORWARD_TAPS))
     return base.requested(LOSS_GRADIENTS) and others and "y" in batch
 
@@ -243,17 +243,23 @@ def loss_pass(network: Network, params: types.Params, batch: types.Batch) -> dic
     with_gates, with_taps = base.requested(GATE_GRADIENTS), base.requested(FORWARD_TAPS)
     # fisher is the proxy that declares GATE_GRADIENTS: errors name it.
     gates = zero_gates("fisher", network, params, x) if with_gates else {}
+    tap_names = []
 
     def forward(p, g, inputs):
         variables = {**p, GATES: traverse_util.unflatten_dict(g, sep="/")} if with_gates else p
         out = network.apply(variables, inputs, taps=with_taps, probes=with_gates)
         logits, *extra = out if with_taps or with_gates else (out,)
         aux = {"taps": extra.pop(0)} if with_taps else {}
+        tap_names.extend(aux.get("taps", ()))
         if with_gates:
             aux["layers"] = extra.pop(0).layers
         return logits, aux
 
     logits, backward, aux = jax.vjp(forward, params, gates, x, has_aux=True)
+    if with_taps:
+        # `vjp` returns its aux dicts with sorted keys; taps keep the forward order
+        # (L-SWAG's depth bins read it).
+        aux["taps"] = {name: aux["taps"][name] for name in tap_names}
     loss_cotangent = jax.grad(lambda z: losses.cross_entropy(z, gradients.labels(batch)))(logits)
     param_grads, gate_grads, _ = backward(loss_cotangent)
     out = {"params": param_grads, "gates": gate_grads, "logits": logits, **aux}

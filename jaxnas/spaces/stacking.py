@@ -77,11 +77,14 @@ class Stacks:
         self.cells = {name: tuple(names) for name, names in cells.items()}
         self.sown = {name: tuple(names) for name, names in (sown or {}).items()}
 
-    def unstack(self, variables: Mapping) -> dict:
+    def unstack(self, variables: Mapping, keep_order: bool = False) -> dict:
         """`{collection: tree}` in the stacked layout -> the per-cell layout.
 
         Leaves may be arrays (axis 0 is the cell), `jax.ShapeDtypeStruct`s or any pytree
-        of them (sown `Tap`s, probes); keys come out sorted, as `jax.eval_shape` gives them.
+        of them (sown `Tap`s, probes); keys come out sorted, as `jax.eval_shape` gives them
+        (the order parameters are drawn in), or with `keep_order` in the collections' own
+        order, each stack's cells where the stack was (sown taps in forward order, which
+        L-SWAG's depth bins read).
         """
         out = {}
         # A stacked array shared by several leaves (one node tapped by several edges)
@@ -104,7 +107,7 @@ class Stacks:
                         flat[cell] = {**flat.get(cell, {}), **per_cell}
                 else:
                     flat[name] = sub
-            out[collection] = dict(sorted(flat.items()))
+            out[collection] = flat if keep_order else dict(sorted(flat.items()))
         return out
 
     def stack(self, variables: Mapping) -> dict:
