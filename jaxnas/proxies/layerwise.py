@@ -216,9 +216,13 @@ def zero_gates(proxy: str, network: Network, params: types.Params, x: jax.Array)
 
 
 def _gated_apply(network, params, gates, x):
-    variables = {**params, GATES: traverse_util.unflatten_dict(gates, sep="/")}
-    logits, probes = network.apply(variables, x, probes=True)
+    logits, probes = network.apply(_with_gates(params, gates), x, probes=True)
     return logits, probes.layers
+
+
+def _with_gates(params, gates):
+    """The network's variables with `gates` (by probe name) as its gate collection."""
+    return {**params, GATES: traverse_util.unflatten_dict(gates, sep="/")}
 
 
 def _pass_shared(batch: types.Batch) -> bool:
@@ -246,7 +250,7 @@ def loss_pass(network: Network, params: types.Params, batch: types.Batch) -> dic
     tap_names = []
 
     def forward(p, g, inputs):
-        variables = {**p, GATES: traverse_util.unflatten_dict(g, sep="/")} if with_gates else p
+        variables = _with_gates(p, g) if with_gates else p
         out = network.apply(variables, inputs, taps=with_taps, probes=with_gates)
         logits, *extra = out if with_taps or with_gates else (out,)
         aux = {"taps": extra.pop(0)} if with_taps else {}
