@@ -199,6 +199,7 @@ def main(argv):
     # JAX logs backend probing (e.g. "Unable to initialize backend 'tpu'") at INFO.
     logging.set_verbosity(logging.WARNING)
     xla_settings.prefer_memory_schedule()
+    xla_settings.trim_heap_after_compiles()
     run_cli(
         FLAGS.config,
         FLAGS.workdir,

@@ -44,7 +44,10 @@ def worker(args):
     import jax
     import numpy as np
 
-    from jaxnas import data, proxies, spaces
+    from jaxnas import data, proxies, spaces, xla_settings
+
+    # As the CLI does; trees older than this helper (a --baseline) go without it.
+    getattr(xla_settings, "trim_heap_after_compiles", lambda: None)()
 
     space = spaces.SPACES[args.space](
         **json.loads(args.space_kwargs), **json.loads(args.extra_kwargs)

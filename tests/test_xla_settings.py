@@ -1,6 +1,10 @@
 """The XLA:CPU schedule setting of the CLI and the scripts."""
 
 import os
+import platform
+
+import jax
+import numpy as np
 
 from jaxnas import xla_settings
 
@@ -24,3 +28,21 @@ def test_keeps_the_users_own_choice(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", mine)
     xla_settings.prefer_memory_schedule()
     assert os.environ["XLA_FLAGS"] == mine
+
+
+def test_trim_heap_uses_glibc_where_there_is_one():
+    assert xla_settings.trim_heap() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_trims_after_compiles_that_reach_the_threshold(monkeypatch):
+    trims = []
+    monkeypatch.setattr(xla_settings, "trim_heap", lambda: trims.append(1))
+    monkeypatch.setattr(xla_settings, "_trim_after_seconds", float("inf"))
+    xla_settings.trim_heap_after_compiles(min_seconds=0.0)
+    xla_settings.trim_heap_after_compiles(min_seconds=0.0)  # one listener, not two
+    x = np.ones(3, np.float32)
+    jax.jit(lambda x: x * 3.0 + 1.0).lower(x).compile()
+    assert len(trims) == 1
+    xla_settings.trim_heap_after_compiles(min_seconds=1e9)
+    jax.jit(lambda x: x * 5.0 - 2.0).lower(x).compile()
+    assert len(trims) == 1
