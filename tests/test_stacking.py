@@ -87,15 +87,14 @@ def test_scanned_cells_give_the_unrolled_network(space, kwargs, genotype):
     )
     np.testing.assert_allclose(scanned[0], unrolled[0], rtol=1e-5, atol=1e-5)
     # Taps in forward order, as sown (L-SWAG bins them by position); outputs of `jit`
-    # come back with sorted keys, so the order is read while tracing. Cells come in
-    # forward order; inside an NB101 cell the scan sorts the names (WORKSPACE_NOTES.md).
+    # come back with sorted keys, so the order is read while tracing; so do `nn.scan`'s,
+    # which put an NB101 cell's proj_* before its vertex_* until `Stacks` reorders them.
     orders = ([], [])
     for net, names in zip(nets, orders):
         jax.eval_shape(lambda p, n=net, o=names: o.extend(n.apply(p, x, taps=True)[1]), params[0])
     modules = [list(dict.fromkeys(name.split("/")[0] for name in o)) for o in orders]
     assert modules[0] == modules[1] and modules[0] != sorted(modules[0])
-    if space is nb201.space:
-        assert orders[0] == orders[1]
+    assert orders[0] == orders[1]
     for name, tap in unrolled[1].items():
         np.testing.assert_allclose(scanned[1][name].value, tap.value, rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(scanned[1][name].weight, tap.weight)

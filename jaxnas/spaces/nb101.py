@@ -619,7 +619,10 @@ def stacks(stem_channels: int, num_stacks: int, cells_per_stack: int) -> stackin
                 f"stack{s}_cell{i}" for i in range(int(first), cells_per_stack)
             ]
         c_in = c
-    return stacking.Stacks(cells)
+    # The order in which `_MixedCell` calls its submodules.
+    children = [name for t in range(1, NUM_VERTICES - 1) for name in (f"proj_{t}", f"vertex_{t}")]
+    children.append(f"proj_{NUM_VERTICES - 1}")
+    return stacking.Stacks(cells, children={name: children for name in cells})
 
 
 class NB101Model(_Macro):

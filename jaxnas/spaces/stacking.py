@@ -67,15 +67,19 @@ class Stacks:
     scanned modules (a module's own name cannot be reused for them); they are unstacked
     into the same per-cell names. Only the top level of each variable collection is
     renamed (the scanned modules are direct children of the network's root module).
+    `children` names, per scanned module, its cell's submodules in the order the cell
+    calls them, which `nn.scan` loses (its outputs come back with sorted keys).
     """
 
     def __init__(
         self,
         cells: Mapping[str, Sequence[str]],
         sown: Mapping[str, Sequence[str]] | None = None,
+        children: Mapping[str, Sequence[str]] | None = None,
     ):
         self.cells = {name: tuple(names) for name, names in cells.items()}
         self.sown = {name: tuple(names) for name, names in (sown or {}).items()}
+        self.children = {name: tuple(names) for name, names in (children or {}).items()}
 
     def unstack(self, variables: Mapping, keep_order: bool = False) -> dict:
         """`{collection: tree}` in the stacked layout -> the per-cell layout.
@@ -83,8 +87,8 @@ class Stacks:
         Leaves may be arrays (axis 0 is the cell), `jax.ShapeDtypeStruct`s or any pytree
         of them (sown `Tap`s, probes); keys come out sorted, as `jax.eval_shape` gives them
         (the order parameters are drawn in), or with `keep_order` in the collections' own
-        order, each stack's cells where the stack was (sown taps in forward order, which
-        L-SWAG's depth bins read).
+        order, each stack's cells where the stack was and their submodules in `children`
+        order (sown taps in forward order, which L-SWAG's depth bins read).
         """
         out = {}
         # A stacked array shared by several leaves (one node tapped by several edges)
@@ -104,6 +108,9 @@ class Stacks:
                 if name in names:
                     for i, cell in enumerate(names[name]):
                         per_cell = jax.tree.map(lambda leaf, i=i: take(leaf, i), sub)
+                        if keep_order and name in self.children:
+                            first = [k for k in self.children[name] if k in per_cell]
+                            per_cell = {k: per_cell[k] for k in [*first, *per_cell]}
                         flat[cell] = {**flat.get(cell, {}), **per_cell}
                 else:
                     flat[name] = sub
