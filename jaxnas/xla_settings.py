@@ -41,11 +41,16 @@ def prefer_memory_schedule() -> None:
 def trim_heap() -> bool:
     """Returns the C heap's free pages to the system (glibc's `malloc_trim(0)`).
 
-    False where the C library has no `malloc_trim` (macOS, musl): nothing is done there.
+    False where the C library has no `malloc_trim` (macOS, musl, Windows): nothing is
+    done there.
     """
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    try:
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):  # Windows has no process-wide symbol table to open
+        return False
     if trim is None:
         return False
+    trim.argtypes = [ctypes.c_size_t]
     trim(0)
     return True
 

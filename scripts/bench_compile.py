@@ -44,10 +44,15 @@ def worker(args):
     import jax
     import numpy as np
 
-    from jaxnas import data, proxies, spaces, xla_settings
+    from jaxnas import data, proxies, spaces
 
-    # As the CLI does; trees older than this helper (a --baseline) go without it.
-    getattr(xla_settings, "trim_heap_after_compiles", lambda: None)()
+    # As the CLI does; a --baseline tree older than this helper goes without it.
+    try:
+        from jaxnas.xla_settings import trim_heap_after_compiles
+    except ImportError:
+        pass
+    else:
+        trim_heap_after_compiles()
 
     space = spaces.SPACES[args.space](
         **json.loads(args.space_kwargs), **json.loads(args.extra_kwargs)

@@ -67,8 +67,9 @@ class Stacks:
     scanned modules (a module's own name cannot be reused for them); they are unstacked
     into the same per-cell names. Only the top level of each variable collection is
     renamed (the scanned modules are direct children of the network's root module).
-    `children` names, per scanned module, its cell's submodules in the order the cell
-    calls them, which `nn.scan` loses (its outputs come back with sorted keys).
+    `children` names, per scanned module, its cell's direct submodules in the order the
+    cell calls them, which `nn.scan` loses (its outputs come back with sorted keys);
+    deeper levels stay sorted.
     """
 
     def __init__(
@@ -87,8 +88,8 @@ class Stacks:
         Leaves may be arrays (axis 0 is the cell), `jax.ShapeDtypeStruct`s or any pytree
         of them (sown `Tap`s, probes); keys come out sorted, as `jax.eval_shape` gives them
         (the order parameters are drawn in), or with `keep_order` in the collections' own
-        order, each stack's cells where the stack was and their submodules in `children`
-        order (sown taps in forward order, which L-SWAG's depth bins read).
+        order, each stack's cells where the stack was and their direct submodules in
+        `children` order (sown taps in forward order, which L-SWAG's depth bins read).
         """
         out = {}
         # A stacked array shared by several leaves (one node tapped by several edges)
