@@ -10,11 +10,23 @@ The folder is, in order: the CLI's `--compilation_cache=DIR`, the environment va
 `none` (either way) turns the cache off. Library users set it themselves (README.md):
 
   jax.config.update("jax_compilation_cache_dir", "/path/to/cache")
+
+JAX's cache is keyed by the traced program, so a second run still traces it before the
+lookup (12-45 s for a gradient proxy on a DARTS or NB101 network). `traced` keeps the
+traced program too (`jax.export`, in the `traced/` folder of the cache), keyed by what
+its caller says the program is made from and by the jaxnas sources, the library
+versions, `XLA_FLAGS` and the devices (`fingerprint`).
 """
 
+import functools
+import hashlib
+import importlib.metadata
 import os
+import pathlib
+import tempfile
 
 import jax
+from jax import export
 
 from jaxnas import errors
 
@@ -63,3 +75,69 @@ def enable(flag: str | None = None) -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+TRACED = "traced"  # the cache's sub-folder of exported (traced) programs
+
+
+@functools.cache
+def fingerprint() -> str:
+    """A digest of what a traced program depends on besides its own key: every source
+    file of the jaxnas package, the jax / jaxlib / flax versions, `XLA_FLAGS` and the
+    local devices."""
+    digest = hashlib.sha256()
+    package = pathlib.Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    versions = [importlib.metadata.version(name) for name in ("jax", "jaxlib", "flax")]
+    devices = [(d.platform, d.device_kind, d.id) for d in jax.local_devices()]
+    digest.update(repr((versions, os.environ.get("XLA_FLAGS", ""), devices)).encode())
+    return digest.hexdigest()
+
+
+def traced(jitted, key: str):
+    """`jitted` (a `jax.jit` function), with its traced programs kept on disk.
+
+    With the compilation cache on, the first call for a set of argument shapes exports
+    the program (`jax.export`) into the cache's `traced/` folder, or loads it from there,
+    and runs it through `Exported.call`, whose compiled form JAX's own cache then keeps:
+    a second run skips the tracing as well as the compile. `key` names what the
+    program is made from (for the CLI: the config and the proxies it scores); the
+    arguments' types and `fingerprint()` are added to it. With the cache off (or in a
+    multi-process run), `jitted` itself is returned.
+    """
+    root = jax.config.jax_compilation_cache_dir
+    if not root or jax.process_count() > 1:  # a multi-process program is traced per run
+        return jitted
+    folder = os.path.join(root, TRACED)
+    calls = {}
+
+    def call(*args):
+        leaves, treedef = jax.tree.flatten(args)
+        types = [str(jax.typeof(leaf)) for leaf in leaves]
+        text = repr((key, str(treedef), types, fingerprint()))
+        name = hashlib.sha256(text.encode()).hexdigest()
+        if name not in calls:
+            calls[name] = jax.jit(_load_or_export(jitted, args, folder, name).call)
+        return calls[name](*args)
+
+    return call
+
+
+def _load_or_export(jitted, args, folder: str, name: str) -> export.Exported:
+    path = os.path.join(folder, f"{name}.bin")
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            return export.deserialize(bytearray(data))
+        except Exception as exc:  # an unreadable entry is replaced, as a miss would be
+            print(f"compilation cache: re-tracing {name[:12]} (its entry did not load: {exc})")
+    exported = export.export(jitted)(*args)
+    os.makedirs(folder, exist_ok=True)
+    # Written whole, then renamed: a run stopped halfway leaves no partial file.
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as f:
+        f.write(exported.serialize())
+    os.replace(f.name, path)
+    return exported

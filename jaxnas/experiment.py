@@ -40,6 +40,7 @@ import numpy as np
 from jaxnas import (
     benchmarks,
     combination,
+    compilation_cache,
     config_checks,
     configs,
     distributed,
@@ -115,6 +116,8 @@ def _score(config, workdir, resume=False) -> dict:
             batch_per_arch=per_arch,
             mesh=mesh,
         )
+        # The config and the proxies determine the program (with jaxnas's sources).
+        scorer = compilation_cache.traced(scorer, f"{text.decode()} {name}")
         progress = None
 
         def score_range(start, stop, checkpoint, previous, name=name, scorer=scorer):

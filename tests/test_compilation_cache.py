@@ -3,6 +3,8 @@
 import os
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxnas import compilation_cache, errors
@@ -46,3 +48,71 @@ def test_a_file_in_place_of_the_folder_is_a_config_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(errors.ConfigError, match="compilation cache folder"):
         compilation_cache.enable(str(blocker / "cache"))
+
+
+def _program():
+    @jax.jit
+    def program(x, key):
+        return jnp.sin(x) * jax.random.uniform(key, x.shape)
+
+    return program
+
+
+def _entries(tmp_path):
+    return sorted((tmp_path / compilation_cache.TRACED).iterdir())
+
+
+def test_a_traced_program_is_kept_and_a_second_run_loads_it(tmp_path, monkeypatch):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    x, key = jnp.arange(6.0).reshape(2, 3), jax.random.key(0)
+    program = _program()
+    first = compilation_cache.traced(program, "demo")
+    np.testing.assert_array_equal(first(x, key), program(x, key))
+    assert len(_entries(tmp_path)) == 1
+
+    # A second run: the program comes from the file, neither traced nor exported.
+    def refuse(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(compilation_cache.export, "export", refuse)
+    traces = []
+
+    @jax.jit
+    def retraced(x, key):
+        traces.append(1)
+        return program(x, key)
+
+    second = compilation_cache.traced(retraced, "demo")
+    np.testing.assert_array_equal(second(x, key), program(x, key))
+    assert not traces
+    assert len(_entries(tmp_path)) == 1
+
+
+def test_another_key_or_argument_type_is_another_entry(tmp_path):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    x, key = jnp.arange(6.0).reshape(2, 3), jax.random.key(0)
+    program = _program()
+    compilation_cache.traced(program, "demo")(x, key)
+    compilation_cache.traced(program, "other")(x, key)
+    scored = compilation_cache.traced(program, "demo")
+    np.testing.assert_array_equal(scored(x[:1], key), program(x[:1], key))
+    assert len(_entries(tmp_path)) == 3
+
+
+def test_an_unreadable_entry_is_traced_again(tmp_path, capsys):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    x, key = jnp.ones(3), jax.random.key(1)
+    program = _program()
+    compilation_cache.traced(program, "demo")(x, key)
+    (entry,) = _entries(tmp_path)
+    entry.write_bytes(b"not a program")
+    again = compilation_cache.traced(program, "demo")
+    np.testing.assert_array_equal(again(x, key), program(x, key))
+    assert "re-tracing" in capsys.readouterr().out
+    assert entry.read_bytes() != b"not a program"
+
+
+def test_without_the_cache_the_program_is_returned_as_it_is():
+    jax.config.update("jax_compilation_cache_dir", None)
+    program = _program()
+    assert compilation_cache.traced(program, "demo") is program
