@@ -80,32 +80,45 @@ def enable(flag: str | None = None) -> str | None:
 TRACED = "traced"  # the cache's sub-folder of exported (traced) programs
 
 
-@functools.cache
 def fingerprint() -> str:
     """A digest of what a traced program depends on besides its own key: every source
-    file of the jaxnas package, the jax / jaxlib / flax versions, `XLA_FLAGS` and the
-    local devices."""
+    file of the jaxnas package, the jax / jaxlib / flax / numpy versions, JAX's settings
+    (`jax.config`, those of caching and logging aside), `XLA_FLAGS` and the local
+    devices."""
+    settings = sorted(
+        (name, repr(value))
+        for name, value in jax.config.values.items()
+        if "cache" not in name and "log" not in name
+    )
+    versions = [importlib.metadata.version(n) for n in ("jax", "jaxlib", "flax", "numpy")]
+    devices = [(d.platform, d.device_kind, d.id) for d in jax.local_devices()]
+    setup = repr((settings, versions, os.environ.get("XLA_FLAGS", ""), devices))
+    return hashlib.sha256((_sources() + setup).encode()).hexdigest()
+
+
+@functools.cache
+def _sources() -> str:
     digest = hashlib.sha256()
     package = pathlib.Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())
-    versions = [importlib.metadata.version(name) for name in ("jax", "jaxlib", "flax")]
-    devices = [(d.platform, d.device_kind, d.id) for d in jax.local_devices()]
-    digest.update(repr((versions, os.environ.get("XLA_FLAGS", ""), devices)).encode())
     return digest.hexdigest()
 
 
 def traced(jitted, key: str):
     """`jitted` (a `jax.jit` function), with its traced programs kept on disk.
 
-    With the compilation cache on, the first call for a set of argument shapes exports
-    the program (`jax.export`) into the cache's `traced/` folder, or loads it from there,
-    and runs it through `Exported.call`, whose compiled form JAX's own cache then keeps:
-    a second run skips the tracing as well as the compile. `key` names what the
-    program is made from (for the CLI: the config and the proxies it scores); the
-    arguments' types and `fingerprint()` are added to it. With the cache off (or in a
-    multi-process run), `jitted` itself is returned.
+    With the compilation cache on, the first call for a set of argument types (shapes,
+    dtypes, weak types) exports the program (`jax.export`) into the cache's `traced/`
+    folder, or loads it from there, and runs it through `Exported.call`, whose compiled
+    form JAX's own cache then keeps: a second run skips the tracing as well as the
+    compile. `key` must name everything the program is made from that is not an
+    argument (for the CLI: the config and the proxies it scores; change it whenever the
+    traced function's code changes outside jaxnas); the arguments' types and
+    `fingerprint()` are added to it. An entry that cannot be written or read, or a
+    program that `jax.export` refuses, falls back to tracing (with a warning). With the
+    cache off (or in a multi-process run), `jitted` itself is returned.
     """
     root = jax.config.jax_compilation_cache_dir
     if not root or jax.process_count() > 1:  # a multi-process program is traced per run
@@ -119,25 +132,49 @@ def traced(jitted, key: str):
         text = repr((key, str(treedef), types, fingerprint()))
         name = hashlib.sha256(text.encode()).hexdigest()
         if name not in calls:
-            calls[name] = jax.jit(_load_or_export(jitted, args, folder, name).call)
+            exported = _load_or_export(jitted, args, folder, name)
+            calls[name] = jitted if exported is None else jax.jit(exported.call)
         return calls[name](*args)
 
     return call
 
 
-def _load_or_export(jitted, args, folder: str, name: str) -> export.Exported:
+def _load_or_export(jitted, args, folder: str, name: str) -> export.Exported | None:
+    """The entry `name`, else `jitted` exported for `args` and written there; None when
+    `jax.export` refuses the program."""
     path = os.path.join(folder, f"{name}.bin")
-    if os.path.exists(path):
+    try:
         with open(path, "rb") as f:
-            data = f.read()
-        try:
-            return export.deserialize(bytearray(data))
-        except Exception as exc:  # an unreadable entry is replaced, as a miss would be
-            print(f"compilation cache: re-tracing {name[:12]} (its entry did not load: {exc})")
-    exported = export.export(jitted)(*args)
-    os.makedirs(folder, exist_ok=True)
-    # Written whole, then renamed: a run stopped halfway leaves no partial file.
-    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as f:
-        f.write(exported.serialize())
-    os.replace(f.name, path)
+            return export.deserialize(bytearray(f.read()))
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # an unreadable entry is replaced, as a miss would be
+        print(f"compilation cache: re-tracing {name[:12]} (its entry did not load: {exc})")
+    try:
+        exported = export.export(jitted)(*args)
+    except Exception as exc:  # e.g. a host callback or a custom call export does not keep
+        print(f"compilation cache: this program is traced on every run ({exc})")
+        return None
+    _write(path, exported.serialize())
     return exported
+
+
+def _write(path: str, data: bytes) -> None:
+    """Writes `data` whole, then renames it to `path` (a run stopped halfway leaves no
+    partial entry); a folder that cannot be written leaves the entry out, with a
+    warning, as JAX's own cache does."""
+    folder = os.path.dirname(path)
+    temp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as f:
+            temp = f.name
+            f.write(data)
+        # A temporary file is private (0600); the entry is readable by whoever shares
+        # the cache folder, as that folder's own permissions allow.
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except OSError as exc:
+        print(f"compilation cache: traced program not written ({exc})")
+        if temp is not None and os.path.exists(temp):
+            os.remove(temp)

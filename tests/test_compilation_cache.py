@@ -3,6 +3,7 @@
 import os
 
 import jax
+import jax._src.compilation_cache as jax_cache
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ def _restore_cache_config():
     before = jax.config.jax_compilation_cache_dir
     yield
     jax.config.update("jax_compilation_cache_dir", before)
+    # JAX opens its cache at the first compile and keeps it: let the next test's
+    # compiles see the restored setting, not this test's folder.
+    jax_cache.reset_cache()
 
 
 def test_flag_beats_environment_beats_default(tmp_path, monkeypatch):
@@ -116,3 +120,45 @@ def test_without_the_cache_the_program_is_returned_as_it_is():
     jax.config.update("jax_compilation_cache_dir", None)
     program = _program()
     assert compilation_cache.traced(program, "demo") is program
+
+
+def test_another_jax_setting_is_another_entry(tmp_path):
+    # The random bits of `jax.random.uniform` depend on this setting, not on any
+    # argument type: an entry traced under the other value must not be used.
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    x, key = jnp.ones(4), jax.random.key(2)
+    before = jax.config.jax_threefry_partitionable
+    try:
+        for value in (before, not before):
+            jax.config.update("jax_threefry_partitionable", value)
+            program = _program()
+            np.testing.assert_array_equal(
+                compilation_cache.traced(program, "demo")(x, key), program(x, key)
+            )
+    finally:
+        jax.config.update("jax_threefry_partitionable", before)
+    assert len(_entries(tmp_path)) == 2
+
+
+def test_a_folder_that_cannot_be_written_only_costs_the_entry(tmp_path, capsys):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    (tmp_path / compilation_cache.TRACED).write_text("a file, not a folder")
+    x, key = jnp.ones(3), jax.random.key(1)
+    program = _program()
+    np.testing.assert_array_equal(
+        compilation_cache.traced(program, "demo")(x, key), program(x, key)
+    )
+    assert "not written" in capsys.readouterr().out
+
+
+def test_a_program_export_refuses_runs_as_it_is(tmp_path, capsys):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+
+    @jax.jit
+    def with_callback(x):
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    x = jnp.arange(3.0)
+    np.testing.assert_allclose(compilation_cache.traced(with_callback, "demo")(x), np.sin(x))
+    assert "traced on every run" in capsys.readouterr().out
+    assert not (tmp_path / compilation_cache.TRACED).exists()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from absl import flags as absl_flags
 
-from jaxnas import configs, errors, experiment, inputs, main, proxies
+from jaxnas import compilation_cache, configs, errors, experiment, inputs, main, proxies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,6 +100,18 @@ def test_search_resumes_and_extends_with_the_same_records(tmp_path):
     clean = [json.loads(line) for line in open(tmp_path / "clean" / "runs.jsonl")]
     assert [(r["arch"], r["score"]) for r in fresh] == [(r["arch"], r["score"]) for r in clean]
     assert [r["arch"] for r in fresh] != [r["arch"] for r in resumed]
+
+
+def test_a_second_run_loads_its_traced_program_and_scores_the_same(tmp_path):
+    cache = tmp_path / "xla"
+    runs = [tmp_path / name for name in ("first", "second", "uncached")]
+    for run, flag in zip(runs, (cache, cache, "none")):
+        result = _cli(run, f"--compilation_cache={flag}")
+        assert result.returncode == 0, result.stderr
+        assert "re-tracing" not in result.stdout
+    assert len(list((cache / compilation_cache.TRACED).iterdir())) == 1
+    scores = [(run / "scores.jsonl").read_text() for run in runs]
+    assert scores[0] == scores[1] == scores[2]
 
 
 def _cli(tmp_path, *overrides):
