@@ -90,19 +90,21 @@ def fingerprint() -> str:
         for name, value in jax.config.values.items()
         if "cache" not in name and "log" not in name
     )
-    versions = [importlib.metadata.version(n) for n in ("jax", "jaxlib", "flax", "numpy")]
-    devices = [(d.platform, d.device_kind, d.id) for d in jax.local_devices()]
-    setup = repr((settings, versions, os.environ.get("XLA_FLAGS", ""), devices))
-    return hashlib.sha256((_sources() + setup).encode()).hexdigest()
+    return hashlib.sha256((_process() + repr(settings)).encode()).hexdigest()
 
 
 @functools.cache
-def _sources() -> str:
+def _process() -> str:
+    """The part of `fingerprint` fixed for a process (XLA reads `XLA_FLAGS` once, at
+    its start), computed once rather than at every scoring call."""
     digest = hashlib.sha256()
     package = pathlib.Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())
+    versions = [importlib.metadata.version(n) for n in ("jax", "jaxlib", "flax", "numpy")]
+    devices = [(d.platform, d.device_kind, d.id) for d in jax.local_devices()]
+    digest.update(repr((versions, os.environ.get("XLA_FLAGS", ""), devices)).encode())
     return digest.hexdigest()
 
 
