@@ -116,8 +116,12 @@ def _score(config, workdir, resume=False) -> dict:
             batch_per_arch=per_arch,
             mesh=mesh,
         )
-        # The config and the proxies determine the program (with jaxnas's sources).
-        scorer = compilation_cache.traced(scorer, f"{text.decode()} {name}")
+        # The config and the proxies determine the programs (with jaxnas's sources).
+        scorer = scorer.map(
+            lambda program, part, name=name: compilation_cache.traced(
+                program, f"{text.decode()} {name} {part}"
+            )
+        )
         progress = None
 
         def score_range(start, stop, checkpoint, previous, name=name, scorer=scorer):

@@ -12,8 +12,10 @@ older commit, e.g. `git worktree add ../jaxnas-before <commit>`; `--compare-kwar
 tree with other space arguments, e.g. NB201's cells unrolled; each `--compare-xla-flags`,
 this tree with those XLA flags added, e.g. a lower LLVM optimisation level; each
 `--compare-init-chunks`, this tree with that many initialisations vmapped together
-instead of the backend's default, `dispatch.init_chunk`) jits `score_population`
-over a seeded sample of the space's cells on one synthetic batch (labels included; with
+instead of the backend's default, `dispatch.init_chunk`) compiles the CLI's programs,
+`scoring.make_scorer` (the shared initialisations in a program of their own, whose
+compile is printed as "init"; in a tree from before that split, `score_population`
+whole), over a seeded sample of the space's cells on one synthetic batch (labels included; with
 `--crop-size`, one-channel crops of that size) under `--num-inits` initialisations (a
 `+`-joined spec is one fused `proxies.stack` program) and measures, with JAX's
 ahead-of-time API: tracing + lowering (s), XLA compilation (s), the number of HLO
@@ -68,15 +70,30 @@ def worker(args):
     fns = [proxies.get_proxy(spec) for spec in args.proxy.split("+")]
     proxy = fns[0] if len(fns) == 1 else proxies.stack(*fns)
 
-    def score(population, batch, keys):
-        return proxies.score_population(
-            proxy, space, population, batch, keys, **json.loads(args.score_kwargs)
-        )
-
     n = args.archs_per_call
     chunks = [cells[i : i + n] for i in range(0, len(cells) - n + 1, n)]
+    score_kwargs = json.loads(args.score_kwargs)
+    try:
+        from jaxnas.scoring import Scorer
+    except ImportError:  # a --baseline tree whose scoring program draws the parameters
+        Scorer = None
+    if Scorer is None:
+
+        def score(population, batch, keys):
+            return proxies.score_population(proxy, space, population, batch, keys, **score_kwargs)
+
+        program, args_0, init_s = jax.jit(score), (chunks[0], batch, keys), 0.0
+    else:
+        # As the CLI scores: the initialisations in a program of their own, timed apart.
+        from jaxnas import scoring
+
+        scorer = scoring.make_scorer(proxy, space, **score_kwargs)
+        start = time.perf_counter()
+        init = scorer.init.lower(chunks[0], batch, keys).compile()
+        init_s = time.perf_counter() - start
+        program, args_0 = scorer.score, (chunks[0], batch, keys, init(chunks[0], batch, keys))
     start = time.perf_counter()
-    lowered = jax.jit(score).lower(chunks[0], batch, keys)
+    lowered = program.lower(*args_0)
     trace_s = time.perf_counter() - start
     start = time.perf_counter()
     compiled = lowered.compile()
@@ -84,6 +101,8 @@ def worker(args):
     hlo_ops = sum(
         line.lstrip().startswith(("%", "ROOT")) for line in compiled.as_text().splitlines()
     )
+    if Scorer is not None:
+        compiled = Scorer(init, compiled)
     scores = [np.asarray(jax.block_until_ready(compiled(chunks[0], batch, keys)))]
     start = time.perf_counter()
     for chunk in chunks[1:]:
@@ -96,6 +115,7 @@ def worker(args):
             {
                 "trace_s": trace_s,
                 "compile_s": compile_s,
+                "init_compile_s": init_s,
                 "hlo_ops": hlo_ops,
                 "steady_s_per_cell": steady,
                 "peak_rss_gb": rss_gb,
@@ -229,7 +249,8 @@ def main():
             results[label] = r
             print(
                 f"{args.space} {proxy:>10} {label:>9}: trace {r['trace_s']:6.1f} s  "
-                f"compile {r['compile_s']:6.1f} s  HLO ops {r['hlo_ops']:6d}  "
+                f"compile {r['compile_s']:6.1f} s (+ init {r.get('init_compile_s', 0):4.1f} s)  "
+                f"HLO ops {r['hlo_ops']:6d}  "
                 f"steady {r['steady_s_per_cell']:.3f} s/cell  peak RSS {r['peak_rss_gb']:.2f} GB",
                 flush=True,
             )

@@ -1,7 +1,8 @@
 """Run by test_sharding.py in a process with two virtual CPU devices (XLA_FLAGS).
 
 Scores one tiny NB201 population over a two-device mesh and over one device, in each
-of score_population's modes, and exits non-zero naming the first mode that differs.
+of score_population's modes and with the CLI's scorer, and exits non-zero naming the
+first mode that differs.
 """
 
 import sys
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas import proxies
+from jaxnas import proxies, scoring
 from jaxnas.spaces import nb201
 
 TINY = dict(channels=4, cells_per_stage=1)
@@ -49,6 +50,12 @@ def main():
             sys.exit(f"{mode}: shapes {sharded.shape} (two devices) vs {single.shape} (one)")
         if not np.allclose(sharded, single, rtol=1e-5, equal_nan=True):
             sys.exit(f"{mode}: two devices {sharded.tolist()} != one device {single.tolist()}")
+    # The CLI's scorer: its initialisation program's draws are replicated over the mesh.
+    snip, batch = proxies.get_proxy("snip"), {"x": x[0], "y": y[0]}
+    sharded = np.asarray(scoring.make_scorer(snip, space)(population, batch, keys))
+    single = np.asarray(scoring.make_scorer(snip, space, mesh=one)(population, batch, keys))
+    if not np.allclose(sharded, single, rtol=1e-5):
+        sys.exit(f"scorer: two devices {sharded.tolist()} != one device {single.tolist()}")
     print("sharded scores equal single-device scores")
 
 

@@ -102,14 +102,15 @@ def test_search_resumes_and_extends_with_the_same_records(tmp_path):
     assert [r["arch"] for r in fresh] != [r["arch"] for r in resumed]
 
 
-def test_a_second_run_loads_its_traced_program_and_scores_the_same(tmp_path):
+def test_a_second_run_loads_its_traced_programs_and_scores_the_same(tmp_path):
     cache = tmp_path / "xla"
     runs = [tmp_path / name for name in ("first", "second", "uncached")]
     for run, flag in zip(runs, (cache, cache, "none")):
         result = _cli(run, f"--compilation_cache={flag}")
         assert result.returncode == 0, result.stderr
         assert "re-tracing" not in result.stdout
-    assert len(list((cache / compilation_cache.TRACED).iterdir())) == 1
+    # The scorer's two programs: the shared initialisations and the scoring.
+    assert len(list((cache / compilation_cache.TRACED).iterdir())) == 2
     scores = [(run / "scores.jsonl").read_text() for run in runs]
     assert scores[0] == scores[1] == scores[2]
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import errors, proxies
+from jaxnas import errors, proxies, scoring
 from jaxnas.spaces import nb201
 
 from conftest import TINY
@@ -155,3 +155,57 @@ def test_initialisations_in_chunks_equal_all_at_once(tiny_space, tiny_batch, own
     # One at a time (the CPU default), chunks of 2 with a remainder of 1, and more than K.
     for size in (0, 1, 2, 5):
         np.testing.assert_allclose(scores(size), together, rtol=1e-5, err_msg=f"chunk {size}")
+
+
+@pytest.mark.parametrize("own_keys", [False, True])
+@pytest.mark.parametrize("batch_per_arch", [False, True])
+def test_the_scorer_equals_score_population_with_its_initialisations_drawn_apart(
+    tiny_space, tiny_batch, own_keys, batch_per_arch
+):
+    proxy = proxies.get_proxy("snip")
+    population = tiny_space.sample(jax.random.key(11), 3)
+    keys = jax.random.split(jax.random.key(12), 2)
+    keys = jnp.broadcast_to(keys, (3, 2)) if own_keys else keys
+    batch = tiny_batch
+    if batch_per_arch:
+        batch = jax.tree.map(lambda v: jnp.stack([v, v[::-1], v]), tiny_batch)
+    expected = jax.jit(
+        lambda p: proxies.score_population(
+            proxy, tiny_space, p, batch, keys, batch_per_arch=batch_per_arch
+        )
+    )(population)
+    scorer = scoring.make_scorer(proxy, tiny_space, batch_per_arch=batch_per_arch)
+    np.testing.assert_allclose(scorer(population, batch, keys), expected, rtol=1e-6)
+    compiled = scorer.compile(population, batch, keys)
+    np.testing.assert_allclose(compiled(population, batch, keys), expected, rtol=1e-6)
+    if own_keys:
+        return
+    # The draws are the initialisation program's alone: the scoring program takes them.
+    init = scorer.init(population, batch, keys)
+    assert "random_bits" in str(jax.make_jaxpr(scorer.init)(population, batch, keys))
+    assert "random_bits" not in str(jax.make_jaxpr(scorer.score)(population, batch, keys, init))
+    # One initialisation program serves every population.
+    scorer(tiny_space.sample(jax.random.key(13), 3), batch, keys)
+    assert scorer.init._cache_size() == 1
+
+
+def test_initialisations_that_do_not_match_the_keys_are_refused(tiny_space, tiny_batch):
+    proxy = proxies.get_proxy("naswot")
+    population = tiny_space.sample(jax.random.key(14), 2)
+    keys = jax.random.split(jax.random.key(15), 2)
+    three = proxies.shared_initialisations(
+        proxy, tiny_space, population, tiny_batch, jax.random.split(jax.random.key(15), 3)
+    )
+    with pytest.raises(errors.ShapeError, match="K=2 draws"):
+        proxies.score_population(
+            proxy, tiny_space, population, tiny_batch, keys, initialisations=three
+        )
+    with pytest.raises(errors.ShapeError, match="key\\[P, K\\] draws its own"):
+        proxies.score_population(
+            proxy,
+            tiny_space,
+            population,
+            tiny_batch,
+            jnp.broadcast_to(keys, (2, 2)),
+            initialisations=three,
+        )

@@ -193,6 +193,7 @@ def score_population(
     init_chunk_size: int = 0,
     batch_per_arch: bool = False,
     mesh: Mesh | None = None,
+    initialisations: Any = None,
 ) -> jax.Array:
     """Scores every genotype of a population under every initialisation key.
 
@@ -229,23 +230,21 @@ def score_population(
         share of the genotypes (padded to a multiple of the device count with copies of
         the first, whose scores are dropped); the initial parameters and a shared batch
         are replicated.
+      initialisations: with shared keys, the K parameter draws
+        `shared_initialisations` returns for the same proxy, space, settings, batch and
+        keys, drawn beforehand (e.g. in a program of their own, as `scoring.make_scorer`
+        does); None draws them here.
 
     Returns:
       f32[P, K] scores (f32[P, K, M] for a `stack` of M proxies); NaN marks a failed
       evaluation.
     """
     concrete = not isinstance(population, jax.core.Tracer)
-    population = jnp.asarray(population)
-    if population.ndim != 2 or population.shape[1] != len(space.num_choices):
-        raise errors.ArchitectureError(
-            f"a {space.name} population is int32[P, {len(space.num_choices)}], got shape "
-            f"{tuple(population.shape)}"
-        )
+    population = _check_population(space, population)
     if concrete:
         space.validate(population)
     num = population.shape[0]
     _check_batch(batch, num if batch_per_arch else None)
-    example = batch["x"][0] if batch_per_arch else batch["x"]
     kwargs = {**network_overrides(proxy), **(network_kwargs or {})}
     mesh = population_mesh() if mesh is None else mesh
     if POPULATION_AXIS not in mesh.shape:
@@ -261,8 +260,11 @@ def score_population(
 
     if keys.ndim == 1:
         key_pairs = jax.vmap(jax.random.split)(keys)
-        template = network(population[0])
-        params = jax.vmap(template.init, in_axes=(0, None))(key_pairs[:, 0], example)
+        if initialisations is None:
+            example = batch["x"][0] if batch_per_arch else batch["x"]
+            params = _draw(network(population[0]), key_pairs[:, 0], example)
+        else:
+            params = _check_initialisations(initialisations, keys.shape[0])
 
         def score_shared(item, shared_batch, params, proxy_keys):
             genotype, arch_batch = item if batch_per_arch else (item, shared_batch)
@@ -282,6 +284,10 @@ def score_population(
         raise errors.ShapeError(
             f"keys must be key[K] or key[P={num}, K], got shape {tuple(keys.shape)}"
         )
+    if initialisations is not None:
+        raise errors.ShapeError(
+            "initialisations are shared draws for key[K] keys; key[P, K] draws its own"
+        )
 
     def score_own(item, shared_batch):
         if batch_per_arch:
@@ -300,6 +306,63 @@ def score_population(
     per_arch = (population, batch, keys) if batch_per_arch else (population, keys)
     replicated = ({} if batch_per_arch else batch,)
     return _map_sharded(score_own, per_arch, replicated, num, mesh, chunk_size)
+
+
+def shared_initialisations(
+    proxy: types.ProxyFn,
+    space: SearchSpace,
+    population: types.Population,
+    batch: types.Batch,
+    keys: types.PRNGKey,
+    *,
+    network_kwargs: Mapping[str, Any] | None = None,
+    batch_per_arch: bool = False,
+) -> Any:
+    """The K initialisations that `score_population` shares across a population scored
+    with keys key[K]: the space's parameters drawn once per key, stacked along a leading
+    axis of length K (before each architecture's `rescale_init`).
+
+    A space's parameters do not depend on the genotype, so the draws depend only on the
+    proxy's network settings, the image shape and the keys (`population[0]` serves as
+    the template). Drawn in a program of their own (`scoring.make_scorer`), they are
+    compiled once for every proxy of a space rather than inside each scoring program,
+    where the initialisation's kernels, one or two per parameter array, are a large
+    share of the compile (855 arrays on DARTS). Pass the result to `score_population`
+    as `initialisations`; arguments as there.
+    """
+    population = _check_population(space, population)
+    _check_batch(batch, population.shape[0] if batch_per_arch else None)
+    if keys.ndim != 1:
+        raise errors.ShapeError(f"shared initialisations take key[K], got shape {keys.shape}")
+    kwargs = {**network_overrides(proxy), **(network_kwargs or {})}
+    key_pairs = jax.vmap(jax.random.split)(keys)
+    example = batch["x"][0] if batch_per_arch else batch["x"]
+    return _draw(space.network(population[0], **kwargs), key_pairs[:, 0], example)
+
+
+def _draw(template: Network, keys: jax.Array, example: jax.Array) -> Any:
+    """`template`'s parameters initialised under each of key[K], stacked."""
+    return jax.vmap(template.init, in_axes=(0, None))(keys, example)
+
+
+def _check_population(space: SearchSpace, population: types.Population) -> jax.Array:
+    population = jnp.asarray(population)
+    if population.ndim != 2 or population.shape[1] != len(space.num_choices):
+        raise errors.ArchitectureError(
+            f"a {space.name} population is int32[P, {len(space.num_choices)}], got shape "
+            f"{tuple(population.shape)}"
+        )
+    return population
+
+
+def _check_initialisations(initialisations: Any, num_keys: int) -> Any:
+    leading = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(initialisations)}
+    if leading != {num_keys}:
+        raise errors.ShapeError(
+            f"initialisations must stack K={num_keys} draws (one per key) along their "
+            f"leading axis; got leading sizes {sorted(leading, key=str)}"
+        )
+    return initialisations
 
 
 def _map_sharded(fn, per_arch, replicated, num, mesh, chunk_size):
