@@ -23,9 +23,12 @@ class Scorer:
     (`proxies.shared_initialisations`) and `score(population, batch, keys,
     initialisations)` scores the population with them; with key[P, K], `score` draws its
     own and takes None. The initialisation program depends only on the space, the
-    proxy's network settings, the image shape and K, so with JAX's compilation cache on
-    (the CLI's default) it is compiled once for every proxy and run that share them, and
-    the scoring programs no longer compile it (on DARTS ~7 s of each one's compile).
+    proxy's network settings, the image shape and K: each scorer traces its own, but
+    with JAX's persistent compilation cache on (the CLI's default) it is compiled once
+    for every proxy and run that share them, and the scoring programs no longer compile
+    it (on DARTS ~8 s of each one's compile). Without the cache every scorer compiles
+    its own, so a single proxy then pays a little more than one program did (NB201
+    naswot 4.7 -> 5.9 s; docs/performance.md).
     """
 
     def __init__(self, init, score):
@@ -62,7 +65,8 @@ def make_scorer(
 ) -> Scorer:
     """The `Scorer` of `proxies.score_population` with these settings (`inputs.chunk_size`
     resolves a config's); its initialisations are replicated over the mesh's devices."""
-    replicated = NamedSharding(proxies.population_mesh() if mesh is None else mesh, PartitionSpec())
+    mesh = proxies.population_mesh() if mesh is None else mesh  # the same for both programs
+    replicated = NamedSharding(mesh, PartitionSpec())
 
     @functools.partial(jax.jit, out_shardings=replicated)
     def init(population, batch, keys):

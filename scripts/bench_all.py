@@ -254,7 +254,7 @@ def main():
                     else f" | {torch_s:.3f} | {torch_s / r['steady_s_per_cell']:.2f}"
                 )
             except RuntimeError as exc:
-                cells = f"error: {str(exc).strip().splitlines()[-1][:120]} | | | | | | |"
+                cells = f"error: {str(exc).strip().splitlines()[-1][:120]} | | | | | |"
             rows.append(f"| {proxy} | {space} | {protocol} | {cells} |")
             print(rows[-1], flush=True)
     header = [

@@ -184,9 +184,24 @@ def test_the_scorer_equals_score_population_with_its_initialisations_drawn_apart
     init = scorer.init(population, batch, keys)
     assert "random_bits" in str(jax.make_jaxpr(scorer.init)(population, batch, keys))
     assert "random_bits" not in str(jax.make_jaxpr(scorer.score)(population, batch, keys, init))
-    # One initialisation program serves every population.
-    scorer(tiny_space.sample(jax.random.key(13), 3), batch, keys)
-    assert scorer.init._cache_size() == 1
+
+
+def test_proxies_with_the_same_network_share_one_initialisation_program(tiny_space, tiny_batch):
+    population = tiny_space.sample(jax.random.key(16), 2)
+    keys = jax.random.split(jax.random.key(17), 2)
+
+    def init_program(name):
+        scorer = scoring.make_scorer(proxies.get_proxy(name), tiny_space)
+        return scorer.init.lower(population, tiny_batch, keys).as_text()
+
+    # The persistent cache keys compiled programs by this text: one entry for both.
+    assert init_program("snip") == init_program("grad_norm")
+    # synflow overrides its network (no BatchNorm): both programs build that network.
+    synflow = proxies.get_proxy("synflow")
+    assert proxies.network_overrides(synflow)
+    expected = proxies.score_population(synflow, tiny_space, population, tiny_batch, keys)
+    scores = scoring.make_scorer(synflow, tiny_space)(population, tiny_batch, keys)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
 
 
 def test_initialisations_that_do_not_match_the_keys_are_refused(tiny_space, tiny_batch):
@@ -196,9 +211,25 @@ def test_initialisations_that_do_not_match_the_keys_are_refused(tiny_space, tiny
     three = proxies.shared_initialisations(
         proxy, tiny_space, population, tiny_batch, jax.random.split(jax.random.key(15), 3)
     )
-    with pytest.raises(errors.ShapeError, match="K=2 draws"):
+    with pytest.raises(errors.ShapeError, match=r"expected float32\[2, .*K=2 draws"):
         proxies.score_population(
             proxy, tiny_space, population, tiny_batch, keys, initialisations=three
+        )
+    wider = proxies.shared_initialisations(
+        proxy, nb201.space(**{**TINY, "channels": 8}), population, tiny_batch, keys
+    )
+    with pytest.raises(errors.ShapeError, match=r"initialisations\[.*expected float32\[2, "):
+        proxies.score_population(
+            proxy, tiny_space, population, tiny_batch, keys, initialisations=wider
+        )
+    with pytest.raises(errors.ShapeError, match="not this network's parameters"):
+        proxies.score_population(
+            proxy,
+            tiny_space,
+            population,
+            tiny_batch,
+            keys,
+            initialisations={"params": {"w": jnp.zeros((2, 3))}},
         )
     with pytest.raises(errors.ShapeError, match="key\\[P, K\\] draws its own"):
         proxies.score_population(

@@ -233,7 +233,8 @@ def score_population(
       initialisations: with shared keys, the K parameter draws
         `shared_initialisations` returns for the same proxy, space, settings, batch and
         keys, drawn beforehand (e.g. in a program of their own, as `scoring.make_scorer`
-        does); None draws them here.
+        does); None draws them here. Their structure, shapes and dtypes are checked;
+        that they come from these keys cannot be.
 
     Returns:
       f32[P, K] scores (f32[P, K, M] for a `stack` of M proxies); NaN marks a failed
@@ -260,11 +261,13 @@ def score_population(
 
     if keys.ndim == 1:
         key_pairs = jax.vmap(jax.random.split)(keys)
+        example = batch["x"][0] if batch_per_arch else batch["x"]
+        template = network(population[0])
         if initialisations is None:
-            example = batch["x"][0] if batch_per_arch else batch["x"]
-            params = _draw(network(population[0]), key_pairs[:, 0], example)
+            params = _draw(template, key_pairs[:, 0], example)
         else:
-            params = _check_initialisations(initialisations, keys.shape[0])
+            expected = jax.eval_shape(lambda k: _draw(template, k, example), key_pairs[:, 0])
+            params = _check_initialisations(initialisations, expected)
 
         def score_shared(item, shared_batch, params, proxy_keys):
             genotype, arch_batch = item if batch_per_arch else (item, shared_batch)
@@ -355,13 +358,23 @@ def _check_population(space: SearchSpace, population: types.Population) -> jax.A
     return population
 
 
-def _check_initialisations(initialisations: Any, num_keys: int) -> Any:
-    leading = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(initialisations)}
-    if leading != {num_keys}:
+def _check_initialisations(initialisations: Any, expected: Any) -> Any:
+    """`initialisations` if they have the structure, shapes and dtypes of the draws
+    `expected` (`jax.eval_shape` of this network's); draws for other keys of the same
+    count cannot be told apart."""
+    if jax.tree.structure(initialisations) != jax.tree.structure(expected):
         raise errors.ShapeError(
-            f"initialisations must stack K={num_keys} draws (one per key) along their "
-            f"leading axis; got leading sizes {sorted(leading, key=str)}"
+            "initialisations are not this network's parameters (draw them with "
+            "shared_initialisations for the same proxy, space, network settings and batch)"
         )
+    leaves = jax.tree_util.tree_leaves_with_path(initialisations)
+    for (path, got), wanted in zip(leaves, jax.tree.leaves(expected)):
+        if (got.shape, got.dtype) != (wanted.shape, wanted.dtype):
+            raise errors.ShapeError(
+                f"initialisations{jax.tree_util.keystr(path)}: {got.dtype}{list(got.shape)}, "
+                f"expected {wanted.dtype}{list(wanted.shape)} (K={wanted.shape[0]} draws, "
+                "one per key, of this network)"
+            )
     return initialisations
 
 
