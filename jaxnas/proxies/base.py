@@ -10,6 +10,7 @@ shape). Populations are sharded over the devices (a `jax.sharding.Mesh` with a
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -261,13 +262,20 @@ def score_population(
 
     if keys.ndim == 1:
         key_pairs = jax.vmap(jax.random.split)(keys)
-        example = batch["x"][0] if batch_per_arch else batch["x"]
-        template = network(population[0])
+        draw = functools.partial(
+            shared_initialisations,
+            proxy,
+            space,
+            population,
+            batch,
+            keys,
+            network_kwargs=network_kwargs,
+            batch_per_arch=batch_per_arch,
+        )
         if initialisations is None:
-            params = _draw(template, key_pairs[:, 0], example)
+            params = draw()
         else:
-            expected = jax.eval_shape(lambda k: _draw(template, k, example), key_pairs[:, 0])
-            params = _check_initialisations(initialisations, expected)
+            params = _check_initialisations(initialisations, jax.eval_shape(draw))
 
         def score_shared(item, shared_batch, params, proxy_keys):
             genotype, arch_batch = item if batch_per_arch else (item, shared_batch)
@@ -340,12 +348,8 @@ def shared_initialisations(
     kwargs = {**network_overrides(proxy), **(network_kwargs or {})}
     key_pairs = jax.vmap(jax.random.split)(keys)
     example = batch["x"][0] if batch_per_arch else batch["x"]
-    return _draw(space.network(population[0], **kwargs), key_pairs[:, 0], example)
-
-
-def _draw(template: Network, keys: jax.Array, example: jax.Array) -> Any:
-    """`template`'s parameters initialised under each of key[K], stacked."""
-    return jax.vmap(template.init, in_axes=(0, None))(keys, example)
+    template = space.network(population[0], **kwargs)
+    return jax.vmap(template.init, in_axes=(0, None))(key_pairs[:, 0], example)
 
 
 def _check_population(space: SearchSpace, population: types.Population) -> jax.Array:
