@@ -24,9 +24,11 @@ counts what tensorwatch counted on that network (its BatchNorms without affine
 parameters 1 per element, the others 2) and equals the column.
 
 Cost on the 2-core CPU: docs/performance.md (`scripts/bench_all.py --spaces darts`);
-e.g. `proxies=snip+grad_norm+plain+jacob_cov+epe_nas,fuse=1` compiles in ~5 min and
-then takes ~5 s per cell (5.9 GB peak; 2026-12-04). flops takes 15 s for all 363 cells
-(it depends only on shapes and the genotype). `proxies=grasp,batch=32` (2026-11-22, before
+each proxy on its own compiles in 1-45 s (plus ~9 s once for the initialisation
+program) and takes 0.02-4 s per cell; `proxies=snip+grad_norm+plain+jacob_cov+epe_nas,
+fuse=1` compiles in ~38 s and then takes ~3 s per cell for the five (3.1 GB peak;
+2026-12-06). flops takes 15 s for all 363 cells (it depends only on shapes and the
+genotype). `proxies=grasp,batch=32` (2026-11-22, before
 the cells' edges were scanned: ~25 min compile, 7.2 s per cell): Spearman vs val_acc
 0.324, column 0.401, rho(ours, column) 0.434 (WORKSPACE_NOTES.md).
 
