@@ -58,6 +58,20 @@ def chunk_size(config) -> int:
     return chunk
 
 
+def check_labels(labels, num_classes: int | None, setting: str) -> None:
+    """DataError when int `labels` reach `num_classes` or beyond: the network's head (set
+    by the config field `setting`) would not match the data, and a loss-based proxy would
+    score NaN (no such class). Nothing to check without labels or a class count."""
+    if labels is None or num_classes is None or len(labels) == 0:
+        return
+    top = int(np.max(labels))
+    if top >= num_classes:
+        raise errors.DataError(
+            f"the data's labels go up to {top} but the network has {num_classes} classes; "
+            f"set {setting}={top + 1} (e.g. 100 for CIFAR-100)"
+        )
+
+
 class Images:
     """The image source of `config.data` (synthetic, npz or tfds): draws a batch per key."""
 
@@ -81,6 +95,11 @@ class Images:
             raise errors.ConfigError(
                 f"unknown data.source {self.config.source!r}; expected synthetic, npz or tfds"
             )
+
+    def check_classes(self, num_classes: int | None, setting: str) -> None:
+        """`check_labels` on the pool's labels (none for synthetic images)."""
+        if self.pool is not None:
+            check_labels(self.pool[1], num_classes, setting)
 
     def batch(self, key):
         c = self.config
@@ -106,6 +125,14 @@ class Images:
             shape = (c.image_size, c.image_size, 3)
             return data.synthetic_batch(jax.random.fold_in(key, 1), c.batch_size, shape)["x"]
         return jnp.asarray(data.normalize(self.pool[0], c.normalization))
+
+
+def network_classes(space) -> int | None:
+    """The class count of `space`'s networks (its `num_classes` setting, the same for
+    every architecture), read from the materialised network of a sampled one; None for
+    a space without one."""
+    genotype = np.asarray(space.sample(jax.random.key(0), 1))[0]
+    return getattr(space.materialize(genotype), "num_classes", None)
 
 
 def population(config, space, bench, key) -> np.ndarray:

@@ -126,7 +126,11 @@ def _pool(config):
         raise errors.ConfigError(
             "supernet searches read real images: set data.source='npz' and data.path"
         )
-    return data.load_npz(config.data.path, config.data.images_key, config.data.labels_key or None)
+    images, labels = data.load_npz(
+        config.data.path, config.data.images_key, config.data.labels_key or None
+    )
+    inputs.check_labels(labels, config.data.num_classes, "data.num_classes")
+    return images, labels
 
 
 # --------------------------------------------------------------------------- TE-NAS
@@ -384,6 +388,7 @@ def _pool_scores(config, space, spec, population, key_data, key_init, path) -> n
             return scores
     previous = np.load(partial) if os.path.exists(partial) else None
     images = inputs.Images(config)
+    images.check_classes(inputs.network_classes(space), "space.kwargs.num_classes")
     batch = images.batch(key_data)
     keys = jax.random.split(key_init, config.num_inits)
     scorer = scoring.make_scorer(

@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxnas import benchmarks, errors, losses, run_files, spaces, train_data
+from jaxnas import benchmarks, errors, inputs, losses, run_files, spaces, train_data
 from jaxnas.progress import Progress
 from jaxnas.spaces import functional
 
@@ -566,12 +566,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict
         raise errors.ConfigError(
             f"space {config.space.name!r} has no drop-path; set train.drop_path=0"
         )
-    num_classes = _num_classes(model)
-    if num_classes is not None and labels.max() >= num_classes:
-        raise errors.DataError(
-            f"labels go up to {labels.max()} but the network has {num_classes} classes "
-            "(space.kwargs.num_classes)"
-        )
+    inputs.check_labels(labels, getattr(model, "num_classes", None), "space.kwargs.num_classes")
 
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec("data"))
@@ -681,10 +676,6 @@ def _evaluate(eval_step, state, split, batch_size, t, sharded) -> dict:
 
 def _call_arguments(model) -> tuple[str, ...]:
     return tuple(inspect.signature(type(model).__call__).parameters)
-
-
-def _num_classes(model) -> int | None:
-    return getattr(model, "num_classes", None)
 
 
 def _count(params) -> int:

@@ -144,15 +144,28 @@ def _cli(tmp_path, *overrides):
         ),
         (["--config.benchmark.path=/nonexistent/table.csv.gz"], "benchmark file not found"),
         (["--config.data.source=npz", "--config.data.path=NCHW"], "channels first"),
+        (
+            ["--config.data.source=npz", "--config.data.path=C100"],
+            "labels go up to 99 but the network has 10 classes; set space.kwargs.num_classes=100",
+        ),
         (["--config.proxies=('nwot',)"], "unknown proxy 'nwot'"),
     ],
 )
 def test_cli_bad_input_gives_one_line_error(tmp_path, overrides, message):
-    overrides = [o.replace("NCHW", str(tmp_path / "nchw.npz")) for o in overrides]
+    overrides = [
+        o.replace("NCHW", str(tmp_path / "nchw.npz")).replace("C100", str(tmp_path / "c100.npz"))
+        for o in overrides
+    ]
     np.savez(
         tmp_path / "nchw.npz",
         images=np.zeros((70, 3, 32, 32), np.uint8),
         labels=np.zeros(70, np.int64),
+    )
+    # CIFAR-100 labels for NB201's 10-class network.
+    np.savez(
+        tmp_path / "c100.npz",
+        images=np.zeros((100, 32, 32, 3), np.uint8),
+        labels=np.arange(100),
     )
     result = _cli(tmp_path, *overrides)
     assert result.returncode == 2, result.stderr

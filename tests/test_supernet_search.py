@@ -399,6 +399,24 @@ def test_tenas_on_darts_end_to_end_gives_a_darts_cell(tmp_path, monkeypatch):
     assert runs[0]["arch"] != runs[1]["arch"]
 
 
+def test_supernet_search_refuses_labels_beyond_its_class_count(tmp_path):
+    # CIFAR-100 labels with the CIFAR-10 head: TE-NAS's NTK would run on a 10-class
+    # network without a word; the run must name data.num_classes instead.
+    path = tmp_path / "images.npz"
+    np.savez(
+        path,
+        train_images=np.zeros((8, 8, 8, 3), np.uint8),
+        train_labels=np.arange(92, 100),
+    )
+    config = load_config("configs/nb201_tenas_search.py", "runs=1")
+    config.data.path = str(path)
+    with pytest.raises(errors.DataError, match="labels go up to 99 .* data.num_classes=100"):
+        experiment.run(config, str(tmp_path / "run"))
+    config.data.num_classes = 100
+    images, labels = supernet_search._pool(config)
+    assert images.shape == (8, 8, 8, 3) and labels.max() == 99
+
+
 def test_zc_pt_on_darts_is_a_config_error(tmp_path):
     config = load_config("configs/darts_tenas_search.py")
     config.search.strategy = "zc_pt"

@@ -362,6 +362,10 @@ def test_bad_train_configs_are_refused(tmp_path):
     config.train.arch = "|bogus~0|"
     with pytest.raises(errors.ArchitectureError):
         training.train(config, str(tmp_path / "w"))
+    config = _config(npz)
+    config.space.kwargs = dict(channels=4, cells_per_stage=1, num_classes=5)
+    with pytest.raises(errors.DataError, match="5 classes; set space.kwargs.num_classes="):
+        training.train(config, str(tmp_path / "w"))
 
 
 def test_drop_path_drops_whole_examples_and_rescales():
