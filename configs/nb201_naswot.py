@@ -10,7 +10,8 @@ score is robust to Gaussian inputs). When
 Kendall (bootstrap 95 % CIs) against the 200-epoch test accuracies on CIFAR-10,
 CIFAR-100 and ImageNet16-120.
 
-Expected on a 2-core CPU: ~20 s compile, ~0.4 s per cell, under 2 min in all; Spearman
+Expected on a 2-core CPU: ~6 s of trace and compile, 0.15-0.4 s per cell, under 2 min
+in all; Spearman
 around 0.8 on the 200 cells (measured figures: WORKSPACE_NOTES.md).
 
 Arguments: `:size=N,seed=S` (e.g. `--config=configs/nb201_naswot.py:size=50`).

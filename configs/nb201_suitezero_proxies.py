@@ -23,11 +23,11 @@ batch for every cell (here `per_cell=1`; by default one seeded batch serves all 
 and used the exact CIFAR-10 pixels. zen draws its own Gaussian inputs, synflow uses one
 all-ones image, params and l2_norm use no data, flops uses the image size only.
 
-Measured on the 2-core CPU (load 2-4): `proxies=snip+grad_norm+plain+jacob_cov+epe_nas+
-fisher+zen,fuse=1` 5.6 s per cell for the seven together (about 100 min for 1,000
-cells plus ~9 min of compile); one at a time each gradient proxy takes 1.5-2 s per cell
-after ~1.5 min of compile; params, flops, l2_norm, synflow together < 20 ms per cell;
-grasp compiles slowly on the full network (see WORKSPACE_NOTES.md). Bar (issue 3):
+Cost on a quiet 2-core CPU (docs/performance.md, `scripts/bench_all.py --spaces nb201`,
+2026-12-06): one at a time each gradient proxy takes 0.3-0.6 s per cell after 4-9 s of
+compile (grasp 1.7 s after 18 s); all twelve fused (`fuse=1`) 2.0 s per cell after
+~48 s (about 35 min for 1,000 cells); params, flops, l2_norm, synflow together < 50 ms
+per cell; plus ~4 s once for the initialisation program. Bar (issue 3):
 |rho(ours, val_acc) - rho(column, val_acc)| <= 0.05 per proxy; params and flops equal
 their columns to 0.1 %. Results: docs/proxy_correlations.md.
 
