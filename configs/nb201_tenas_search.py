@@ -29,8 +29,9 @@ on a 2-core CPU): 93.11 +- 0.28 / 69.93 +- 0.60 / 44.25 +- 1.19 (mean +- std ove
 A run makes ~170 NTK calls, whose cost grows as the square of the batch
 (batch-statistics BN couples the images): `:ntk_batch=24` took 4.7 min per run
 (`scripts/bench_tenas_supernet.py`: 0.27 s per call at 8 images, 1.9 s at 24), and
-`:repeats=1,ntk_batch=8,crops=300` takes 7 s per run. `ntk_batch`, `crops` and `repeats` trade faithfulness for time (stated in the
-record's params); use an accelerator for the protocol.
+`:repeats=1,ntk_batch=8,crops=300` takes 7 s per run. `ntk_batch`, `crops` and
+`repeats` trade faithfulness for time (stated in the record's params); use an
+accelerator for the protocol.
 
 Arguments: `:runs=R,seed=S,repeats=3,ntk_batch=72,crops=3000`.
 """
