@@ -85,7 +85,7 @@ def _score(config, workdir, resume=False) -> dict:
     space = inputs.space(config)
     bench = inputs.benchmark(config)
     images = inputs.Images(config)
-    images.check_classes(inputs.network_classes(space), "space.kwargs.num_classes")
+    images.check_classes(space)
     key = jax.random.key(config.seed)
     key_pop, key_data, key_init = jax.random.split(key, 3)
     population = space.validate(inputs.population(config, space, bench, key_pop))
@@ -426,7 +426,7 @@ def _search(config, workdir, resume=False) -> dict:
     targets = _Targets(config, space, bench)
     if live or warm_live:
         images = inputs.Images(config)
-        images.check_classes(inputs.network_classes(space), "space.kwargs.num_classes")
+        images.check_classes(space)
         records = run_files.completed_runs(path, s.num_runs) if resume else []
         if records:
             print(f"resuming: {len(records)} of {s.num_runs} runs already in {path}")

@@ -96,10 +96,11 @@ class Images:
                 f"unknown data.source {self.config.source!r}; expected synthetic, npz or tfds"
             )
 
-    def check_classes(self, num_classes: int | None, setting: str) -> None:
-        """`check_labels` on the pool's labels (none for synthetic images)."""
-        if self.pool is not None:
-            check_labels(self.pool[1], num_classes, setting)
+    def check_classes(self, space) -> None:
+        """`check_labels` of the pool's labels against the class count of `space`'s
+        networks (`space.kwargs.num_classes`); nothing to check without labels."""
+        if self.pool is not None and self.pool[1] is not None:
+            check_labels(self.pool[1], network_classes(space), "space.kwargs.num_classes")
 
     def batch(self, key):
         c = self.config

@@ -388,7 +388,7 @@ def _pool_scores(config, space, spec, population, key_data, key_init, path) -> n
             return scores
     previous = np.load(partial) if os.path.exists(partial) else None
     images = inputs.Images(config)
-    images.check_classes(inputs.network_classes(space), "space.kwargs.num_classes")
+    images.check_classes(space)
     batch = images.batch(key_data)
     keys = jax.random.split(key_init, config.num_inits)
     scorer = scoring.make_scorer(
