@@ -12,6 +12,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 from flax import traverse_util
 
@@ -155,17 +156,24 @@ class GoldenTest(chex.TestCase):
 # ----------------------------------------------------------------- robustness
 
 
-def test_leaf_values_by_shape_come_back_in_leaf_order():
+# Stack caps in bytes and the number of stacks they give: the three 288-byte leaves of
+# one shape stack whole, two by two, or alone; the 16-byte pair always stacks.
+@pytest.mark.parametrize("cap, stacks", [(2**20, 3), (600, 4), (100, 5)])
+def test_leaf_values_by_shape_come_back_in_leaf_order(monkeypatch, cap, stacks):
+    monkeypatch.setattr(gradients, "MAX_STACK_BYTES", cap)
     rng = np.random.default_rng(0)
     shapes = [(3, 3, 2, 4), (4,), (3, 3, 2, 4), (1, 1, 4, 8), (4,), (3, 3, 2, 4)]
     a = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
     b = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
+    calls = []
 
     def fn(x, y):
+        calls.append(x.shape)
         return jnp.sum(x * y) + x.size
 
     got = gradients.leaf_values(fn, a, b)
     chex.assert_shape(got, (len(shapes),))
+    assert len(calls) == stacks
     np.testing.assert_allclose(got, [fn(x, y) for x, y in zip(a, b)], rtol=1e-6)
 
 

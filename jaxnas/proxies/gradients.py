@@ -22,6 +22,9 @@ from jaxnas.network import Network
 
 Predicate = Callable[[tuple[str, ...]], bool]
 
+# The most bytes `leaf_values` copies into one stack of a list's leaves.
+MAX_STACK_BYTES = 64 * 2**20
+
 
 def path_names(path) -> tuple[str, ...]:
     """A pytree key path as plain names: `("params", "stem", "conv", "kernel")`."""
@@ -57,14 +60,20 @@ def leaf_values(fn: Callable[..., jax.Array], *leaf_lists) -> jax.Array:
     Leaves of one shape and dtype go through one vmapped call of `fn` on their stack, so
     the compiled program holds one reduction per distinct shape instead of one per leaf
     (DARTS' 855 parameter arrays have 23 shapes: l2_norm's reduction compiled in 39 s
-    per leaf, 4.4 s by shape; WORKSPACE_NOTES.md, Session 25).
+    per leaf, 4.4 s by shape; WORKSPACE_NOTES.md, Session 25). A stack is a copy, so a
+    stack of the first list's leaves holds at most `MAX_STACK_BYTES` (a larger leaf goes
+    alone): stacking NB101's per-example gradients whole doubled KNAS's XLA temporary
+    memory (12.5 -> 24.4 GB).
     """
     first = leaf_lists[0]
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple, list[list[int]]] = {}
     for i, leaf in enumerate(first):
-        groups.setdefault((leaf.shape, leaf.dtype), []).append(i)
+        chunks = groups.setdefault((leaf.shape, leaf.dtype), [[]])
+        if (len(chunks[-1]) + 1) * leaf.size * leaf.dtype.itemsize > MAX_STACK_BYTES:
+            chunks.append([])
+        chunks[-1].append(i)
     values, order = [], []
-    for indices in groups.values():
+    for indices in (c for chunks in groups.values() for c in chunks if c):
         stacked = [
             leaves[np.asarray(indices)]
             if isinstance(leaves, jax.Array)  # one gather, not a slice per leaf
