@@ -90,6 +90,14 @@ class KernelTest(chex.TestCase):
                     expected[i, j] += np.sum(w * (codes[i] == codes[j]))
         np.testing.assert_array_equal(kernel, expected)
 
+    def test_one_shared_weight_on_packed_bits_equals_the_weight_per_unit(self):
+        # A scalar weight takes the bit-packed count; 1,001 units leave a part word.
+        value = jax.random.normal(jax.random.key(4), (9, 7, 11, 13))
+        shared = kernels.hamming_kernel({"a": types.Tap(value, jnp.asarray(3.0))})
+        per_unit = kernels.hamming_kernel({"a": types.Tap(value, jnp.full((7, 11, 13), 3.0))})
+        chex.assert_shape(shared, (9, 9))
+        np.testing.assert_array_equal(shared, per_unit)
+
     def test_a_tensor_tapped_twice_counts_twice(self):
         value = jax.random.normal(jax.random.key(1), (5, 3, 3, 2))
         once = kernels.hamming_kernel({"a": types.Tap(value, jnp.asarray(1.0))})

@@ -65,10 +65,35 @@ def hamming_kernel(
 
 
 def _weighted_agreement(tap: types.Tap) -> jax.Array:
+    if tap.weight.size == 1:
+        return _packed_agreement(tap)
     codes, weights = binary_codes(tap)
     weighted = codes * weights[None, :]
     ones = weighted.sum(axis=1)
     return 2.0 * (weighted @ codes.T) - ones[:, None] - ones[None, :] + weights.sum()
+
+
+def _packed_agreement(tap: types.Tap) -> jax.Array:
+    """`_weighted_agreement` for one weight shared by every unit, on packed bits.
+
+    The codes of 32 units go into one uint32 and the units on which images i and j are
+    both active are counted with `population_count`, for K[i, j] = w (N - n_i - n_j +
+    2 both_ij). The float codes' matmul needed their transpose copied first (XLA:CPU's
+    dot takes its right operand contraction-major): NB201 NASWOT 150 -> 119 ms per cell
+    (WORKSPACE_NOTES.md, Session 34).
+    """
+    value = tap.value
+    b = value.shape[0]
+    active = (value > 0).reshape(b, -1)
+    units = active.shape[1]
+    active = jnp.pad(active, ((0, 0), (0, -units % 32))).reshape(b, -1, 32)
+    shifts = jnp.arange(32, dtype=jnp.uint32)[None, None, :]
+    words = jnp.sum(active.astype(jnp.uint32) << shifts, axis=-1)
+    both = jax.lax.population_count(words[:, None, :] & words[None, :, :])
+    both = jnp.sum(both, axis=-1, dtype=jnp.int32).astype(jnp.float32)
+    ones = jnp.sum(active, axis=(1, 2), dtype=jnp.int32).astype(jnp.float32)
+    weight = tap.weight.astype(jnp.float32).reshape(())
+    return weight * (units - ones[:, None] - ones[None, :] + 2.0 * both)
 
 
 def logdet(kernel: jax.Array) -> jax.Array:
