@@ -13,6 +13,8 @@ table=runs/naswot_table`), drawing one of the K scores per evaluation.
 Measured on a quiet 2-core CPU: 0.285 s per cell and initialisation after a 30 s
 compile, so 74 min for `inits=1` and ~5 h for K=4 (WORKSPACE_NOTES.md, "Search (issue
 15)", has the table's correlations and the NASWOT N = 10 / 100 / 1000 searches on it).
+At NASWOT's speed benchmark batch, `:inits=1,batch=64`, the whole space took 20 min
+19 s on 2026-12-06 (77 ms per cell; docs/performance.md).
 
 Arguments: `:inits=K,seed=S,batch=B`.
 """
