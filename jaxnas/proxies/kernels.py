@@ -78,9 +78,9 @@ def _packed_agreement(tap: types.Tap) -> jax.Array:
 
     The codes of 32 units go into one uint32 and the units on which images i and j are
     both active are counted with `population_count`, for K[i, j] = w (N - n_i - n_j +
-    2 both_ij). The float codes' matmul needed their transpose copied first (XLA:CPU's
-    dot takes its right operand contraction-major): NB201 NASWOT 150 -> 119 ms per cell
-    (WORKSPACE_NOTES.md, Session 34).
+    2 both_ij), with n_i = both_ii. The float codes' matmul needed their transpose
+    copied first (XLA:CPU's dot takes its right operand contraction-major): NB201
+    NASWOT 157 -> 136 ms per cell in single-cell calls (WORKSPACE_NOTES.md, Session 34).
     """
     value = tap.value
     b = value.shape[0]
@@ -91,7 +91,7 @@ def _packed_agreement(tap: types.Tap) -> jax.Array:
     words = jnp.sum(active.astype(jnp.uint32) << shifts, axis=-1)
     both = jax.lax.population_count(words[:, None, :] & words[None, :, :])
     both = jnp.sum(both, axis=-1, dtype=jnp.int32).astype(jnp.float32)
-    ones = jnp.sum(active, axis=(1, 2), dtype=jnp.int32).astype(jnp.float32)
+    ones = jnp.diagonal(both)
     weight = tap.weight.astype(jnp.float32).reshape(())
     return weight * (units - ones[:, None] - ones[None, :] + 2.0 * both)
 
