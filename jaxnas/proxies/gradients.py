@@ -68,12 +68,12 @@ def leaf_values(fn: Callable[..., jax.Array], *leaf_lists) -> jax.Array:
     first = leaf_lists[0]
     groups: dict[tuple, list[list[int]]] = {}
     for i, leaf in enumerate(first):
-        chunks = groups.setdefault((leaf.shape, leaf.dtype), [[]])
-        if (len(chunks[-1]) + 1) * leaf.size * leaf.dtype.itemsize > MAX_STACK_BYTES:
+        chunks = groups.setdefault((leaf.shape, leaf.dtype), [])
+        if not chunks or (len(chunks[-1]) + 1) * leaf.size * leaf.dtype.itemsize > MAX_STACK_BYTES:
             chunks.append([])
         chunks[-1].append(i)
     values, order = [], []
-    for indices in (c for chunks in groups.values() for c in chunks if c):
+    for indices in (c for chunks in groups.values() for c in chunks):
         stacked = [
             leaves[np.asarray(indices)]
             if isinstance(leaves, jax.Array)  # one gather, not a slice per leaf
