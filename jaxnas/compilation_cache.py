@@ -120,7 +120,8 @@ def traced(jitted, key: str):
     traced function's code changes outside jaxnas); the arguments' types and
     `fingerprint()` are added to it. An entry that cannot be written or read, or a
     program that `jax.export` refuses, falls back to tracing (with a warning). With the
-    cache off (or in a multi-process run), `jitted` itself is returned.
+    cache off (or in a multi-process run), `jitted` itself is returned. Like a `jax.jit`
+    function, the result has `lower(*args)`.
     """
     root = jax.config.jax_compilation_cache_dir
     if not root or jax.process_count() > 1:  # a multi-process program is traced per run
@@ -128,7 +129,7 @@ def traced(jitted, key: str):
     folder = os.path.join(root, TRACED)
     calls = {}
 
-    def call(*args):
+    def program(args):
         leaves, treedef = jax.tree.flatten(args)
         types = [str(jax.typeof(leaf)) for leaf in leaves]
         text = repr((key, str(treedef), types, fingerprint()))
@@ -136,8 +137,12 @@ def traced(jitted, key: str):
         if name not in calls:
             exported = _load_or_export(jitted, args, folder, name)
             calls[name] = jitted if exported is None else jax.jit(exported.call)
-        return calls[name](*args)
+        return calls[name]
 
+    def call(*args):
+        return program(args)(*args)
+
+    call.lower = lambda *args: program(args).lower(*args)
     return call
 
 

@@ -29,6 +29,7 @@ RANGES: dict[str, tuple[int, str]] = {
     "chunk_size": AT_LEAST_ZERO,  # 0: chosen per backend (`jaxnas.dispatch`)
     "init_chunk_size": AT_LEAST_ZERO,  # 0: chosen per backend (`jaxnas.dispatch`)
     "archs_per_call": AT_LEAST_ONE,
+    "concurrent_calls": AT_LEAST_ZERO,  # 0: chosen per backend (`jaxnas.dispatch`)
     "data.max_examples": AT_LEAST_ONE,
     "data.crop_padding": AT_LEAST_ZERO,
     "data.batch_size": AT_LEAST_ONE,

@@ -28,6 +28,9 @@ def default_config() -> ml_collections.ConfigDict:
     # num_inits on a GPU/TPU: `dispatch.init_chunk`).
     c.init_chunk_size = 0
     c.archs_per_call = 16  # architectures per compiled call (progress granularity)
+    # Compiled calls in flight at once, each in a host thread; 0: by backend and the
+    # program's temporaries (`dispatch.concurrent_calls`: 2 on a CPU when small).
+    c.concurrent_calls = 0
     # Score proxies with the same network overrides in one compiled program
     # (`proxies.stack`): shared subexpressions (a loss gradient, an input gradient) are
     # computed once; timings are then per group of proxies.

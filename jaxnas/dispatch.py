@@ -22,6 +22,15 @@ slower than K plain ones, and a call holds K networks' activations. NB201 swap (
 images): 13.6 s per cell and 2.6 GB vmapped, 6.3 s and 0.7 GB one at a time; ntk_cond
 (K=3, 72 images): 9.9 s and 3.9 GB, 7.5 s and 1.9 GB (`scripts/bench_compile.py
 --compare-init-chunks`, WORKSPACE_NOTES.md Session 25).
+
+Compiled calls in flight at once (`concurrent_calls`): XLA:CPU runs a data-driven
+network's many small kernels mostly one at a time, so one call keeps a 2-core CPU about
+80 % busy; a second call in flight (another host thread) fills the gaps. Side by side on
+2 cores (WORKSPACE_NOTES.md, Session 35): NB201 naswot 76 -> 54 ms per cell, snip 275 ->
+232 ms; DARTS naswot 432 -> 344 ms; scores identical. Each call in flight holds its own
+temporaries, and where they are large the gain is small (DARTS' five fused gradient
+proxies: 1.65 GB of temporaries, 2.93 -> 2.72 s per cell), so auto runs two at once only
+below `CONCURRENT_TEMP_BYTES`.
 """
 
 import inspect
@@ -37,6 +46,11 @@ MODES = ("switch", "mask")
 # Architectures vmapped together under "mask" on an accelerator when the memory of one
 # is not known; NB201 at batch 128 needs ~0.1-0.5 GB per cell (gradient proxies the most).
 ACCELERATOR_CHUNK = 16
+
+# Auto's compiled calls in flight on a CPU, and the largest temporaries (XLA's memory
+# analysis of one call) for which it runs more than one.
+CPU_CONCURRENT_CALLS = 2
+CONCURRENT_TEMP_BYTES = 1 << 30
 
 
 def default_dispatch(backend: str | None = None) -> str:
@@ -111,6 +125,27 @@ def init_chunk(num_inits: int, init_chunk_size: int = 0, backend: str | None = N
         backend = jax.default_backend() if backend is None else backend
         init_chunk_size = 1 if backend == "cpu" else num_inits
     return min(init_chunk_size, num_inits)
+
+
+def concurrent_calls(requested: int, temp_bytes: int | None, backend: str | None = None) -> int:
+    """Compiled calls a scoring loop keeps in flight at once: `requested`, or (0 = auto)
+    `CPU_CONCURRENT_CALLS` on a CPU in a single-process run when one call's temporaries
+    (`temp_bytes`; None: unknown) are at most `CONCURRENT_TEMP_BYTES`, else 1. An
+    accelerator queues calls on its own, and the processes of a multi-process run must
+    meet in the same order.
+
+    Raises:
+      ConfigError: a negative `requested`.
+    """
+    if requested < 0:
+        raise errors.ConfigError(f"concurrent_calls must be 0 (auto) or positive, got {requested}")
+    if requested:
+        return requested
+    backend = jax.default_backend() if backend is None else backend
+    small = temp_bytes is not None and temp_bytes <= CONCURRENT_TEMP_BYTES
+    if backend == "cpu" and jax.process_count() == 1 and small:
+        return CPU_CONCURRENT_CALLS
+    return 1
 
 
 def fit_chunk_size(

@@ -144,6 +144,7 @@ def _score(config, workdir, resume=False) -> dict:
                 checkpoint,
                 previous,
                 mesh,
+                config.concurrent_calls,
             )
 
         path = distributed.score_shard(score_range, len(population), workdir, name + tag, resume)

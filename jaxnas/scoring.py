@@ -1,6 +1,8 @@
 """The chunked scoring engine: a population scored in fixed-size compiled calls, resumable
 from a checkpoint (the CLI's score mode, KNAS's pool and `scripts/proxy_report.py`)."""
 
+import collections
+import concurrent.futures
 import functools
 from collections.abc import Iterator
 
@@ -9,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxnas import distributed, proxies, types
+from jaxnas import dispatch, distributed, proxies, types
 from jaxnas.progress import Progress
 from jaxnas.spaces import SearchSpace
 
@@ -38,6 +40,17 @@ class Scorer:
     def __call__(self, population, batch, keys) -> jax.Array:
         initialisations = self.init(population, batch, keys) if keys.ndim == 1 else None
         return self.score(population, batch, keys, initialisations)
+
+    def temp_bytes(self, population, batch, keys) -> int | None:
+        """XLA's temporary bytes for one call of the scoring program with these arguments
+        (from its compiled form, which JAX has cached once a call has run); None where the
+        backend does not say."""
+        score = self.score
+        if hasattr(score, "lower"):
+            initialisations = self.init(population, batch, keys) if keys.ndim == 1 else None
+            score = score.lower(population, batch, keys, initialisations).compile()
+        analysis = score.memory_analysis()
+        return None if analysis is None else analysis.temp_size_in_bytes
 
     def map(self, fn) -> "Scorer":
         """A scorer whose programs are `fn(program, "init")` and `fn(program, "score")`
@@ -102,7 +115,7 @@ def proxy_groups(config) -> list[dict[str, types.ProxyFn]]:
 
 
 def score_chunks(
-    scorer,
+    scorer: Scorer,
     population: np.ndarray,
     batch,
     keys: jax.Array,
@@ -111,6 +124,7 @@ def score_chunks(
     checkpoint: str | None = None,
     previous: np.ndarray | None = None,
     mesh=None,
+    concurrent_calls: int = 0,
 ) -> np.ndarray:
     """f32[P, K, ...] scores of a host population, in fixed-size compiled calls (padded).
 
@@ -119,17 +133,49 @@ def score_chunks(
     With `checkpoint` (a .npy path) the scores so far are saved after every call;
     `previous` (scores of the first architectures, saved by an earlier call with the
     same population) are kept and scoring goes on after them. `mesh` is the scorer's
-    (default: `proxies.population_mesh()`, every process's devices).
+    (default: `proxies.population_mesh()`, every process's devices). The first call
+    (which compiles) runs alone; after it, `concurrent_calls` calls run at once, each in
+    a host thread (0: `dispatch.concurrent_calls`' choice for the first call's
+    temporaries), and their scores are kept, saved and counted in order.
     """
     out = [] if previous is None else [previous]
     first = 0 if previous is None else previous.shape[0]
-    for real, args in _calls(population, batch, keys, per_call, first, mesh):
+
+    def run(args):
         with jax.transfer_guard("disallow"):
-            scores = scorer(*args)
+            return jax.block_until_ready(scorer(*args))
+
+    def finish(real, scores):
         out.append(distributed.to_host(scores)[:real])
         if checkpoint:
             distributed.save_whole(checkpoint, np.concatenate(out))
         progress.update(real)
+
+    calls = _calls(population, batch, keys, per_call, first, mesh)
+    head = next(calls, None)
+    if head is None:
+        return np.concatenate(out)
+    real, args = head
+    finish(real, run(args))
+    temp = scorer.temp_bytes(*args) if concurrent_calls == 0 else None
+    workers = dispatch.concurrent_calls(concurrent_calls, temp)
+    pending = collections.deque()
+
+    def finish_oldest():
+        real, future = pending.popleft()
+        finish(real, future.result())
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        try:
+            for real, args in calls:
+                pending.append((real, pool.submit(run, args)))
+                if len(pending) == workers:
+                    finish_oldest()
+            while pending:
+                finish_oldest()
+        finally:
+            for _, future in pending:  # interrupted: the calls not yet started never start
+                future.cancel()
     return np.concatenate(out)
 
 

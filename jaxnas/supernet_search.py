@@ -400,7 +400,15 @@ def _pool_scores(config, space, spec, population, key_data, key_init, path) -> n
     done = 0 if previous is None else previous.shape[0]
     progress = Progress(population.shape[0], f"score pool {spec}", done=done)
     scores = scoring.score_chunks(
-        scorer, population, batch, keys, config.archs_per_call, progress, partial, previous
+        scorer,
+        population,
+        batch,
+        keys,
+        config.archs_per_call,
+        progress,
+        partial,
+        previous,
+        concurrent_calls=config.concurrent_calls,
     )
     np.save(path, scores)
     os.remove(partial)

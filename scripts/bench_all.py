@@ -1,13 +1,15 @@
 """Compile and run time of every proxy on nb201, nb101 and darts -> a Markdown table.
 
   python scripts/bench_all.py [--proxies naswot snip snip+grad_norm ...] \
-      [--spaces nb201 nb101 darts] [--small] [--batch-size B] [--out docs/performance.md]
+      [--spaces nb201 nb101 darts] [--small] [--batch-size B] [--concurrent-calls 0] \
+      [--out docs/performance.md]
 
 Each (proxy, space) runs in its own worker process (`scripts/bench_compile.py`'s worker:
 cold compile, persistent cache off): tracing + lowering and XLA compile of the scoring
 program, the compile of its initialisation program (`scoring.Scorer`: shared by every
 proxy of a space, network settings, image shape and K, so a run compiles it once),
-steady seconds per cell over the calls after the first, peak resident memory. A
+steady seconds per cell over the calls after the first (scored as the CLI scores:
+`--concurrent-calls` at once, 0 the CLI's auto), peak resident memory. A
 `+`-joined spec is one fused `proxies.stack` program (the proxies must share a protocol).
 
 Each proxy runs at its reference protocol (`proxies.PROXIES[name].protocol` on CIFAR-10):
@@ -204,6 +206,12 @@ def main():
     )
     parser.add_argument("--num-archs", type=int, default=8)
     parser.add_argument("--archs-per-call", type=int, default=4)
+    parser.add_argument(
+        "--concurrent-calls",
+        type=int,
+        default=0,
+        help="compiled calls at once after the first (0: the CLI's auto)",
+    )
     parser.add_argument("--out", default="docs/performance.md")
     parser.add_argument(
         "--torch-threads",
@@ -231,6 +239,7 @@ def main():
                 seed=0,
                 num_inits=num_inits,
                 crop_size=crop_size or 0,
+                concurrent_calls=args.concurrent_calls,
             )
             protocol = f"{batch_size}{f' {crop_size}x{crop_size} crops' if crop_size else ''}"
             protocol += f", K={num_inits}" + "".join(f", {k}={v}" for k, v in space_kwargs.items())
@@ -266,7 +275,13 @@ def main():
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).  ",
         f"Networks: {'reduced (--small)' if args.small else 'benchmark size'} unless the "
         f"protocol names a proxy network; {args.num_archs} cells in calls of "
-        f"{args.archs_per_call}.",
+        f"{args.archs_per_call}, "
+        + (
+            f"{args.concurrent_calls} at once after the first."
+            if args.concurrent_calls
+            else "after the first as many at once as the CLI runs (auto: "
+            "`dispatch.concurrent_calls`)."
+        ),
         "",
         "Figures taken under load are inflated; compare rows of one run only.",
         "",

@@ -5,14 +5,17 @@
       [--archs-per-call 4] [--baseline DIR] \
       [--compare-kwargs '{"scan_cells": false}'] \
       [--compare-xla-flags=--xla_backend_optimization_level=1 ...] \
-      [--compare-init-chunks 32 ...]
+      [--compare-init-chunks 32 ...] [--concurrent-calls 0] [--compare-concurrent-calls 1 ...]
 
 For each proxy, one worker process per variant (this tree; `--baseline`, a checkout of an
 older commit, e.g. `git worktree add ../jaxnas-before <commit>`; `--compare-kwargs`, this
 tree with other space arguments, e.g. NB201's cells unrolled; each `--compare-xla-flags`,
 this tree with those XLA flags added, e.g. a lower LLVM optimisation level; each
 `--compare-init-chunks`, this tree with that many initialisations vmapped together
-instead of the backend's default, `dispatch.init_chunk`) compiles the CLI's programs,
+instead of the backend's default, `dispatch.init_chunk`; each
+`--compare-concurrent-calls`, this tree with that many compiled calls at once instead of
+`--concurrent-calls`, whose 0 is the CLI's auto, `dispatch.concurrent_calls`) compiles
+the CLI's programs,
 `scoring.make_scorer` (the shared initialisations in a program of their own, whose
 compile is printed as "init"; in a tree from before that split, `score_population`
 whole), over a seeded sample of the space's cells on one synthetic batch (labels included; with
@@ -30,6 +33,7 @@ Prints one line per (proxy, variant) and the ratios of the first variant to the 
 """
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -73,6 +77,7 @@ def worker(args):
     n = args.archs_per_call
     chunks = [cells[i : i + n] for i in range(0, len(cells) - n + 1, n)]
     score_kwargs = json.loads(args.score_kwargs)
+    concurrent_calls = score_kwargs.pop("concurrent_calls", args.concurrent_calls)
     try:
         from jaxnas.scoring import Scorer
     except ImportError:  # a --baseline tree whose scoring program draws the parameters
@@ -101,13 +106,24 @@ def worker(args):
     hlo_ops = sum(
         line.lstrip().startswith(("%", "ROOT")) for line in compiled.as_text().splitlines()
     )
-    if Scorer is not None:
-        compiled = Scorer(init, compiled)
-    scores = [np.asarray(jax.block_until_ready(compiled(chunks[0], batch, keys)))]
-    start = time.perf_counter()
-    for chunk in chunks[1:]:
-        scores.append(np.asarray(jax.block_until_ready(compiled(chunk, batch, keys))))
-    steady = (time.perf_counter() - start) / max(len(chunks) - 1, 1) / n
+    if Scorer is None:
+        scores = [np.asarray(jax.block_until_ready(compiled(chunks[0], batch, keys)))]
+        start = time.perf_counter()
+        for chunk in chunks[1:]:
+            scores.append(np.asarray(jax.block_until_ready(compiled(chunk, batch, keys))))
+        steady = (time.perf_counter() - start) / max(len(chunks) - 1, 1) / n
+    else:
+        # As the CLI scores (`scoring.score_chunks`); a tree from before concurrent calls
+        # runs them one at a time.
+        import timing
+
+        concurrent = {}
+        if "concurrent_calls" in inspect.signature(scoring.score_chunks).parameters:
+            concurrent = {"concurrent_calls": concurrent_calls}
+        scores, steady, _ = timing.time_score_chunks(
+            Scorer(init, compiled), np.concatenate(chunks), batch, keys, n, **concurrent
+        )
+        scores = [np.asarray(scores)]
     rss_gb = peak_rss_gb()
     print(
         "RESULT "
@@ -182,6 +198,7 @@ def _shared(args):
         "seed": args.seed,
         "num_inits": args.num_inits,
         "crop_size": args.crop_size,
+        "concurrent_calls": args.concurrent_calls,
     }
 
 
@@ -205,6 +222,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-inits", type=int, default=1, help="initialisations K per cell")
     parser.add_argument("--crop-size", type=int, default=0, help="one-channel crops (0: images)")
+    parser.add_argument(
+        "--concurrent-calls", type=int, default=0, help="calls at once after the first (0: auto)"
+    )
     parser.add_argument("--baseline", help="a checkout of an older commit to compare with")
     parser.add_argument(
         "--compare-kwargs", help="JSON: more space arguments for a second variant of this tree"
@@ -221,6 +241,13 @@ def main():
         action="append",
         default=[],
         help="initialisations vmapped together, for one more variant of this tree (repeatable)",
+    )
+    parser.add_argument(
+        "--compare-concurrent-calls",
+        type=int,
+        action="append",
+        default=[],
+        help="compiled calls at once, for one more variant of this tree (repeatable)",
     )
     parser.add_argument("--extra-kwargs", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--score-kwargs", default="{}", help=argparse.SUPPRESS)
@@ -240,6 +267,10 @@ def main():
     variants += [
         (f"init_chunk_size={n}", ROOT, "{}", "", json.dumps({"init_chunk_size": n}))
         for n in args.compare_init_chunks
+    ]
+    variants += [
+        (f"concurrent_calls={n}", ROOT, "{}", "", json.dumps({"concurrent_calls": n}))
+        for n in args.compare_concurrent_calls
     ]
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {_shared(args)}")
     for proxy in args.proxies:

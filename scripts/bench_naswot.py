@@ -1,14 +1,15 @@
 """NASWOT speed: jaxnas vs a hook-based PyTorch oracle, side by side on the same cells.
 
-  python scripts/bench_naswot.py [--num-archs 100] [--batch-size 64]
+  python scripts/bench_naswot.py [--num-archs 100] [--batch-size 64] [--concurrent-calls 0]
 
 Both score the same seeded NB201 cells (C=16, N=5) on the same batch of real CIFAR-10
 training images (synthetic N(0, 1) images when ../shared/data is absent), on this
 machine's CPU, one after the other in one process:
 
-  * jaxnas: `score_population` jitted once, one initialisation per cell, cells mapped
-    in calls of `--archs-per-call`; compile time is measured separately (first call
-    minus a steady call), per-cell time after compilation.
+  * jaxnas: the CLI's scorer and scoring loop (`jaxnas.scoring`), one initialisation
+    per cell, cells mapped in calls of `--archs-per-call`, `--concurrent-calls` of them
+    at once after the first (0: the CLI's auto); compile time is measured separately
+    (first call minus a steady call), per-cell time after compilation.
   * PyTorch (scripts/torch_nb201_oracle.py, needs the `torch` extra): per cell, build
     the network (default init) and score it with forward hooks accumulating K in float64
     NumPy, in the reference protocol (forward + backward to arm the hooks, then a
@@ -30,7 +31,7 @@ from scipy import stats
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import timing  # noqa: E402  (scripts/timing.py, beside this script)
 
-from jaxnas import benchmarks, data, proxies, xla_settings  # noqa: E402
+from jaxnas import benchmarks, data, proxies, scoring, xla_settings  # noqa: E402
 from jaxnas.spaces import nb201  # noqa: E402
 
 NB201_SIZE = 15625
@@ -47,17 +48,12 @@ def make_batch(batch_size, seed):
     return data.synthetic_batch(key, batch_size), "synthetic N(0,1)"
 
 
-def bench_jax(cells, batch, archs_per_call, proxy_spec="naswot"):
+def bench_jax(cells, batch, archs_per_call, concurrent_calls, proxy_spec="naswot"):
     space = nb201.space()
-    proxy = proxies.get_proxy(proxy_spec)
+    scorer = scoring.make_scorer(proxies.get_proxy(proxy_spec), space)
     keys = jax.random.split(jax.random.key(0), 1)
-
-    @jax.jit
-    def scorer(population, batch, keys):
-        return proxies.score_population(proxy, space, population, batch, keys)
-
-    scores, steady, compile_s = timing.time_chunks(
-        lambda chunk: scorer(chunk, batch, keys), cells, archs_per_call
+    scores, steady, compile_s = timing.time_score_chunks(
+        scorer, cells, batch, keys, archs_per_call, concurrent_calls=concurrent_calls
     )
     return scores[:, 0], steady, compile_s
 
@@ -84,6 +80,7 @@ def main():
     parser.add_argument("--num-archs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--archs-per-call", type=int, default=10)
+    parser.add_argument("--concurrent-calls", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
@@ -99,7 +96,9 @@ def main():
         f"{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}"
     )
 
-    jax_scores, jax_s, compile_s = bench_jax(cells[: len(cells)], batch, args.archs_per_call)
+    jax_scores, jax_s, compile_s = bench_jax(
+        cells, batch, args.archs_per_call, args.concurrent_calls
+    )
     print(
         f"jaxnas     : {jax_s * 1e3:8.1f} ms/arch after compile; compile {compile_s:.1f} s; "
         f"all {NB201_SIZE} cells ~{jax_s * NB201_SIZE / 60:.0f} min"

@@ -90,6 +90,11 @@ def test_a_traced_program_is_kept_and_a_second_run_loads_it(tmp_path, monkeypatc
     np.testing.assert_array_equal(second(x, key), program(x, key))
     assert not traces
     assert len(_entries(tmp_path)) == 1
+    # As a jax.jit function, it lowers (the loaded program, not the traced function).
+    compiled = second.lower(x, key).compile()
+    np.testing.assert_array_equal(compiled(x, key), program(x, key))
+    assert compiled.memory_analysis() is not None
+    assert not traces
 
 
 def test_another_key_or_argument_type_is_another_entry(tmp_path):

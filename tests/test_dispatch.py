@@ -91,3 +91,14 @@ def test_initialisations_are_one_at_a_time_on_cpu_and_all_at_once_on_accelerator
     assert dispatch.init_chunk(3, 8, backend="cpu") == 3
     with pytest.raises(errors.ConfigError, match="init_chunk_size must be 0"):
         dispatch.init_chunk(3, -1)
+
+
+def test_two_calls_at_once_on_one_cpu_process_when_the_temporaries_are_small():
+    small, large = dispatch.CONCURRENT_TEMP_BYTES, dispatch.CONCURRENT_TEMP_BYTES + 1
+    assert dispatch.concurrent_calls(0, small, backend="cpu") == dispatch.CPU_CONCURRENT_CALLS
+    assert dispatch.concurrent_calls(0, large, backend="cpu") == 1
+    assert dispatch.concurrent_calls(0, None, backend="cpu") == 1
+    assert dispatch.concurrent_calls(0, small, backend="gpu") == 1
+    assert dispatch.concurrent_calls(3, large, backend="gpu") == 3
+    with pytest.raises(errors.ConfigError, match="concurrent_calls must be 0"):
+        dispatch.concurrent_calls(-1, small)

@@ -1,4 +1,8 @@
-"""score_population: shapes, compile once, key semantics, chunking."""
+"""score_population: shapes, compile once, key semantics, chunking; the chunked scoring
+loop (`scoring.score_chunks`)."""
+
+import io
+import threading
 
 import chex
 import jax
@@ -6,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import errors, proxies, scoring
+from jaxnas import dispatch, errors, proxies, scoring
+from jaxnas.progress import Progress
 from jaxnas.spaces import nb201
 
 from conftest import TINY
@@ -240,3 +245,77 @@ def test_initialisations_that_do_not_match_the_keys_are_refused(tiny_space, tiny
             jnp.broadcast_to(keys, (2, 2)),
             initialisations=three,
         )
+
+
+@pytest.mark.parametrize("concurrent_calls", [0, 1, 3])
+def test_chunked_calls_keep_their_order_checkpoint_and_resume(
+    tiny_space, tiny_batch, tmp_path, concurrent_calls
+):
+    population = np.asarray(tiny_space.sample(jax.random.key(20), 7))
+    keys = jax.random.split(jax.random.key(21), 2)
+    scorer = scoring.make_scorer(proxies.get_proxy("naswot"), tiny_space)
+    expected = np.asarray(scorer(population, tiny_batch, keys))
+    checkpoint = str(tmp_path / "scores.npy")
+    progress = Progress(7, "test", stream=io.StringIO())
+    scores = scoring.score_chunks(
+        scorer,
+        population,
+        tiny_batch,
+        keys,
+        2,
+        progress,
+        checkpoint,
+        concurrent_calls=concurrent_calls,
+    )
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    np.testing.assert_array_equal(np.load(checkpoint), scores)
+    assert progress.done == 7
+    resumed = scoring.score_chunks(
+        scorer,
+        population,
+        tiny_batch,
+        keys,
+        2,
+        Progress(7, "test", stream=io.StringIO()),
+        previous=scores[:3],
+        concurrent_calls=concurrent_calls,
+    )
+    np.testing.assert_allclose(resumed, scores, rtol=1e-6)
+
+
+_first_gene = jax.jit(lambda population: population[:, :1].astype(jnp.float32))
+
+
+class _MeetingScorer:
+    """A scorer whose second and third calls each wait until the other has started."""
+
+    def __init__(self, temp_bytes, timeout=30.0):
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.meeting = threading.Barrier(2, timeout=timeout)
+        self._temp_bytes = temp_bytes
+
+    def __call__(self, population, batch, keys):
+        with self.lock:
+            self.calls += 1
+            index = self.calls
+        if index in (2, 3):
+            self.meeting.wait()
+        return _first_gene(population)
+
+    def temp_bytes(self, population, batch, keys):
+        return self._temp_bytes
+
+
+def test_auto_runs_two_calls_at_once_on_a_cpu_when_the_program_is_small():
+    population = np.arange(12, dtype=np.int32).reshape(6, 2)
+    keys = jax.random.split(jax.random.key(0), 1)
+    batch = {"x": jnp.zeros((1, 2, 2, 1))}
+    scorer = _MeetingScorer(dispatch.CONCURRENT_TEMP_BYTES)
+    progress = Progress(6, "test", stream=io.StringIO())
+    scores = scoring.score_chunks(scorer, population, batch, keys, 2, progress)
+    np.testing.assert_array_equal(scores[:, 0], population[:, 0])
+    # A large program runs one call at a time: the two calls never meet.
+    scorer = _MeetingScorer(dispatch.CONCURRENT_TEMP_BYTES + 1, timeout=1.0)
+    with pytest.raises(threading.BrokenBarrierError):
+        scoring.score_chunks(scorer, population, batch, keys, 2, progress)
