@@ -60,12 +60,18 @@ def conv2d(
     """PyTorch-style 2-D convolution (no bias): f32[B, H, W, Ci] -> f32[B, H', W', Co].
 
     `stride` and `padding` are an int or an (H, W) pair (e.g. NASNet's 1x7 convs);
-    `groups == Ci` with a kernel f32[k, k, 1, Ci] is a depthwise convolution. Ungrouped
+    `groups == Ci` with a kernel f32[k, k, 1, Ci] is a depthwise convolution. A 1x1
+    kernel at stride 1 without padding is a matrix product. Other ungrouped
     convolutions differentiate through `_conv2d` (a custom JVP, so forward and reverse
     mode both work), whose kernel and input gradients avoid a slow XLA:CPU path inside
     control flow; within `xla_conv_gradients()` those larger than 1x1 use XLA's own rule.
     """
     stride, padding = as_pair(stride), as_pair(padding)
+    if groups == 1 and kernel.shape[:2] == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        # A matrix product over channels, whose gradients are matrix products too; as a
+        # convolution, XLA:CPU ran its input gradient as a generic convolution with a
+        # transposed kernel (NB201 snip 1.08x faster as a product, WORKSPACE_NOTES.md).
+        return jnp.einsum("bhwc,co->bhwo", x, kernel[0, 0])
     if groups > 1 and groups == x.shape[-1] == kernel.shape[-1] and kernel.shape[2] == 1:
         return _depthwise_conv2d(x, kernel, stride, padding, dilation)
     if groups == 1 and (kernel.shape[:2] == (1, 1) or not _XLA_CONV_GRADIENTS.value):
@@ -146,8 +152,8 @@ def _conv2d_jvp(stride, padding, dilation, primals, tangents):
         # Reverse mode transposes this term into the input gradient. XLA:CPU's transposed
         # 3x3 convolution inside a checkpointed switch took ~9 ms where the matrix
         # products take ~2-3 ms (snip on NB201 2.8x faster, scripts/bench_compile.py).
-        # 1x1 kernels keep XLA's rule: the training step differentiates them here, and
-        # its results stay as they were.
+        # Strided or padded 1x1 kernels (unpadded stride-1 ones are matrix products,
+        # `conv2d`) keep XLA's rule, as the training step's do.
         if kernel.shape[:2] == (1, 1):
             tangent = tangent + _conv(dx, kernel, stride, padding, dilation)
         else:
