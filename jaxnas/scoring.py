@@ -4,6 +4,8 @@ from a checkpoint (the CLI's score mode, KNAS's pool and `scripts/proxy_report.p
 import collections
 import concurrent.futures
 import functools
+import itertools
+import time
 from collections.abc import Iterator
 
 import jax
@@ -135,8 +137,9 @@ def score_chunks(
     same population) are kept and scoring goes on after them. `mesh` is the scorer's
     (default: `proxies.population_mesh()`, every process's devices). The first call
     (which compiles) runs alone; after it, `concurrent_calls` calls run at once, each in
-    a host thread (0: `dispatch.concurrent_calls`' choice for the first call's
-    temporaries), and their scores are kept, saved and counted in order.
+    a host thread, and their scores are kept, saved and counted in order. 0 (auto):
+    `dispatch.concurrent_calls`' choice for the first call's temporaries, kept when the
+    next calls show it faster (one call alone, then that many at once) and 1 otherwise.
     """
     out = [] if previous is None else [previous]
     first = 0 if previous is None else previous.shape[0]
@@ -151,31 +154,46 @@ def score_chunks(
             distributed.save_whole(checkpoint, np.concatenate(out))
         progress.update(real)
 
+    def window(calls, workers) -> float | None:
+        """Runs `calls`, `workers` at once; seconds per call (None: there were none)."""
+        start, count, pending = time.perf_counter(), 0, collections.deque()
+
+        def finish_oldest():
+            real, future = pending.popleft()
+            finish(real, future.result())
+
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            try:
+                for real, args in calls:
+                    pending.append((real, pool.submit(run, args)))
+                    count += 1
+                    if len(pending) == workers:
+                        finish_oldest()
+                while pending:
+                    finish_oldest()
+            finally:
+                for _, future in pending:  # interrupted: the calls not yet started never start
+                    future.cancel()
+        return (time.perf_counter() - start) / count if count else None
+
+    workers = dispatch.concurrent_calls(concurrent_calls, None) if concurrent_calls else 0
     calls = _calls(population, batch, keys, per_call, first, mesh)
     head = next(calls, None)
     if head is None:
         return np.concatenate(out)
     real, args = head
     finish(real, run(args))
-    temp = scorer.temp_bytes(*args) if concurrent_calls == 0 else None
-    workers = dispatch.concurrent_calls(concurrent_calls, temp)
-    pending = collections.deque()
-
-    def finish_oldest():
-        real, future = pending.popleft()
-        finish(real, future.result())
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        try:
-            for real, args in calls:
-                pending.append((real, pool.submit(run, args)))
-                if len(pending) == workers:
-                    finish_oldest()
-            while pending:
-                finish_oldest()
-        finally:
-            for _, future in pending:  # interrupted: the calls not yet started never start
-                future.cancel()
+    if not workers:
+        workers = dispatch.concurrent_calls(0, scorer.temp_bytes(*args))
+        if workers > 1:
+            # Calls at once pay where a call's kernels leave cores idle and cost where the
+            # calls are small (batch-1 meco: 1.8x slower): the next calls, one alone and
+            # then `workers` at once, decide.
+            alone = window(itertools.islice(calls, 1), 1)
+            together = window(itertools.islice(calls, workers), workers)
+            if alone is not None and together is not None and together >= alone:
+                workers = 1
+    window(calls, workers)
     return np.concatenate(out)
 
 

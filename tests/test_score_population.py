@@ -3,6 +3,7 @@ loop (`scoring.score_chunks`)."""
 
 import io
 import threading
+import time
 
 import chex
 import jax
@@ -286,36 +287,65 @@ def test_chunked_calls_keep_their_order_checkpoint_and_resume(
 _first_gene = jax.jit(lambda population: population[:, :1].astype(jnp.float32))
 
 
-class _MeetingScorer:
-    """A scorer whose second and third calls each wait until the other has started."""
+class _ProbeScorer:
+    """A fake scorer: its third and fourth calls (auto's pair of calls at once, after the
+    first and one alone) wait for each other, then take `together_s`; the others
+    `alone_s`. Records how many calls ran at once after the probe."""
 
-    def __init__(self, temp_bytes, timeout=30.0):
-        self.calls = 0
+    def __init__(self, temp_bytes, alone_s=0.0, together_s=0.0, timeout=30.0):
+        self.calls = self.active = self.most_after_probe = 0
         self.lock = threading.Lock()
         self.meeting = threading.Barrier(2, timeout=timeout)
+        self.times = alone_s, together_s
         self._temp_bytes = temp_bytes
 
     def __call__(self, population, batch, keys):
         with self.lock:
             self.calls += 1
+            self.active += 1
             index = self.calls
-        if index in (2, 3):
+            if index > 4:
+                self.most_after_probe = max(self.most_after_probe, self.active)
+        if index in (3, 4):
             self.meeting.wait()
+        time.sleep(self.times[index in (3, 4)])
+        with self.lock:
+            self.active -= 1
         return _first_gene(population)
 
     def temp_bytes(self, population, batch, keys):
         return self._temp_bytes
 
 
-def test_auto_runs_two_calls_at_once_on_a_cpu_when_the_program_is_small():
-    population = np.arange(12, dtype=np.int32).reshape(6, 2)
+def _score_fake(scorer, concurrent_calls=0):
+    population = np.arange(32, dtype=np.int32).reshape(16, 2)
     keys = jax.random.split(jax.random.key(0), 1)
     batch = {"x": jnp.zeros((1, 2, 2, 1))}
-    scorer = _MeetingScorer(dispatch.CONCURRENT_TEMP_BYTES)
-    progress = Progress(6, "test", stream=io.StringIO())
-    scores = scoring.score_chunks(scorer, population, batch, keys, 2, progress)
+    progress = Progress(16, "test", stream=io.StringIO())
+    scores = scoring.score_chunks(
+        scorer, population, batch, keys, 2, progress, concurrent_calls=concurrent_calls
+    )
     np.testing.assert_array_equal(scores[:, 0], population[:, 0])
-    # A large program runs one call at a time: the two calls never meet.
-    scorer = _MeetingScorer(dispatch.CONCURRENT_TEMP_BYTES + 1, timeout=1.0)
+
+
+def test_auto_keeps_two_calls_at_once_where_they_are_faster():
+    scorer = _ProbeScorer(dispatch.CONCURRENT_TEMP_BYTES, alone_s=0.1, together_s=0.05)
+    _score_fake(scorer)
+    assert scorer.most_after_probe == 2
+
+
+def test_auto_goes_back_to_one_call_where_two_at_once_are_slower():
+    scorer = _ProbeScorer(dispatch.CONCURRENT_TEMP_BYTES, alone_s=0.01, together_s=0.3)
+    _score_fake(scorer)
+    assert scorer.most_after_probe == 1
+
+
+def test_large_programs_and_bad_counts_run_no_calls_at_once():
+    # The probe's two calls never meet: a program with larger temporaries runs alone.
+    scorer = _ProbeScorer(dispatch.CONCURRENT_TEMP_BYTES + 1, timeout=1.0)
     with pytest.raises(threading.BrokenBarrierError):
-        scoring.score_chunks(scorer, population, batch, keys, 2, progress)
+        _score_fake(scorer)
+    scorer = _ProbeScorer(dispatch.CONCURRENT_TEMP_BYTES)
+    with pytest.raises(errors.ConfigError, match="concurrent_calls must be 0"):
+        _score_fake(scorer, concurrent_calls=-1)
+    assert scorer.calls == 0
