@@ -30,7 +30,9 @@ network's many small kernels mostly one at a time, so one call keeps a 2-core CP
 232 ms; DARTS naswot 432 -> 344 ms; scores identical. Each call in flight holds its own
 temporaries, and where they are large the gain is small (DARTS' five fused gradient
 proxies: 1.65 GB of temporaries, 2.93 -> 2.72 s per cell), so auto runs two at once only
-below `CONCURRENT_TEMP_BYTES`.
+below `CONCURRENT_TEMP_BYTES`; and where calls are small two at once cost (NB201 meco, one
+image per cell: 0.018 -> 0.033 s per cell), so `scoring.score_chunks` keeps them only
+when the calls after the first show them faster.
 """
 
 import inspect
