@@ -83,12 +83,13 @@ TRACED = "traced"  # the cache's sub-folder of exported (traced) programs
 def fingerprint() -> str:
     """A digest of what a traced program depends on besides its own key: every source
     file of the jaxnas package, the jax / jaxlib / flax / numpy versions, JAX's settings
-    (`jax.config`, those of caching and logging aside), `XLA_FLAGS` and the local
-    devices."""
+    (`jax.config`, those of caching and logging aside, and the transfer guards, which
+    check a program's inputs at run time and are thread-local), `XLA_FLAGS` and the
+    local devices."""
     settings = sorted(
         (name, repr(value))
         for name, value in jax.config.values.items()
-        if "cache" not in name and "log" not in name
+        if not any(part in name for part in ("cache", "log", "transfer_guard"))
     )
     return hashlib.sha256((_process() + repr(settings)).encode()).hexdigest()
 

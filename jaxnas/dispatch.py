@@ -129,25 +129,29 @@ def init_chunk(num_inits: int, init_chunk_size: int = 0, backend: str | None = N
     return min(init_chunk_size, num_inits)
 
 
-def concurrent_calls(requested: int, temp_bytes: int | None, backend: str | None = None) -> int:
-    """Compiled calls a scoring loop keeps in flight at once: `requested`, or (0 = auto)
-    `CPU_CONCURRENT_CALLS` on a CPU in a single-process run when one call's temporaries
-    (`temp_bytes`; None: unknown) are at most `CONCURRENT_TEMP_BYTES`, else 1. An
-    accelerator queues calls on its own, and the processes of a multi-process run must
-    meet in the same order.
+def concurrent_calls(
+    requested: int, temp_bytes: Callable[[], int | None], backend: str | None = None
+) -> int:
+    """Compiled calls a scoring loop keeps in flight at once: 1 in a multi-process run
+    (its processes must meet in the same order), else `requested`, or (0 = auto)
+    `CPU_CONCURRENT_CALLS` on a CPU when one call's temporaries (`temp_bytes()`, asked
+    only then; None: unknown) are at most `CONCURRENT_TEMP_BYTES`, else 1 (an accelerator
+    queues calls on its own).
 
     Raises:
       ConfigError: a negative `requested`.
     """
     if requested < 0:
         raise errors.ConfigError(f"concurrent_calls must be 0 (auto) or positive, got {requested}")
+    if jax.process_count() > 1:
+        return 1
     if requested:
         return requested
     backend = jax.default_backend() if backend is None else backend
-    small = temp_bytes is not None and temp_bytes <= CONCURRENT_TEMP_BYTES
-    if backend == "cpu" and jax.process_count() == 1 and small:
-        return CPU_CONCURRENT_CALLS
-    return 1
+    if backend != "cpu":
+        return 1
+    temp = temp_bytes()
+    return CPU_CONCURRENT_CALLS if temp is not None and temp <= CONCURRENT_TEMP_BYTES else 1
 
 
 def fit_chunk_size(

@@ -99,7 +99,8 @@ def out_of_memory_message(exc: Exception, config) -> str | None:
         "init_chunk_size initialisations x data.batch_size images at once (here "
         f"{inputs.chunk_size(config)} x "
         f"{dispatch.init_chunk(config.num_inits, config.init_chunk_size)} x "
-        f"{config.data.batch_size}); lower one of them"
+        f"{config.data.batch_size}), and on a CPU two calls may run at once; lower one of "
+        "them or set concurrent_calls=1"
     )
 
 

@@ -140,6 +140,8 @@ def score_chunks(
     a host thread, and their scores are kept, saved and counted in order. 0 (auto):
     `dispatch.concurrent_calls`' choice for the first call's temporaries, kept when the
     next calls show it faster (one call alone, then that many at once) and 1 otherwise.
+    The calls after the first run in other threads, outside the caller's thread-local
+    JAX settings (`jax.default_matmul_precision` and the like): set those globally.
     """
     out = [] if previous is None else [previous]
     first = 0 if previous is None else previous.shape[0]
@@ -176,7 +178,7 @@ def score_chunks(
                     future.cancel()
         return (time.perf_counter() - start) / count if count else None
 
-    workers = dispatch.concurrent_calls(concurrent_calls, None) if concurrent_calls else 0
+    workers = concurrent_calls and dispatch.concurrent_calls(concurrent_calls, lambda: None)
     calls = _calls(population, batch, keys, per_call, first, mesh)
     head = next(calls, None)
     if head is None:
@@ -184,7 +186,7 @@ def score_chunks(
     real, args = head
     finish(real, run(args))
     if not workers:
-        workers = dispatch.concurrent_calls(0, scorer.temp_bytes(*args))
+        workers = dispatch.concurrent_calls(0, lambda: scorer.temp_bytes(*args))
         if workers > 1:
             # Calls at once pay where a call's kernels leave cores idle and cost where the
             # calls are small (batch-1 meco: 1.8x slower): the next calls, one alone and

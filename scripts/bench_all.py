@@ -280,7 +280,8 @@ def main():
             f"{args.concurrent_calls} at once after the first."
             if args.concurrent_calls
             else "after the first as many at once as the CLI runs (auto: "
-            "`dispatch.concurrent_calls`)."
+            "`dispatch.concurrent_calls`, then one call alone and two at once decide, so "
+            "fewer than four calls run one at a time)."
         ),
         "",
         "Figures taken under load are inflated; compare rows of one run only.",

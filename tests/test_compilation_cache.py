@@ -97,6 +97,17 @@ def test_a_traced_program_is_kept_and_a_second_run_loads_it(tmp_path, monkeypatc
     assert not traces
 
 
+def test_a_transfer_guard_is_the_same_entry(tmp_path):
+    # The scoring loop calls the programs inside a guard and asks their memory outside it.
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    x, key = jnp.arange(6.0).reshape(2, 3), jax.random.key(0)
+    program = compilation_cache.traced(_program(), "demo")
+    with jax.transfer_guard("disallow"):
+        program(x, key)
+    program.lower(x, key)
+    assert len(_entries(tmp_path)) == 1
+
+
 def test_another_key_or_argument_type_is_another_entry(tmp_path):
     jax.config.update("jax_compilation_cache_dir", str(tmp_path))
     x, key = jnp.arange(6.0).reshape(2, 3), jax.random.key(0)

@@ -95,10 +95,21 @@ def test_initialisations_are_one_at_a_time_on_cpu_and_all_at_once_on_accelerator
 
 def test_two_calls_at_once_on_one_cpu_process_when_the_temporaries_are_small():
     small, large = dispatch.CONCURRENT_TEMP_BYTES, dispatch.CONCURRENT_TEMP_BYTES + 1
-    assert dispatch.concurrent_calls(0, small, backend="cpu") == dispatch.CPU_CONCURRENT_CALLS
-    assert dispatch.concurrent_calls(0, large, backend="cpu") == 1
-    assert dispatch.concurrent_calls(0, None, backend="cpu") == 1
-    assert dispatch.concurrent_calls(0, small, backend="gpu") == 1
-    assert dispatch.concurrent_calls(3, large, backend="gpu") == 3
+    auto = dispatch.CPU_CONCURRENT_CALLS
+    assert dispatch.concurrent_calls(0, lambda: small, backend="cpu") == auto
+    assert dispatch.concurrent_calls(0, lambda: large, backend="cpu") == 1
+    assert dispatch.concurrent_calls(0, lambda: None, backend="cpu") == 1
+
+    def unasked():
+        raise AssertionError("an accelerator needs no memory analysis")
+
+    assert dispatch.concurrent_calls(0, unasked, backend="gpu") == 1
+    assert dispatch.concurrent_calls(3, unasked, backend="gpu") == 3
     with pytest.raises(errors.ConfigError, match="concurrent_calls must be 0"):
-        dispatch.concurrent_calls(-1, small)
+        dispatch.concurrent_calls(-1, unasked)
+
+
+def test_a_multi_process_run_runs_one_call_at_a_time(monkeypatch):
+    monkeypatch.setattr(dispatch.jax, "process_count", lambda: 2)
+    assert dispatch.concurrent_calls(2, lambda: 0, backend="cpu") == 1
+    assert dispatch.concurrent_calls(0, lambda: 0, backend="cpu") == 1

@@ -25,7 +25,11 @@ def _reference(x, kernel, stride, padding, dilation):
 
 class Conv2dTest(parameterized.TestCase):
     @parameterized.parameters(
-        (2, 1, 1, (3, 3)), (1, 2, 2, (3, 3)), (2, 0, 1, (1, 1)), ((1, 2), (0, 3), 1, (1, 7))
+        (2, 1, 1, (3, 3)),
+        (1, 2, 2, (3, 3)),
+        (2, 0, 1, (1, 1)),
+        (1, 0, 1, (1, 1)),
+        ((1, 2), (0, 3), 1, (1, 7)),
     )
     def test_forward_reverse_and_second_order_match_xla(self, stride, padding, dilation, size):
         key_x, key_k, key_t = jax.random.split(jax.random.key(0), 3)
@@ -53,10 +57,12 @@ class Conv2dTest(parameterized.TestCase):
 
         values = derivatives(x, kernel)
         chex.assert_trees_all_close(values["ours"], values["ref"], rtol=2e-4, atol=2e-4)
-        np.testing.assert_array_equal(
-            functional.conv2d(x, kernel, stride, padding, dilation),
-            _reference(x, kernel, stride, padding, dilation),
-        )
+        out = functional.conv2d(x, kernel, stride, padding, dilation)
+        expected = _reference(x, kernel, stride, padding, dilation)
+        if (stride, padding, size) == (1, 0, (1, 1)):  # a matrix product: another sum order
+            np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(out, expected)
 
 
 def test_xla_conv_gradients_context_selects_xla_rule_while_tracing():
@@ -75,6 +81,11 @@ def test_xla_conv_gradients_context_selects_xla_rule_while_tracing():
         assert primitives(conv, k3) == {"conv_general_dilated"}
         assert "custom_jvp_call" in primitives(conv, k1)
     assert "custom_jvp_call" in primitives(conv, k3)
+    # An unpadded stride-1 1x1 convolution is a matrix product, inside the context too.
+    pointwise = jax.jit(functional.conv2d)
+    with functional.xla_conv_gradients():
+        ops = primitives(pointwise, k1)
+    assert "dot_general" in ops and "conv_general_dilated" not in ops
 
 
 class DepthwiseConvTest(parameterized.TestCase):

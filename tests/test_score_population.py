@@ -290,7 +290,8 @@ _first_gene = jax.jit(lambda population: population[:, :1].astype(jnp.float32))
 class _ProbeScorer:
     """A fake scorer: its third and fourth calls (auto's pair of calls at once, after the
     first and one alone) wait for each other, then take `together_s`; the others
-    `alone_s`. Records how many calls ran at once after the probe."""
+    `alone_s`, twice that for odd calls after the probe. Records how many calls ran at
+    once after the probe."""
 
     def __init__(self, temp_bytes, alone_s=0.0, together_s=0.0, timeout=30.0):
         self.calls = self.active = self.most_after_probe = 0
@@ -308,13 +309,20 @@ class _ProbeScorer:
                 self.most_after_probe = max(self.most_after_probe, self.active)
         if index in (3, 4):
             self.meeting.wait()
-        time.sleep(self.times[index in (3, 4)])
+        # After the probe, odd calls take longer: a call started later finishes first.
+        time.sleep(self.times[index in (3, 4)] * (1 + (index > 4 and index % 2)))
         with self.lock:
             self.active -= 1
         return _first_gene(population)
 
     def temp_bytes(self, population, batch, keys):
         return self._temp_bytes
+
+
+@pytest.fixture
+def on_a_cpu(monkeypatch):
+    """Auto chooses as on a CPU wherever the suite runs."""
+    monkeypatch.setattr(dispatch.jax, "default_backend", lambda: "cpu")
 
 
 def _score_fake(scorer, concurrent_calls=0):
@@ -328,19 +336,19 @@ def _score_fake(scorer, concurrent_calls=0):
     np.testing.assert_array_equal(scores[:, 0], population[:, 0])
 
 
-def test_auto_keeps_two_calls_at_once_where_they_are_faster():
+def test_auto_keeps_two_calls_at_once_where_they_are_faster(on_a_cpu):
     scorer = _ProbeScorer(dispatch.CONCURRENT_TEMP_BYTES, alone_s=0.1, together_s=0.05)
     _score_fake(scorer)
     assert scorer.most_after_probe == 2
 
 
-def test_auto_goes_back_to_one_call_where_two_at_once_are_slower():
+def test_auto_goes_back_to_one_call_where_two_at_once_are_slower(on_a_cpu):
     scorer = _ProbeScorer(dispatch.CONCURRENT_TEMP_BYTES, alone_s=0.01, together_s=0.3)
     _score_fake(scorer)
     assert scorer.most_after_probe == 1
 
 
-def test_large_programs_and_bad_counts_run_no_calls_at_once():
+def test_large_programs_and_bad_counts_run_no_calls_at_once(on_a_cpu):
     # The probe's two calls never meet: a program with larger temporaries runs alone.
     scorer = _ProbeScorer(dispatch.CONCURRENT_TEMP_BYTES + 1, timeout=1.0)
     with pytest.raises(threading.BrokenBarrierError):
